@@ -1,0 +1,234 @@
+"""Adversarial attacks: PGD (l-inf and l2) and FGSM with random start.
+
+All attacks take inputs in [0, 1] of shape (B, C, H, W) and integer labels of shape (B,),
+and return adversarial inputs of the same shape inside the eps-ball *and* in [0, 1].
+
+Two things differ from the way many training scripts write PGD, on purpose:
+
+- Gradients are taken with respect to the input only (``torch.autograd.grad``) while the
+  model's parameters are frozen, so no weight gradient is ever computed during an attack.
+- The model's train/eval mode is set explicitly for the attack (``model_mode``) and every
+  module's mode, and every parameter's ``requires_grad``, is restored afterwards, also when
+  an exception is raised.
+
+References: Madry et al., ICLR 2018 (PGD, Eq. 2 of Wei et al. 2025); Wong et al., ICLR 2020
+(FGSM with random start, "fast AT").  Step sizes follow Table 2 of Wei et al. 2025.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator, Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+Norm = Literal["linf", "l2"]
+NORMS = ("linf", "l2")
+ModelMode = Literal["eval", "train"]
+
+
+def default_step_size(eps: float, norm: Norm) -> float:
+    """Training PGD step size of Table 2: eps/4 for l-inf, eps/8 for l2."""
+    _check_norm(norm)
+    return eps / 4 if norm == "linf" else eps / 8
+
+
+@contextlib.contextmanager
+def attack_mode(model: nn.Module, mode: ModelMode = "eval") -> Iterator[nn.Module]:
+    """Put ``model`` in ``mode`` with frozen parameters; restore both on exit.
+
+    Each module's ``training`` flag is restored individually, so a model that had, say,
+    frozen batch-norm layers inside a training model comes back exactly as it was.
+    """
+    if mode not in ("eval", "train"):
+        raise ValueError(f"model_mode must be 'eval' or 'train', got {mode!r}")
+    modes = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.train(mode == "train")
+        for p, _ in grads:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for m, was_training in modes:
+            m.training = was_training
+        for p, flag in grads:
+            p.requires_grad_(flag)
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   loss_fn: Callable | None = None) -> torch.Tensor:
+    """d loss / d x for a batch, with the loss *summed* over the batch.
+
+    Summing (not averaging) keeps each sample's gradient independent of the batch size.
+    """
+    with torch.enable_grad():  # attacks are often called inside a no_grad evaluation loop
+        x = x.detach().requires_grad_(True)
+        logits = model(x)
+        loss = (loss_fn or _summed_ce)(logits, y)
+        (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
+        alpha: float | None = None, steps: int = 10, norm: Norm = "linf",
+        random_start: bool = True, model_mode: ModelMode = "eval",
+        loss_fn: Callable | None = None,
+        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Untargeted projected gradient descent (Madry et al. 2018; Eq. 2).
+
+    Args:
+        model: maps (B, C, H, W) inputs in [0, 1] to (B, K) logits.
+        x: clean inputs, (B, C, H, W), values in [0, 1].
+        y: true labels, (B,), int64.
+        eps: radius of the ball, in [0, 1] pixel units (e.g. 8/255 for l-inf, 128/255 for l2).
+        alpha: step size; default eps/4 (l-inf) or eps/8 (l2), as in Table 2.
+        steps: number of gradient steps (0 returns the random start, or ``x``).
+        norm: ``"linf"`` (signed gradient step, box projection) or ``"l2"``
+            (normalised gradient step, projection onto the l2 ball).
+        random_start: start from a uniform point of the l-inf ball, or a point of the
+            l2 ball with uniform radius and direction (the torchattacks convention).
+        model_mode: mode the model is in during the attack; restored afterwards.
+        loss_fn: ``loss_fn(logits, y) -> scalar`` to ascend; default summed cross-entropy.
+        generator: random generator for the start, for reproducible attacks.
+
+    Returns:
+        Adversarial inputs, (B, C, H, W), detached, with ``||x_adv - x|| <= eps`` and
+        values in [0, 1].
+    """
+    alpha = _check_attack_args(x, y, eps, alpha, steps, norm)
+    with attack_mode(model, model_mode):
+        x = x.detach()
+        x_adv = _random_start(x, eps, norm, generator) if random_start else x.clone()
+        for _ in range(steps):
+            grad = input_gradient(model, x_adv, y, loss_fn)
+            x_adv = _project(x_adv + alpha * _ascent_direction(grad, norm), x, eps, norm)
+    return x_adv.detach()
+
+
+def fgsm_rs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
+            alpha: float | None = None, model_mode: ModelMode = "eval",
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """FGSM with random start (Wong, Rice & Kolter, ICLR 2020), the step of fast AT.
+
+    One l-inf PGD step of size ``alpha`` (default 1.25 * eps, Wong et al.'s choice) from a
+    uniform random start.  Shapes and guarantees as in :func:`pgd`.
+    """
+    alpha = 1.25 * eps if alpha is None else alpha
+    return pgd(model, x, y, eps=eps, alpha=alpha, steps=1, norm="linf", random_start=True,
+               model_mode=model_mode, generator=generator)
+
+
+@dataclass(frozen=True)
+class PGD:
+    """A configured PGD attack, callable as ``attack(model, x, y) -> x_adv``.
+
+    >>> attack = PGD(eps=8/255, steps=20)           # the evaluation attack of the paper
+    >>> x_adv = attack(model, x, y)
+    """
+
+    eps: float
+    steps: int = 10
+    norm: Norm = "linf"
+    alpha: float | None = None
+    random_start: bool = True
+    model_mode: ModelMode = "eval"
+
+    def __post_init__(self) -> None:
+        _check_scalar_args(self.eps, self.alpha, self.steps, self.norm)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        return pgd(model, x, y, eps=self.eps, alpha=self.alpha, steps=self.steps,
+                   norm=self.norm, random_start=self.random_start,
+                   model_mode=self.model_mode, generator=generator)
+
+
+@dataclass(frozen=True)
+class FGSMRS:
+    """A configured FGSM-with-random-start attack (fast AT), callable like :class:`PGD`."""
+
+    eps: float
+    alpha: float | None = None
+    model_mode: ModelMode = "eval"
+
+    def __post_init__(self) -> None:
+        _check_scalar_args(self.eps, self.alpha, 1, "linf")
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        return fgsm_rs(model, x, y, eps=self.eps, alpha=self.alpha,
+                       model_mode=self.model_mode, generator=generator)
+
+
+# --------------------------------------------------------------------------- internals
+def _summed_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), y, reduction="sum")
+
+
+def _per_sample_norm(t: torch.Tensor) -> torch.Tensor:
+    """l2 norm of each sample, shaped (B, 1, 1, ...) for broadcasting."""
+    return t.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def _ascent_direction(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
+    if norm == "linf":
+        return grad.sign()
+    return grad / (_per_sample_norm(grad) + 1e-10)
+
+
+def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm) -> torch.Tensor:
+    """Project onto the eps-ball around x, then onto the image box [0, 1]."""
+    delta = x_adv - x
+    if norm == "linf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        n = _per_sample_norm(delta)
+        delta = delta * torch.clamp(eps / (n + 1e-12), max=1.0)
+    # Clamping to [0, 1] after the ball projection never leaves the ball: each coordinate
+    # moves towards x, which is itself in [0, 1].
+    return (x + delta).clamp(0.0, 1.0).detach()
+
+
+def _random_start(x: torch.Tensor, eps: float, norm: Norm,
+                  generator: torch.Generator | None) -> torch.Tensor:
+    if norm == "linf":
+        delta = torch.empty_like(x).uniform_(-eps, eps, generator=generator)
+    else:
+        delta = torch.empty_like(x).normal_(generator=generator)
+        radius = torch.empty(x.shape[0], device=x.device).uniform_(0, 1, generator=generator)
+        delta = delta / (_per_sample_norm(delta) + 1e-12) * radius.view(-1, *([1] * (x.dim() - 1))) * eps
+    return (x + delta).clamp(0.0, 1.0)
+
+
+def _check_norm(norm: str) -> None:
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; use one of {NORMS}")
+
+
+def _check_scalar_args(eps: float, alpha: float | None, steps: int, norm: str) -> float:
+    _check_norm(norm)
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps)) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r} (e.g. 8/255 for l-inf)")
+    # A zero step is only meaningful with a zero radius (e.g. fast AT's 1.25 * eps at eps = 0).
+    if alpha is not None and not (alpha > 0 or (alpha == 0 and eps == 0)):
+        raise ValueError(f"alpha (step size) must be > 0, got {alpha!r}; leave it None for Table 2's default")
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    return default_step_size(eps, norm) if alpha is None else alpha
+
+
+def _check_attack_args(x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float | None,
+                       steps: int, norm: str) -> float:
+    alpha = _check_scalar_args(eps, alpha, steps, norm)
+    if x.dim() < 2 or y.dim() != 1 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"expected x of shape (B, ...) and y of shape (B,), got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"inputs must lie in [0, 1] (got min {x.min().item():.3g}, max {x.max().item():.3g}); "
+            "normalise inside the model, not before the attack"
+        )
+    return alpha
