@@ -110,3 +110,21 @@ def _is_parameter(name: str, value: Any) -> bool:
     if name.startswith("_") or name in _KERNEL_NAMES:
         return False
     return not isinstance(value, (types.ModuleType, types.FunctionType, type)) and not callable(value)
+
+
+def runs_dir() -> Path:
+    """Where notebooks write run folders and metrics: ``$XCF_RUNS_DIR`` or ``./runs``."""
+    return Path(os.environ.get("XCF_RUNS_DIR", "runs"))
+
+
+def record_metrics(notebook: str, metrics: Mapping[str, Any]) -> Path:
+    """Save a notebook's headline numbers as JSON (atomically), for the notebook tests
+    and the figures notebook to read back.  Returns the path written."""
+    import json
+
+    path = runs_dir() / "metrics" / f"{notebook}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(dict(metrics), indent=2, sort_keys=True))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,16 @@
+# The two commands of the README.  Both install what they need into .venv/ first.
+.PHONY: book test setup clean
+
+setup:
+	@bash .ci/setup
+
+## book: execute every notebook at the smoke profile, then build _build/html
+book: setup
+	.venv/bin/python -m xcf.book --profile smoke
+
+## test: unit tests, then the notebook tier (papermill, smoke profile)
+test: setup
+	.venv/bin/python -m pytest
+
+clean:
+	rm -rf _build

@@ -1,0 +1,120 @@
+"""Execute the notebooks at a profile with papermill, then build the Jupyter Book.
+
+    python -m xcf.book --profile smoke            # all notebooks of _toc.yml, then the HTML
+    python -m xcf.book --only 02 --no-build       # one notebook, no HTML
+
+Notebooks are committed without outputs.  Executed copies go to ``_build/src/notebooks``
+together with the book's pages and configuration, and ``jupyter-book build`` renders that
+tree (with ``execute_notebooks: off``) into ``_build/html``, warnings as errors.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from .profiles import PROFILES
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK_FILES = ("_config.yml", "_toc.yml")
+BOOK_DIRS = ("book",)
+
+
+def toc_notebooks(root: Path = ROOT) -> list[Path]:
+    """Notebooks named in ``_toc.yml``, in book order."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(toc)
+    return [root / f"{f}.ipynb" for f in files if (root / f"{f}.ipynb").is_file()]
+
+
+def kernel_env(build: Path) -> dict:
+    """Environment for the notebook kernels: headless plotting, no progress bars, this
+    interpreter's ``bin`` first on PATH (so kernel ``python3`` is the one with xcf)."""
+    env = {
+        "MPLBACKEND": "agg",
+        "TQDM_DISABLE": "1",
+        "XCF_RUNS_DIR": str(build / "runs"),
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    return env
+
+
+def execute(notebook: Path, out: Path, profile: str, cwd: Path) -> float:
+    """Run one notebook with papermill; returns wall seconds."""
+    import papermill as pm
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    pm.execute_notebook(str(notebook), str(out), parameters={"profile": profile},
+                        kernel_name="python3", cwd=str(cwd), progress_bar=False,
+                        log_output=False)
+    return time.time() - start
+
+
+def assemble(build: Path, root: Path = ROOT) -> Path:
+    """Copy pages and configuration beside the executed notebooks; returns the source dir."""
+    src = build / "src"
+    for name in BOOK_FILES:
+        shutil.copy2(root / name, src / name)
+    for d in BOOK_DIRS:
+        shutil.copytree(root / d, src / d, dirs_exist_ok=True)
+    return src
+
+
+def build_html(src: Path, root: Path = ROOT) -> Path:
+    """``jupyter-book build`` with warnings as errors; returns the HTML folder."""
+    jb = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(src),
+           "--path-output", str(root), "-W", "--keep-going"]
+    subprocess.run(cmd, check=True)
+    return root / "_build" / "html"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m xcf.book", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="smoke", choices=PROFILES)
+    ap.add_argument("--only", action="append", default=[],
+                    help="run only notebooks whose name starts with this (repeatable)")
+    ap.add_argument("--no-build", action="store_true", help="execute notebooks only")
+    args = ap.parse_args(argv)
+
+    build = ROOT / "_build"
+    notebooks = toc_notebooks()
+    if args.only:
+        notebooks = [n for n in notebooks if any(n.stem.startswith(p) for p in args.only)]
+        if not notebooks:
+            ap.error(f"no notebook of _toc.yml starts with {args.only}")
+    os.environ.update(kernel_env(build))
+    for nb in notebooks:
+        out = build / "src" / nb.relative_to(ROOT)
+        print(f"[xcf.book] executing {nb.relative_to(ROOT)} at profile {args.profile} ...", flush=True)
+        secs = execute(nb, out, args.profile, cwd=nb.parent)
+        print(f"[xcf.book]   done in {secs:.0f} s -> {out.relative_to(ROOT)}", flush=True)
+    if not args.no_build:
+        html = build_html(assemble(build))
+        print(f"[xcf.book] book written to {html.relative_to(ROOT)}/index.html")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
