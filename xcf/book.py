@@ -47,9 +47,12 @@ def toc_notebooks(root: Path = ROOT) -> list[Path]:
 
 def kernel_env(build: Path) -> dict:
     """Environment for the notebook kernels: headless plotting, no progress bars, this
-    interpreter's ``bin`` first on PATH (so kernel ``python3`` is the one with xcf)."""
+    interpreter's ``bin`` first on PATH (so kernel ``python3`` is the one with xcf).
+
+    The inline backend is headless too, and unlike ``agg`` it embeds each figure in the
+    executed notebook, which is where the book takes its figures from."""
     env = {
-        "MPLBACKEND": "agg",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         "TQDM_DISABLE": "1",
         "XCF_RUNS_DIR": str(build / "runs"),
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
