@@ -1,0 +1,19 @@
+"""The synthetic three-class Gaussian model of Section 4 and Appendix E.
+
+- :mod:`.structure`   incidence tables shared by the torch and sympy models (Eq. 8, 16)
+- :mod:`.model`       sampler, f_w, margin / smoothed losses, Lemma 2's delta*, PGD on delta
+- :mod:`.gaussian`    Lemma 1 by integration; a sympy expectation operator
+- :mod:`.symbolic`    derivations: Eq. 29, Eq. 39, optima, eps0, eps1, Lemma 3, Appendix E.5
+- :mod:`.solutions`   numeric functions lambdified from those derivations (validated inputs)
+- :mod:`.montecarlo`  sample means with CIs, brute force over the box, training w by PGD
+- :mod:`.plots`       figures for the notebook
+
+Public numeric API: :func:`eps0`, :func:`eps1`, :func:`optimal_w` (and friends).
+"""
+from .solutions import (all_classes_probability, beta_limit, eps0, eps0_copies, eps1,
+                        expected_loss, optimal_w, optimal_w_copies, theorem2_probability,
+                        theorem2_sigma1)
+
+__all__ = ["eps0", "eps1", "optimal_w", "beta_limit", "expected_loss", "eps0_copies",
+           "optimal_w_copies", "theorem2_probability", "theorem2_sigma1",
+           "all_classes_probability"]
