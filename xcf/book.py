@@ -3,6 +3,8 @@
     python -m xcf.book --profile smoke            # all notebooks of _toc.yml, then the HTML
     python -m xcf.book --only 02 --no-build       # one notebook, no HTML
 
+After the build, every page is opened in headless Chromium (:mod:`xcf.bookcheck`).
+
 Notebooks are committed without outputs.  Executed copies go to ``_build/src/notebooks``
 together with the book's pages and configuration, and ``jupyter-book build`` renders that
 tree (with ``execute_notebooks: off``) into ``_build/html``, warnings as errors.
@@ -113,10 +115,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[xcf.book] executing {nb.relative_to(ROOT)} at profile {args.profile} ...", flush=True)
         secs = execute(nb, out, args.profile, cwd=nb.parent)
         print(f"[xcf.book]   done in {secs:.0f} s -> {out.relative_to(ROOT)}", flush=True)
-    if not args.no_build:
-        html = build_html(assemble(build))
-        print(f"[xcf.book] book written to {html.relative_to(ROOT)}/index.html")
-    return 0
+    if args.no_build:
+        return 0
+    html = build_html(assemble(build))
+    print(f"[xcf.book] book written to {html.relative_to(ROOT)}/index.html")
+    return browser_check(html)
+
+
+def browser_check(html: Path) -> int:
+    """Open every page in headless Chromium (xcf.bookcheck).  Without Chromium the check
+    is skipped with a note, except in CI (``CI`` set), where it must run."""
+    from . import bookcheck
+
+    if bookcheck.find_chromium() is None:
+        if os.environ.get("CI"):
+            print("[xcf.book] Chromium is required in CI for the browser check", file=sys.stderr)
+            return 1
+        print("[xcf.book] note: Chromium not found, browser check skipped "
+              "(apt-get install chromium)", file=sys.stderr)
+        return 0
+    return bookcheck.main([str(html)])
 
 
 if __name__ == "__main__":

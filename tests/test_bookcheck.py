@@ -1,0 +1,67 @@
+"""The browser check of the built book finds broken pages, and passes a good one."""
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from xcf.bookcheck import check_page, find_chromium, render_dom
+
+
+def _png(path: Path, w=2, h=2):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = b"".join(b"\x00" + b"\x80\x80\x80" * w for _ in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def _page(tmp_path, body):
+    page = tmp_path / "page.html"
+    page.write_text(f"<html><body><article class='bd-article'>{body}</article></body></html>")
+    return page
+
+
+GOOD = "<div class='cell_output docutils container'><div class='output stream'><pre>ok</pre></div></div>"
+
+
+def test_good_page_passes(tmp_path):
+    _png(tmp_path / "fig.png")
+    page = _page(tmp_path, GOOD + "<img src='fig.png'>")
+    report = check_page(page, page.read_text())
+    assert report.problems == [] and report.images == 1
+
+
+@pytest.mark.parametrize("body,problem", [
+    ("<img src='missing.png'>", "missing or empty"),
+    ("<div class='cell_output'><div class='output traceback'><pre>ValueError</pre></div></div>", "error output"),
+    ("<div class='cell_output'><pre>Traceback (most recent call last):\n  File</pre></div>", "traceback"),
+    ("<div class='cell_output'><div class='output stderr'><pre>Warning</pre></div></div>", "error output"),
+])
+def test_broken_pages_are_reported(tmp_path, body, problem):
+    page = _page(tmp_path, body)
+    report = check_page(page, page.read_text())
+    assert any(problem in p for p in report.problems), report.problems
+
+
+def test_empty_and_undecodable_images_are_reported(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    page = _page(tmp_path, "<img src='empty.png'><img src='junk.png'>")
+    problems = check_page(page, page.read_text()).problems
+    assert any("empty.png is missing or empty" in p for p in problems)
+    assert any("junk.png does not decode" in p for p in problems)
+
+
+def test_page_without_article_did_not_render(tmp_path):
+    page = tmp_path / "p.html"
+    page.write_text("<html><body>404</body></html>")
+    assert check_page(page, page.read_text()).problems
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="Chromium not installed")
+def test_chromium_renders_page(tmp_path):
+    _png(tmp_path / "fig.png")
+    page = _page(tmp_path, GOOD + "<img src='fig.png'>")
+    dom = render_dom(page, find_chromium())
+    assert "bd-article" in dom and check_page(page, dom).problems == []

@@ -1,0 +1,169 @@
+"""Check a built book the way a reader sees it: open every page in headless Chromium.
+
+For each HTML page of ``_build/html`` that the table of contents produced, Chromium loads
+the page (``--dump-dom``, so what is checked is the DOM after scripts ran) and the check
+asserts that:
+
+- the page loaded: the DOM has the page's article element;
+- every ``<img>`` of the article points to a file that exists, is a decodable image and is
+  not empty (width and height > 0);
+- no cell output holds a Python traceback, an error or anything written to stderr.
+
+    python -m xcf.bookcheck _build/html
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--virtual-time-budget=5000"]
+TRACEBACK_MARKERS = ("Traceback (most recent call last)", "---------------------------------------------------------------------------")
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def render_dom(page: Path, chromium: str, timeout: float = 60) -> str:
+    """The page's DOM after loading in headless Chromium."""
+    with tempfile.TemporaryDirectory() as profile:
+        out = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                              "--dump-dom", page.resolve().as_uri()],
+                             capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0 or "<html" not in out.stdout:
+        raise RuntimeError(f"Chromium could not load {page}: {out.stderr[-500:]}")
+    return out.stdout
+
+
+class _PageParser(HTMLParser):
+    """Collects article images and the text of cell outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.has_article = False
+        self.images: list[str] = []
+        self.error_outputs = 0
+        self._output_depth = 0
+        self._stack: list[bool] = []
+        self.output_text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        classes = (a.get("class") or "").split()
+        if tag == "article" or "bd-article" in classes:
+            self.has_article = True
+        if tag == "img" and a.get("src"):
+            self.images.append(a["src"])
+        is_output = "cell_output" in classes or "output" in classes
+        # myst-nb marks an error as "output traceback" and stderr as "output stderr";
+        # stderr in a published page is a warning the reader should not have to see.
+        if "output" in classes and {"traceback", "stderr", "error"} & set(classes):
+            self.error_outputs += 1
+        if tag in ("img", "br", "hr", "meta", "link", "input"):
+            return
+        self._stack.append(is_output)
+        self._output_depth += is_output
+
+    def handle_endtag(self, tag):
+        if tag in ("img", "br", "hr", "meta", "link", "input") or not self._stack:
+            return
+        self._output_depth -= self._stack.pop()
+
+    def handle_data(self, data):
+        if self._output_depth > 0:
+            self.output_text.append(data)
+
+
+@dataclass
+class PageReport:
+    page: str
+    problems: list[str] = field(default_factory=list)
+    images: int = 0
+
+
+def check_page(page: Path, dom: str) -> PageReport:
+    """Problems found in one page's DOM (empty list: the page is fine)."""
+    p = _PageParser()
+    p.feed(dom)
+    report = PageReport(page=str(page), images=len(p.images))
+    if not p.has_article:
+        report.problems.append("no article element: the page did not render")
+    for src in p.images:
+        problem = _image_problem(page, src)
+        if problem:
+            report.problems.append(problem)
+    text = "".join(p.output_text)
+    if any(m in text for m in TRACEBACK_MARKERS):
+        report.problems.append("a cell output holds a Python traceback")
+    if p.error_outputs:
+        report.problems.append(f"{p.error_outputs} error output(s)")
+    return report
+
+
+def _image_problem(page: Path, src: str) -> str | None:
+    url = urlparse(src)
+    if url.scheme in ("http", "https"):
+        return None  # badges and launch icons from the theme, not figures
+    if url.scheme == "data":
+        return None if len(src) > 100 else f"empty inline image {src[:40]}"
+    path = (page.parent / unquote(url.path)).resolve()
+    if not path.is_file() or path.stat().st_size == 0:
+        return f"image {src} is missing or empty"
+    if path.suffix.lower() == ".svg":
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception as e:  # a file that does not decode is as bad as a missing one
+        return f"image {src} does not decode ({e})"
+    return None if w > 0 and h > 0 else f"image {src} has size {w}x{h}"
+
+
+def content_pages(html_dir: Path) -> list[Path]:
+    """The book's own pages (not Sphinx's genindex/search pages)."""
+    skip = {"genindex.html", "search.html", "index.html"}
+    return sorted(p for p in html_dir.rglob("*.html")
+                  if p.name not in skip and "_static" not in p.parts and "_sources" not in p.parts)
+
+
+def check_book(html_dir: Path, chromium: str | None = None) -> list[PageReport]:
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise RuntimeError("no Chromium found; install it with 'apt-get install chromium'")
+    pages = content_pages(html_dir)
+    if not pages:
+        raise RuntimeError(f"no pages in {html_dir}; build the book first (make book)")
+    return [check_page(p, render_dom(p, chromium)) for p in pages]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m xcf.bookcheck", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("html_dir", nargs="?", default="_build/html", type=Path)
+    args = ap.parse_args(argv)
+    reports = check_book(args.html_dir)
+    bad = [r for r in reports if r.problems]
+    for r in reports:
+        status = "ok" if not r.problems else "FAIL: " + "; ".join(r.problems)
+        print(f"[bookcheck] {r.page}: {r.images} image(s), {status}")
+    print(f"[bookcheck] {len(reports) - len(bad)} of {len(reports)} pages fine")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
