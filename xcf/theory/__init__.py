@@ -10,10 +10,11 @@
 
 Public numeric API: :func:`eps0`, :func:`eps1`, :func:`optimal_w` (and friends).
 """
+from ._checks import check_model
 from .solutions import (all_classes_probability, beta_limit, eps0, eps0_copies, eps1,
                         expected_loss, optimal_w, optimal_w_copies, theorem2_probability,
                         theorem2_sigma1)
 
-__all__ = ["eps0", "eps1", "optimal_w", "beta_limit", "expected_loss", "eps0_copies",
+__all__ = ["check_model", "eps0", "eps1", "optimal_w", "beta_limit", "expected_loss", "eps0_copies",
            "optimal_w_copies", "theorem2_probability", "theorem2_sigma1",
            "all_classes_probability"]

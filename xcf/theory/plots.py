@@ -62,9 +62,11 @@ def plot_beta_limit(ax, ratio, limits, *, beta_max=1 / 3, beta_used=None):
 
 def plot_copies(ax, eps_fine, closed, eps_train, trained, thresholds, *, title=""):
     """Appendix E.5: per-copy w2 against eps for several K; {label: array} dicts."""
-    for (label, w), color in zip(closed.items(), ("tab:blue", "tab:red", "tab:green", "tab:olive")):
-        ax.plot(eps_fine, w, color=color, alpha=0.6, label=f"{label} closed form")
-        ax.plot(eps_train, trained[label], "o", color=color, mfc="none", label=f"{label} trained")
+    styles = zip(("tab:blue", "tab:red", "tab:green", "tab:olive", "tab:purple", "tab:brown",
+                  "tab:pink", "tab:gray", "tab:cyan"), ("-", "--", "-.", ":") * 3, "oxs^v<>+d")
+    for (label, w), (color, ls, marker) in zip(closed.items(), styles):
+        ax.plot(eps_fine, w, color=color, ls=ls, alpha=0.7, label=f"{label} closed form")
+        ax.plot(eps_train, trained[label], marker, color=color, mfc="none", label=f"{label} trained")
         ax.axvline(thresholds[label], color=color, ls=":", lw=1)
     ax.set_xlabel(r"$\epsilon$")
     ax.set_ylabel(r"$w_2$ per copy")

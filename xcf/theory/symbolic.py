@@ -101,12 +101,13 @@ def common_vertex(vertices):
 
 
 def class_loss(i, K=1, shared_noise=False, b=0, smoothing="eq38", adversary="lemma2"):
-    """The per-sample loss of class i under the inner maximum, and its normal variables.
+    """The per-sample loss of class i under the inner maximum, and how it was found.
 
     b = 0: the robust margin of Eq. 10.  b = beta: Eq. 38 ("eq38", weight beta/2 on each other
     logit) or Eq. 13 ("eq13", weight beta).  adversary="lemma2": delta maximises the margin
-    (the paper's proof); "full": delta maximises the whole smoothed loss.
-    Returns (loss expr, zs, delta signs).
+    (the paper's proof) at the vertex common to both branches (Lemma 2); "full": delta
+    maximises the whole smoothed loss, branch by branch.
+    Returns (loss expr, zs, vertices {j: signs per branch}, common signs or None).
     """
     x, zs = sample_sym(i, K, shared_noise)
     w1s, w2s = weights_sym(K)
@@ -121,10 +122,10 @@ def class_loss(i, K=1, shared_noise=False, b=0, smoothing="eq38", adversary="lem
         signs = common_vertex(vertices)
         at = {d: eps * s for d, s in zip(delta, signs)}
         loss = (1 - b) * sp.Max(*[m.subs(at) for m in margins.values()]) + smooth.subs(at)
-        return loss, zs, signs
+        return loss, zs, vertices, signs
     branches = {j: (1 - b) * margins[j] + smooth for j in others}
     loss, vertices = worst_case(branches, delta)
-    return loss, zs, vertices
+    return loss, zs, vertices, None
 
 
 @functools.lru_cache(maxsize=None)
@@ -137,7 +138,7 @@ def expected_loss(K=1, shared_noise=False, smoothed=False, smoothing="eq38", adv
     b = beta if smoothed else sp.Integer(0)
     per_class = []
     for i in range(3):
-        loss, zs, _ = class_loss(i, K, shared_noise, b, smoothing, adversary)
+        loss, zs, _, _ = class_loss(i, K, shared_noise, b, smoothing, adversary)
         per_class.append(resolve_abs(expectation(loss, zs)))
     for other in per_class[1:]:
         if sp.simplify(other - per_class[0]) != 0:
