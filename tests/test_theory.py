@@ -199,7 +199,8 @@ def test_lemma2_delta_is_optimal_and_pgd_reaches_it(w):
 
 
 def test_symbolic_lemma2_vertex_matches_model():
-    _, _, signs = S.class_loss(0)
+    _, _, vertices, signs = S.class_loss(0)
+    assert vertices[1] == [-1, 1, 0, 1, -1, 0]        # branch j = 2 leaves x_E3, x_C3 free
     assert signs == model.lemma2_delta(torch.tensor([0]), 1.0)[0].tolist()
 
 
@@ -320,9 +321,9 @@ def test_validation_happens_before_long_work():
 # ---------------------------------------------------------------- the notebook
 @pytest.mark.notebook
 def test_notebook_smoke(tmp_path):
+    """Run the notebook at smoke; read back what it recorded with xcf.profiles.record_metrics."""
     papermill = pytest.importorskip("papermill")
-    metrics = tmp_path / "metrics.json"
-    env = {"MPLBACKEND": "agg", "XCF_NOTEBOOK_METRICS": str(metrics)}
+    env = {"MPLBACKEND": "agg", "TQDM_DISABLE": "1", "XCF_RUNS_DIR": str(tmp_path)}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -332,8 +333,12 @@ def test_notebook_smoke(tmp_path):
             kernel_name="python3", cwd=str(REPO / "notebooks"), progress_bar=False)
     finally:
         for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    m = json.loads(metrics.read_text())
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    m = json.loads((tmp_path / "metrics" / "01_theory_synthetic_model.json").read_text())
+    assert m["profile"] == "smoke"
     mu, sigma, lam, beta = m["mu"], m["sigma"], m["lam"], m["beta"]
     assert m["eps0"] == pytest.approx((mu - sigma / SQPI) / 2, rel=1e-12)
     assert m["eps1"] == pytest.approx((mu / (1 - beta) - sigma / SQPI) / 2, rel=1e-12)
@@ -342,5 +347,6 @@ def test_notebook_smoke(tmp_path):
     for eps, w1, w2 in zip(m["eps_train"], m["w1_onehot"], m["w2_onehot"]):
         assert abs(w1 - (mu - 2 * eps) / lam) < t
         assert abs(w2 - max(0.0, (mu - 2 * eps - sigma / SQPI) / lam)) < t
-    for eps, w2 in zip(m["eps_train"], m["w2_smoothed"]):
+    for eps, w1, w2 in zip(m["eps_train"], m["w1_smoothed"], m["w2_smoothed"]):
+        assert abs(w1 - ((1 - beta) * mu - (2 - 3 * beta) * eps) / lam) < t
         assert abs(w2 - max(0.0, (mu - (1 - beta) * (2 * eps + sigma / SQPI)) / lam)) < t
