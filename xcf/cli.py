@@ -1,0 +1,142 @@
+"""Command line: ``xcf train CONFIG.yaml`` and ``xcf measure RUN_DIR --epoch N``.
+
+``python -m xcf ...`` is the same.  ``train`` resumes an unfinished run and reuses a
+finished one by default (runs are keyed by a hash of their config, see :mod:`xcf.runs`);
+``--overwrite`` starts afresh.  Exit status: 0 success, 1 training failed (a non-finite
+loss, or the run is locked by another live process), 2 bad config or arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import yaml
+
+
+def _parse_set(items: Sequence[str]) -> dict:
+    """``["epochs=3", "kd.lambda=0.3"]`` -> ``{"epochs": 3, "kd": {"lambda": 0.3}}``
+    (values parsed as YAML, so numbers, booleans, lists and null work)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        *parents, last = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return out
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xcf", description="Train runs and measure cross-class "
+                                "features (Wei, Guo & Wang, ICML 2025).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train (or resume, or reuse) the run of a YAML config")
+    t.add_argument("config", type=Path, help="YAML file with TrainConfig keys (see configs/)")
+    t.add_argument("--runs-dir", type=Path, default=None,
+                   help="where run folders go (default: $XCF_RUNS_DIR or ./runs)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set epochs=3 --set kd.lambda=0.3")
+    t.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (not part of the run key)")
+    t.add_argument("--overwrite", action="store_true", help="delete an existing run folder first")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    m = sub.add_parser("measure", help="recompute C, CAS and robust accuracy of a checkpoint")
+    m.add_argument("run_dir", type=Path)
+    m.add_argument("--epoch", default="best", help="epoch number, 'best' or 'last' (default best)")
+    m.add_argument("--eval-n", type=int, default=None, help="test samples (default: the run's eval_n)")
+    m.add_argument("--steps", type=int, default=None, help="PGD steps (default: the run's eval_steps)")
+    m.add_argument("--eps", type=float, default=None, help="attack radius (default: the run's eval_eps)")
+    m.add_argument("--instance", action="store_true", help="also the instance-wise I-CAS (Sec. 5.3)")
+    m.add_argument("--device", default=None)
+    m.add_argument("--json", type=Path, default=None, help="also write the results (with C) here")
+    m.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, train
+
+    if not args.config.is_file():
+        raise FileNotFoundError(f"config file {args.config} not found")
+    raw = yaml.safe_load(args.config.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{args.config} must hold a mapping of config keys")
+    raw = _merge(raw, _parse_set(args.overrides))
+    if args.device:
+        raw["device"] = args.device
+    cfg = TrainConfig.from_dict(raw)
+    run = train(cfg, runs_dir=args.runs_dir, progress=not args.no_progress, overwrite=args.overwrite)
+    final = run.final()
+    best = final.get("best") or {}
+    print(f"run folder: {run.path}")
+    print(f"best epoch {final.get('best_epoch')}: test robust {best.get('test_robust_acc', float('nan')):.4f}, "
+          f"CAS {best.get('cas', float('nan')):.2f}")
+    return 0
+
+
+def _epoch_arg(text: str):
+    return text if text in ("best", "last") else int(text)
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from .training import measure_run
+
+    epoch, numbers, adv, clean = measure_run(
+        args.run_dir, _epoch_arg(args.epoch), eval_n=args.eval_n, eval_steps=args.steps,
+        eval_eps=args.eps, instance=args.instance, device=args.device, progress=not args.no_progress)
+    line = (f"epoch {epoch}: test clean {numbers['test_clean_acc']:.4f}  robust "
+            f"{numbers['test_robust_acc']:.4f}  CAS {numbers['cas']:.3f}  "
+            f"(clean CAS {numbers['cas_clean']:.3f})  n={numbers['eval_n']}")
+    if args.instance:
+        line += f"  I-CAS {numbers['i_cas']:.3f}"
+    print(line)
+    if adv.C.shape[0] <= 20:
+        print("C (Eq. 6, adversarial inputs):")
+        for row in adv.C.tolist():
+            print("  " + " ".join(f"{v:6.3f}" for v in row))
+    if args.json:
+        from .runs import atomic_write_json
+
+        out = dict(numbers, epoch=epoch, C=adv.C.tolist(), C_clean=clean.C.tolist())
+        if args.instance:
+            out["C_instance"] = adv.C_instance.tolist()
+        atomic_write_json(args.json, out)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``xcf`` script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    from .runs import CheckpointError, RunLockedError
+    from .training import ConfigError
+
+    try:
+        return _train(args) if args.command == "train" else _measure(args)
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"xcf {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (FloatingPointError, RunLockedError) as err:
+        print(f"xcf {args.command}: training stopped: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"xcf {args.command}: interrupted; the same command resumes from the last "
+              "finished epoch", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
