@@ -73,6 +73,25 @@ def lemma2_check(mu, sigma, eps, weights, *, n=1000, beta=0.2, restarts=2, seed=
 
 
 @model.single_thread()
+def smoothing_over_margin_maximisers(x, y, w1, w2, eps, beta, *, smoothing="eq38", atol=1e-12):
+    """How much the smoothed loss (Eq. 38) depends on *which* maximiser of the margin is used.
+
+    Over the vertices of the eps-box that maximise the margin of Eq. 10 (to ``atol``), returns
+    per sample (lowest smoothed loss, the value at Lemma 2's delta*, highest): three (n,) tensors.
+    """
+    V = box_vertices(x.shape[1], eps)
+    with torch.no_grad():
+        fs = [model.logits(x + v, w1, w2) for v in V]
+        m = torch.stack([model.margin(f, y) for f in fs])
+        s = torch.stack([model.smoothed_loss(f, y, beta, smoothing) for f in fs])
+        top = m >= m.max(dim=0).values - atol
+        lo = torch.where(top, s, float("inf")).min(dim=0).values
+        hi = torch.where(top, s, float("-inf")).max(dim=0).values
+        at, _ = model.robust_loss(x, y, w1, w2, eps, beta=beta, smoothing=smoothing)
+    return lo, at, hi
+
+
+@model.single_thread()
 def expected_loss_mc(w1, w2, mu, sigma, eps, lam, *, beta=0.0, n=100_000, seed=0, z=2.576,
                      adversary="lemma2", smoothing="eq38"):
     """Sample mean of the per-sample loss at the exact inner max, plus (lam/2)||w||^2
@@ -93,9 +112,13 @@ def train_w(mu, sigma, eps, lam, *, beta=0.0, n=4000, steps=40, lr=None, method=
 
     Draws n samples (seed fixes them, so "exact" and "pgd" see the same data), then repeats:
     inner maximum (Lemma 2's delta* for method="exact", :func:`xcf.theory.model.pgd_maximise`
-    for "pgd"), full-batch gradient step on w, projection onto w >= 0.  For fixed delta the
-    loss is linear in w plus (lam/2)||w||^2, so with lr = 1/(2 lam) the iterates contract by
-    1/2 per step towards the empirical optimum max(0, -g/lam), g the mean loss gradient.
+    for "pgd"), full-batch (sub)gradient step on w, projection onto w >= 0, and returns the
+    average of the iterates of the second half.  The default step 1/(lam (t+1)) is the
+    projected subgradient method for a lam-strongly convex loss.  For K = 1 the per-sample loss
+    is linear in w at the exact inner max (plus the regulariser), so the first step already
+    lands on the empirical optimum max(0, -g/lam), g the mean loss gradient, and stays there.
+    For K > 1 the loss has kinks in w (which wrong class wins depends on w); a constant step
+    would cycle around them, the decreasing step converges.
     Returns (w1, w2) as numpy arrays of shape (K,).
     """
     check_model(mu, sigma, eps, lam, beta)
@@ -115,16 +138,20 @@ def _train(mu, sigma, eps, lam, beta, n, steps, lr, method, adversary, smoothing
            shared_noise, pgd_steps, pgd_restarts, seed):
     g = torch.Generator().manual_seed(seed)
     x, y = model.sample(n, mu, sigma, K=K, shared_noise=shared_noise, generator=g)
-    lr = 0.5 / lam if lr is None else lr
     w = torch.full((2, K), 0.5 * mu / lam, dtype=torch.float64)
-    for _ in range(steps):
+    avg, count = torch.zeros_like(w), 0
+    for t in range(steps):
         w.requires_grad_(True)
         loss, _ = model.robust_loss(x, y, w[0], w[1], eps, beta=beta, smoothing=smoothing,
                                     adversary=adversary, method=method, pgd_steps=pgd_steps,
                                     pgd_restarts=pgd_restarts, generator=g)
         total = loss.mean() + lam / 2 * (w**2).sum()
         (grad,) = torch.autograd.grad(total, w)
-        w = (w.detach() - lr * grad).clamp_min(0.0)
+        step = 1.0 / (lam * (t + 1)) if lr is None else lr
+        w = (w.detach() - step * grad).clamp_min(0.0)
+        if t >= steps // 2:
+            avg, count = avg + w, count + 1
+    w = avg / count
     return w[0].numpy(), w[1].numpy()
 
 
@@ -158,5 +185,6 @@ def theorem2_mc(mu, sigma, eps, w1, w2_grid, *, n=20_000, seed=0, z=1.96):
     return {k: np.array(v) for k, v in res.items()}
 
 
-__all__ = ["mean_ci", "lemma1_mc", "box_vertices", "brute_force_max", "lemma2_check", "expected_loss_mc",
+__all__ = ["mean_ci", "lemma1_mc", "box_vertices", "brute_force_max", "lemma2_check",
+           "smoothing_over_margin_maximisers", "expected_loss_mc",
            "train_w", "sweep", "theorem2_mc"]

@@ -156,8 +156,12 @@ def all_classes_probability(mu, sigma, eps, w1, w2):
 def theorem2_sigma1(mu, sigma, eps):
     """Lemma 3's sigma_1 implied by Eq. 36 as derived: sigma / (mu - 2 eps)."""
     check_model(mu, sigma, eps)
-    fn = sp.lambdify((S.mu, S.sigma, S.eps), S.theorem2_probability()["sigma1"], ["scipy", "numpy"])
-    return _out(fn(*_b((mu, sigma, eps))))
+    return _out(_sigma1_fn()(*_b((mu, sigma, eps))))
+
+
+@functools.lru_cache(maxsize=None)
+def _sigma1_fn():
+    return sp.lambdify((S.mu, S.sigma, S.eps), S.theorem2_probability()["sigma1"], ["scipy", "numpy"])
 
 
 __all__ = ["eps0", "eps1", "beta_limit", "optimal_w", "expected_loss", "eps0_copies",
