@@ -8,6 +8,7 @@ loss, or the run is locked by another live process), 2 bad config or arguments.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -120,6 +121,10 @@ def _measure(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``xcf`` script; returns the exit status."""
+    # OpenMP threads that spin while waiting starve each other on a shared CPU (a 30 s
+    # smoke run took 194 s on 2 busy cores); sleeping waits cost little.  Must be set
+    # before torch loads, so torch is imported only below.  The user's setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = _parser().parse_args(argv)
     from .runs import CheckpointError, RunLockedError
     from .training import ConfigError
