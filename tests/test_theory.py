@@ -34,7 +34,7 @@ def params(draw_mu, r, f, lam, beta):
 unit = st.floats(0.02, 0.98)
 model_params = st.builds(params, st.floats(0.1, 10.0), unit, unit,
                          st.floats(0.01, 100.0), st.floats(0.0, 0.33))
-FAST = settings(max_examples=60, deadline=None)
+FAST = settings(max_examples=60, deadline=None, derandomize=True)  # same examples every run
 
 
 # ---------------------------------------------------------------- Lemma 1
@@ -60,7 +60,8 @@ def test_theorem1_closed_forms(p):
     assert w1 == pytest.approx((mu - 2 * eps) / lam, rel=1e-10)                  # Eq. 33
     assert w2 == pytest.approx(max(0.0, (mu - 2 * eps - sigma / SQPI) / lam),    # Eq. 31
                                rel=1e-10, abs=1e-12 * mu / lam)
-    assert (w2 > 0) == (eps < T.eps0(mu, sigma))
+    if abs(eps - T.eps0(mu, sigma)) > 1e-9 * mu:      # away from the kink, up to rounding
+        assert (w2 > 0) == (eps < T.eps0(mu, sigma))
 
 
 @FAST
