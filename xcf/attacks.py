@@ -105,7 +105,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
         x_adv = _random_start(x, eps, norm, generator) if random_start else x.clone()
         for _ in range(steps):
             grad = input_gradient(model, x_adv, y, loss_fn)
-            x_adv = _project(x_adv + alpha * _ascent_direction(grad, norm), x, eps, norm)
+            x_adv = project(x_adv + alpha * ascent_direction(grad, norm), x, eps, norm)
     return x_adv.detach()
 
 
@@ -164,24 +164,20 @@ class FGSMRS:
                        model_mode=self.model_mode, generator=generator)
 
 
-# --------------------------------------------------------------------------- internals
-def _summed_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.float(), y, reduction="sum")
-
-
-def _per_sample_norm(t: torch.Tensor) -> torch.Tensor:
-    """l2 norm of each sample, shaped (B, 1, 1, ...) for broadcasting."""
-    return t.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (t.dim() - 1)))
-
-
-def _ascent_direction(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
+# --------------------------------------------------------------------------- building blocks
+def ascent_direction(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
+    """Steepest-ascent direction of unit ``norm`` for a gradient ``grad`` of shape
+    ``(B, ...)``: ``sign(grad)`` for l-inf, ``grad / ||grad||_2`` per sample for l2.
+    Returns a tensor of the same shape; a PGD step is ``x_adv + alpha * direction``."""
     if norm == "linf":
         return grad.sign()
     return grad / (_per_sample_norm(grad) + 1e-10)
 
 
-def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm) -> torch.Tensor:
-    """Project onto the eps-ball around x, then onto the image box [0, 1]."""
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm) -> torch.Tensor:
+    """Project ``x_adv`` onto the ``norm`` ball of radius ``eps`` around ``x`` (per sample),
+    then onto the image box [0, 1].  ``x_adv``, ``x``: ``(B, ...)``, same shape; returns
+    that shape, detached."""
     delta = x_adv - x
     if norm == "linf":
         delta = delta.clamp(-eps, eps)
@@ -191,6 +187,22 @@ def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm) -> to
     # Clamping to [0, 1] after the ball projection never leaves the ball: each coordinate
     # moves towards x, which is itself in [0, 1].
     return (x + delta).clamp(0.0, 1.0).detach()
+
+
+# The names these had before they were public.
+_ascent_direction = ascent_direction
+_project = project
+
+
+# --------------------------------------------------------------------------- internals
+def _summed_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), y, reduction="sum")
+
+
+def _per_sample_norm(t: torch.Tensor) -> torch.Tensor:
+    """l2 norm of each sample, shaped (B, 1, 1, ...) for broadcasting."""
+    return t.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (t.dim() - 1)))
+
 
 
 def _random_start(x: torch.Tensor, eps: float, norm: Norm,

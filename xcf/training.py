@@ -3,21 +3,29 @@
 Wei, Guo & Wang (ICML 2025) train PreActResNet-18 / DeiT-Ti with the hyperparameters of
 Table 2 (Appendix B) and track, epoch by epoch, test robust accuracy and the feature
 attribution correlation matrix C with its CAS (Eq. 6-7, Algorithm 1).  This module does the
-same at any scale:
+same at any scale.  It holds the loop; its parts live in their own modules and are
+re-exported here (``from xcf.training import TrainConfig, Trades, evaluate`` works):
 
-- :class:`TrainConfig`: every knob, defaults = Table 2 (SGD, momentum 0.9, weight decay
-  5e-4, batch 128, lr 0.1 decayed x0.1 after 50% and 75% of 200 epochs, PGD-10 with step
-  eps/4 for l-inf or eps/8 for l2, eps 8/255 or 128/255, evaluation with PGD-20).
-- Objectives (:data:`OBJECTIVES`): ``standard``; ``pgd_at`` (Madry et al. 2018, Eq. 1-2);
-  ``kd_at`` (Eq. 3, :func:`distillation_loss`); ``fast_at`` (FGSM with random start,
-  Wong et al. 2020); ``trades`` (Zhang et al. 2019, :func:`trades_loss`).  Each one is a
-  ``perturb`` step (weights frozen, input gradients only, :mod:`xcf.attacks`) and a
+- :mod:`xcf.config`: :class:`TrainConfig`, every knob, defaults = Table 2 (SGD, momentum
+  0.9, weight decay 5e-4, batch 128, lr 0.1 decayed x0.1 after 50% and 75% of 200 epochs,
+  PGD-10 with step eps/4 for l-inf or eps/8 for l2, eps 8/255 or 128/255, evaluation with
+  PGD-20), :func:`make_config` and :class:`ConfigError`.
+- :mod:`xcf.objectives` (:data:`OBJECTIVES`): ``standard``; ``pgd_at`` (Madry et al. 2018,
+  Eq. 1-2); ``kd_at`` (Eq. 3, :func:`distillation_loss`); ``fast_at`` (FGSM with random
+  start, Wong et al. 2020); ``trades`` (Zhang et al. 2019, :func:`trades_loss`).  Each one
+  is a ``perturb`` step (weights frozen, input gradients only, :mod:`xcf.attacks`) and a
   ``loss`` step; the optimiser always steps (the official code's ``none`` and ``TRADES``
   modes never call ``opt.step()``).
+- :mod:`xcf.evaluation`: :func:`evaluate`, :func:`select_best`, AutoAttack.
+
+Here:
+
 - :func:`train`: runs a config into a run folder (:mod:`xcf.runs`) with per-epoch metrics,
   matrices and checkpoints, resumes a killed run from its last finished epoch with
   identical results (CPU), and reuses a finished run.
 - :func:`fit` / :func:`train_epoch`: the bare loop on in-memory tensors, for notebooks.
+- :func:`prepare`: data, model, teacher and objective of a config, every check first;
+  :func:`measure_run`: recompute a saved checkpoint's evaluation.
 
 Evaluation of an epoch (:func:`evaluate`) uses its own random generator seeded by
 ``(seed, epoch)``, so the training trajectory does not depend on evaluation settings and
@@ -38,39 +46,30 @@ One row of ``metrics.jsonl`` per epoch (1-based ``epoch``):
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
-import difflib
-import inspect
 import math
-import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import runs
-from .attacks import FGSMRS, NORMS, PGD, _ascent_direction, _project, attack_mode, default_step_size, input_gradient
+from .attacks import attack_mode
+from .config import (AMP_MODES, ATTACK_MODES, BEST_METRICS, DEVICE_PATTERN, NON_IDENTITY,  # noqa: F401
+                     OBJECTIVES, ConfigError, FastATConfig, KDConfig, TradesConfig, TrainConfig,
+                     make_config)
 from .data import augment as augment_batch
 from .data import batches
-
-Attack = Callable[..., torch.Tensor]
-OBJECTIVES = ("standard", "pgd_at", "kd_at", "fast_at", "trades")
-AMP_MODES = ("none", "bf16")
-ATTACK_MODES = ("eval", "train")
-BEST_METRICS = ("auto", "test_robust_acc", "test_clean_acc")
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-# Fields that do not change what a run computes, so they are left out of its key: a run
-# can move to another device, or get an AutoAttack evaluation later, and stay the same run.
-NON_IDENTITY = ("device", "data_root", "autoattack", "autoattack_n")
+from .evaluation import (AutocastModel, autoattack_accuracy, eval_attack, eval_seed,  # noqa: F401
+                         evaluate, select_best)
+from .objectives import (AdversarialCE, Attack, DistillationAT, Objective, Standard, Step,  # noqa: F401
+                         Trades, build_objective, cross_entropy, distillation_loss, kl_divergence,
+                         trades_loss, trades_perturb)
 
 
 # =========================================================================== schedule, optimiser
@@ -88,173 +87,6 @@ def sgd(model: nn.Module, lr: float, momentum: float = 0.9,
         weight_decay: float = 5e-4) -> torch.optim.SGD:
     """The optimiser of Table 2."""
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-
-
-# =========================================================================== losses
-
-def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of ``(B, K)`` logits (in float32, also under bf16 autocast)."""
-    return F.cross_entropy(logits.float(), y)
-
-
-def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor,
-                  temperature: float = 1.0) -> torch.Tensor:
-    """``KL(softmax(p/T) || softmax(q/T))``, averaged over the batch: ``(B, K), (B, K) -> ()``.
-
-    ``F.kl_div(input, target)`` computes ``sum target * (log target - input)``, i.e.
-    ``KL(target || exp(input))``: the *second* argument is the reference distribution.
-    """
-    log_q = F.log_softmax(q_logits.float() / temperature, dim=1)
-    p = F.softmax(p_logits.float() / temperature, dim=1)
-    return F.kl_div(log_q, p, reduction="batchmean")
-
-
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                      y: torch.Tensor, lam: float, temperature: float) -> torch.Tensor:
-    """KD-AT loss, Eq. 3, in the standard Hinton et al. (2015) form:
-
-        (1 - lam) * CE(s, y) + lam * T^2 * KL(softmax(t / T) || softmax(s / T))
-
-    with ``s``, ``t`` the student's and teacher's logits ``(B, K)`` on the *same*
-    adversarial input x + delta.  Eq. 3 prints ``KL(f(theta, x+delta)/T, f(theta_0,
-    x+delta)/T)``, student first; read literally as KL(p || q) that would be
-    KL(student || teacher).  We use the teacher as the reference distribution, as in
-    Hinton et al. and in the KD-AT code the paper builds on (Chen et al. 2021), which is the
-    usual meaning of a "KL term against the teacher".  The T^2 factor, absent from Eq. 3,
-    keeps the gradient scale of the soft term independent of T (Hinton et al.); at
-    ``lam = 0`` the loss is exactly the PGD-AT cross-entropy.
-    """
-    ce = cross_entropy(student_logits, y)
-    if lam == 0:
-        return ce
-    kl = kl_divergence(teacher_logits, student_logits, temperature)
-    return (1 - lam) * ce + lam * temperature ** 2 * kl
-
-
-def trades_loss(clean_logits: torch.Tensor, adv_logits: torch.Tensor, y: torch.Tensor,
-                beta: float) -> torch.Tensor:
-    """TRADES (Zhang et al. 2019): ``CE(f(x), y) + beta * KL(f(x) || f(x_adv))``, the KL
-    between softmax outputs averaged over the batch (``(1/B) * KLDivLoss(sum)`` of the
-    official code).  Gradients flow through both terms."""
-    return cross_entropy(clean_logits, y) + beta * kl_divergence(clean_logits, adv_logits)
-
-
-# =========================================================================== objectives
-
-@dataclass
-class Step:
-    """What one objective computed on a batch."""
-
-    loss: torch.Tensor                      # () the quantity minimised
-    logits: torch.Tensor                    # (B, K) on the inputs trained on
-    clean_logits: Optional[torch.Tensor]    # (B, K) on clean x, if computed
-    adv_logits: Optional[torch.Tensor]      # (B, K) on x_adv, if computed
-
-
-class Objective:
-    """An objective: ``perturb`` (inner maximisation, weights frozen) then ``loss``.
-
-    ``perturb(model, x, y, generator) -> x_adv`` or ``None``;
-    ``loss(model, x, y, x_adv) -> Step``, with the model already in train mode.
-    """
-
-    name = "standard"
-    adversarial = False    # whether perturb() makes adversarial examples
-    computes_clean = True  # whether loss() yields clean logits (else the loop adds them)
-
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                generator: Optional[torch.Generator] = None) -> Optional[torch.Tensor]:
-        return None
-
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             x_adv: Optional[torch.Tensor]) -> Step:
-        logits = model(x)
-        return Step(cross_entropy(logits, y), logits, logits, None)
-
-
-Standard = Objective
-
-
-class AdversarialCE(Objective):
-    """Cross-entropy on ``attack(model, x, y)``: PGD-AT (Eq. 1-2) or fast AT (FGSM-RS)."""
-
-    adversarial = True
-    computes_clean = False
-
-    def __init__(self, attack: Attack, name: str = "pgd_at") -> None:
-        self.attack, self.name = attack, name
-        # Attacks of xcf.attacks take the generator; a plain callable may not.
-        self._takes_generator = "generator" in inspect.signature(attack).parameters
-
-    def perturb(self, model, x, y, generator=None):
-        if generator is not None and self._takes_generator:
-            return self.attack(model, x, y, generator=generator)
-        return self.attack(model, x, y)
-
-    def loss(self, model, x, y, x_adv):
-        logits = model(x_adv)
-        return Step(cross_entropy(logits, y), logits, None, logits)
-
-
-class DistillationAT(AdversarialCE):
-    """KD-AT (Eq. 3): adversarial examples against the student's cross-entropy, then
-    :func:`distillation_loss` against a frozen teacher on the same adversarial input."""
-
-    def __init__(self, attack: Attack, teacher: nn.Module, lam: float, temperature: float) -> None:
-        super().__init__(attack, "kd_at")
-        self.teacher, self.lam, self.temperature = teacher.eval(), lam, temperature
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-
-    def loss(self, model, x, y, x_adv):
-        logits = model(x_adv)
-        with torch.no_grad():
-            teacher_logits = self.teacher(x_adv)
-        loss = distillation_loss(logits, teacher_logits, y, self.lam, self.temperature)
-        return Step(loss, logits, None, logits)
-
-
-def trades_perturb(model: nn.Module, x: torch.Tensor, *, eps: float, alpha: float, steps: int,
-                   norm: str = "linf", model_mode: str = "eval",
-                   generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """TRADES inner maximisation: x_adv in the eps-ball (and [0, 1]) maximising
-    ``KL(f(x) || f(x_adv))`` by ``steps`` projected ascent steps of size ``alpha``, from
-    ``x + 0.001 * N(0, I)`` (Zhang et al. 2019; at x itself the KL gradient is zero).
-    x: (B, C, H, W); returns (B, C, H, W), detached.  Weights frozen, as in :func:`pgd`."""
-    with attack_mode(model, model_mode):
-        x = x.detach()
-        with torch.no_grad():
-            p_clean_logits = model(x).float()
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x_adv = _project(x + 0.001 * noise, x, eps, norm)
-
-        def kl_sum(logits, _unused):  # summed so each sample's step is batch-size free
-            return kl_divergence(p_clean_logits, logits) * logits.shape[0]
-
-        for _ in range(steps):
-            grad = input_gradient(model, x_adv, None, kl_sum)
-            x_adv = _project(x_adv + alpha * _ascent_direction(grad, norm), x, eps, norm)
-    return x_adv.detach()
-
-
-class Trades(Objective):
-    """TRADES: :func:`trades_perturb`, then :func:`trades_loss` (both forwards in train mode)."""
-
-    name = "trades"
-    adversarial = True
-
-    def __init__(self, eps: float, alpha: float, steps: int, norm: str, beta: float,
-                 model_mode: str = "eval") -> None:
-        self.eps, self.alpha, self.steps, self.norm = eps, alpha, steps, norm
-        self.beta, self.model_mode = beta, model_mode
-
-    def perturb(self, model, x, y, generator=None):
-        return trades_perturb(model, x, eps=self.eps, alpha=self.alpha, steps=self.steps,
-                              norm=self.norm, model_mode=self.model_mode, generator=generator)
-
-    def loss(self, model, x, y, x_adv):
-        clean, adv = model(x), model(x_adv)
-        return Step(trades_loss(clean, adv, y, self.beta), adv, clean, adv)
 
 
 # =========================================================================== one epoch
@@ -370,317 +202,6 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: 
     return history
 
 
-# =========================================================================== configuration
-
-class ConfigError(ValueError):
-    """A configuration value is wrong; the message names the key and what is allowed."""
-
-    def __init__(self, key: str, problem: str, allowed: Optional[Iterable[Any]] = None) -> None:
-        self.key = key
-        self.allowed = list(allowed) if allowed is not None else None
-        text = f"config key '{key}': {problem}"
-        if self.allowed is not None:
-            text += f"; allowed values: {', '.join(map(str, self.allowed))}"
-        super().__init__(text)
-
-
-@dataclass
-class KDConfig:
-    """KD-AT settings (Eq. 3).  The paper gives no values; lambda 0.5 and T 2 are ours."""
-
-    teacher: Optional[str] = None   # xcf checkpoint file, or a run folder (its best.pt)
-    lam: float = 0.5                # YAML key: lambda
-    temperature: float = 2.0
-
-
-@dataclass
-class TradesConfig:
-    beta: float = 6.0               # the official code's default
-
-
-@dataclass
-class FastATConfig:
-    alpha: Optional[float] = None   # FGSM step; None: 1.25 * eps (Wong et al. 2020)
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run.  Defaults are Table 2 of the paper.
-
-    Data: ``dataset`` (one of :data:`xcf.data.DATASETS`), ``data_kwargs`` (to
-    :func:`xcf.data.load`, e.g. ``image_size`` for planted), ``data_root``, ``n_train`` /
-    ``n_test`` (class-balanced subsets; ``None`` = all), ``eval_n`` (test samples used for
-    the per-epoch evaluation; ``None`` = the whole test set), ``data_seed``, ``augment``
-    (random crop with 4 px reflect padding + flip).
-    Model: ``model`` (one of :data:`xcf.models.MODELS`), ``model_kwargs`` (e.g. ``width``),
-    ``normalize`` (per-channel mean/std of CIFAR inside the model, as the official code).
-    Objective: ``objective`` (:data:`OBJECTIVES`), ``norm``, ``eps`` (None: 8/255 l-inf or
-    128/255 l2), ``alpha`` (None: eps/4 or eps/8), ``attack_steps`` (10), ``attack_mode``
-    (model mode during the training attack), and the sections ``kd``, ``trades``,
-    ``fast_at``.
-    Optimisation: ``epochs`` (200), ``batch_size`` (128), ``lr`` (0.1), ``momentum`` (0.9),
-    ``weight_decay`` (5e-4), ``milestones`` ([0.5, 0.75] of the epochs), ``lr_gamma``
-    (0.1), ``seed``, ``amp`` (``none`` or ``bf16`` autocast), ``channels_last``.
-    Evaluation: ``eval_eps`` (None: eps), ``eval_steps`` (PGD-20), ``eval_batch_size``,
-    ``best_metric`` (``auto``: test robust accuracy, or clean accuracy for ``standard``),
-    ``save_matrices_every`` (None: every epoch up to 50 epochs, else every 10; best and
-    last always), ``save_checkpoints_at`` (epochs whose model is kept besides best/last),
-    ``autoattack`` / ``autoattack_n`` (final AutoAttack of best and last; ``None`` = the
-    eval set), ``device`` (``auto``: CUDA if present).
-    """
-
-    dataset: str = "cifar10"
-    data_kwargs: dict = field(default_factory=dict)
-    data_root: Optional[str] = None
-    n_train: Optional[int] = None
-    n_test: Optional[int] = None
-    eval_n: Optional[int] = None
-    data_seed: int = 0
-    augment: bool = True
-    model: str = "preact_resnet18"
-    model_kwargs: dict = field(default_factory=dict)
-    normalize: bool = True
-    objective: str = "pgd_at"
-    norm: str = "linf"
-    eps: Optional[float] = None
-    alpha: Optional[float] = None
-    attack_steps: int = 10
-    attack_mode: str = "eval"
-    kd: KDConfig = field(default_factory=KDConfig)
-    trades: TradesConfig = field(default_factory=TradesConfig)
-    fast_at: FastATConfig = field(default_factory=FastATConfig)
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    milestones: list = field(default_factory=lambda: [0.5, 0.75])
-    lr_gamma: float = 0.1
-    seed: int = 0
-    amp: str = "none"
-    channels_last: bool = True
-    eval_eps: Optional[float] = None
-    eval_steps: int = 20
-    eval_batch_size: int = 500
-    best_metric: str = "auto"
-    save_matrices_every: Optional[int] = None
-    save_checkpoints_at: list = field(default_factory=list)
-    autoattack: bool = False
-    autoattack_n: Optional[int] = None
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        for name, cls in _SECTIONS.items():
-            value = getattr(self, name)
-            if isinstance(value, Mapping):
-                setattr(self, name, _section_from_dict(name, cls, value))
-        _validate(self)
-
-    # ------------------------------------------------------------------ conversions
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
-        """Build from a plain mapping (e.g. parsed YAML); unknown keys are errors."""
-        if not isinstance(d, Mapping):
-            raise ConfigError("<root>", f"expected a mapping of keys to values, got {type(d).__name__}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in d:
-            if key not in known:
-                raise ConfigError(str(key), "unknown key" + _suggest(key, known), known)
-        return cls(**dict(d))
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        import yaml
-
-        text = Path(path).read_text()
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError("<file>", f"{path} is not valid YAML ({err})") from err
-        return cls.from_dict(data)
-
-    def to_dict(self) -> dict:
-        """Plain-Python form, YAML-ready; sections use their YAML keys (``kd.lambda``)."""
-        out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in _SECTIONS:
-                value = {_YAML_KEYS.get(k, k): v for k, v in dataclasses.asdict(value).items()}
-            out[f.name] = copy.deepcopy(value)
-        return out
-
-    def resolved(self) -> "TrainConfig":
-        """A copy with every ``None`` default worked out (eps, alpha, eval_eps, ...)."""
-        eps = self.eps if self.eps is not None else (8 / 255 if self.norm == "linf" else 128 / 255)
-        updates = dict(
-            eps=eps,
-            alpha=self.alpha if self.alpha is not None else default_step_size(eps, self.norm),
-            eval_eps=self.eval_eps if self.eval_eps is not None else eps,
-            save_matrices_every=self.save_matrices_every or (1 if self.epochs <= 50 else 10),
-            best_metric=self.best_metric if self.best_metric != "auto" else (
-                "test_clean_acc" if self.objective == "standard" else "test_robust_acc"),
-            fast_at=FastATConfig(self.fast_at.alpha if self.fast_at.alpha is not None else 1.25 * eps),
-        )
-        return dataclasses.replace(self, **updates)
-
-    def identity(self) -> dict:
-        """What a run's key is computed from: the resolved config without runtime-only
-        fields (:data:`NON_IDENTITY`) and without the sections of other objectives."""
-        d = self.resolved().to_dict()
-        for key in NON_IDENTITY:
-            d.pop(key)
-        active = {"kd_at": "kd", "trades": "trades", "fast_at": "fast_at"}.get(self.objective)
-        for name in _SECTIONS:
-            if name != active:
-                d.pop(name)
-        return d
-
-    def key(self) -> str:
-        return runs.config_key(self.identity())
-
-
-_SECTIONS = {"kd": KDConfig, "trades": TradesConfig, "fast_at": FastATConfig}
-_YAML_KEYS = {"lam": "lambda"}
-
-
-def _suggest(key: Any, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(str(key), known, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _section_from_dict(name: str, cls: type, d: Mapping[str, Any]):
-    to_field = {v: k for k, v in _YAML_KEYS.items()}
-    fields_ = [f.name for f in dataclasses.fields(cls)]
-    yaml_names = [_YAML_KEYS.get(f, f) for f in fields_]
-    kwargs = {}
-    for key, value in d.items():
-        attr = to_field.get(key, key)
-        if attr not in fields_:
-            raise ConfigError(f"{name}.{key}", "unknown key" + _suggest(key, yaml_names), yaml_names)
-        kwargs[attr] = value
-    return cls(**kwargs)
-
-
-def make_config(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None,
-                **overrides: Any) -> TrainConfig:
-    """A validated :class:`TrainConfig` from a config, a mapping or a YAML path, with
-    keyword ``overrides`` on top (sections merge: ``kd={"lambda": 0.3}``)."""
-    if isinstance(config, (str, Path)):
-        config = TrainConfig.from_yaml(config)
-    base = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
-    for key, value in overrides.items():
-        if key in _SECTIONS and isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
-            value = {**base[key], **value}
-        base[key] = value
-    return TrainConfig.from_dict(base)
-
-
-# --------------------------------------------------------------------------- validation
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _need_int(key: str, v: Any, low: int, optional: bool = False) -> None:
-    if v is None and optional:
-        return
-    if not _is_int(v) or v < low:
-        raise ConfigError(key, f"must be an integer >= {low}{' or null' if optional else ''}, got {v!r}")
-
-
-def _need_number(key: str, v: Any, *, low: float | None = None, high: float | None = None,
-                 strict_low: bool = False, optional: bool = False) -> None:
-    if v is None and optional:
-        return
-    ok = _is_number(v) and (low is None or (v > low if strict_low else v >= low)) \
-        and (high is None or v <= high)
-    if not ok:
-        bound = []
-        if low is not None:
-            bound.append(f"{'>' if strict_low else '>='} {low}")
-        if high is not None:
-            bound.append(f"<= {high}")
-        raise ConfigError(key, f"must be a finite number {' and '.join(bound)}, got {v!r}")
-
-
-def _need_choice(key: str, v: Any, allowed: Sequence[str]) -> None:
-    if v not in allowed:
-        raise ConfigError(key, f"got {v!r}" + _suggest(v, allowed), allowed)
-
-
-def _need_bool(key: str, v: Any) -> None:
-    if not isinstance(v, bool):
-        raise ConfigError(key, f"must be true or false, got {v!r}", [True, False])
-
-
-def _validate(c: TrainConfig) -> None:
-    """Every check that needs no data: types, ranges, choices.  Raises :class:`ConfigError`."""
-    from .data import DATASETS
-    from .models import MODELS
-
-    _need_choice("dataset", str(c.dataset).lower().replace("_", "-"), DATASETS)
-    _need_choice("model", str(c.model).lower().replace("-", "_"), MODELS)
-    _need_choice("objective", c.objective, OBJECTIVES)
-    _need_choice("norm", c.norm, NORMS)
-    _need_choice("amp", c.amp, AMP_MODES)
-    _need_choice("attack_mode", c.attack_mode, ATTACK_MODES)
-    _need_choice("best_metric", c.best_metric, BEST_METRICS)
-    if not isinstance(c.device, str) or not DEVICE_PATTERN.match(c.device):
-        raise ConfigError("device", f"got {c.device!r}", ["auto", "cpu", "cuda", "cuda:N", "mps"])
-    for key in ("data_kwargs", "model_kwargs"):
-        if not isinstance(getattr(c, key), Mapping):
-            raise ConfigError(key, f"must be a mapping, got {getattr(c, key)!r}")
-    for key in ("augment", "normalize", "channels_last", "autoattack"):
-        _need_bool(key, getattr(c, key))
-    for key in ("n_train", "n_test", "eval_n", "autoattack_n"):
-        _need_int(key, getattr(c, key), 1, optional=True)
-    _need_int("data_seed", c.data_seed, 0)
-    _need_int("seed", c.seed, 0)
-    _need_int("epochs", c.epochs, 1)
-    _need_int("batch_size", c.batch_size, 1)
-    _need_int("eval_batch_size", c.eval_batch_size, 1)
-    _need_int("eval_steps", c.eval_steps, 0)
-    _need_int("save_matrices_every", c.save_matrices_every, 1, optional=True)
-    _need_number("lr", c.lr, low=0, strict_low=True)
-    _need_number("momentum", c.momentum, low=0, high=1)
-    _need_number("weight_decay", c.weight_decay, low=0)
-    _need_number("lr_gamma", c.lr_gamma, low=0, strict_low=True)
-    _need_number("eps", c.eps, low=0, optional=True)
-    _need_number("eval_eps", c.eval_eps, low=0, optional=True)
-    _need_number("alpha", c.alpha, low=0, strict_low=True, optional=True)
-    if not isinstance(c.milestones, (list, tuple)):
-        raise ConfigError("milestones", f"must be a list of fractions of the epochs, got {c.milestones!r}")
-    for m in c.milestones:
-        _need_number("milestones", m, low=0, high=1, strict_low=True)
-    if not isinstance(c.save_checkpoints_at, (list, tuple)):
-        raise ConfigError("save_checkpoints_at", f"must be a list of epochs, got {c.save_checkpoints_at!r}")
-    for e in c.save_checkpoints_at:
-        if not _is_int(e) or not 1 <= e <= c.epochs:
-            raise ConfigError("save_checkpoints_at", f"epoch {e!r} is not an integer in [1, {c.epochs}]")
-    _validate_objective(c)
-
-
-def _validate_objective(c: TrainConfig) -> None:
-    adversarial = c.objective in ("pgd_at", "kd_at", "trades")
-    _need_int("attack_steps", c.attack_steps, 1 if adversarial else 0)
-    if c.objective == "fast_at":
-        if c.norm != "linf":
-            raise ConfigError("norm", "fast_at (FGSM with random start) is l-inf only", ["linf"])
-        _need_number("fast_at.alpha", c.fast_at.alpha, low=0, strict_low=True, optional=True)
-    if c.objective == "trades":
-        _need_number("trades.beta", c.trades.beta, low=0)
-    if c.objective == "kd_at":
-        if not c.kd.teacher or not isinstance(c.kd.teacher, str):
-            raise ConfigError("kd.teacher", "objective kd_at needs a teacher: the path of an xcf "
-                              f"checkpoint (.pt) or of a run folder, got {c.kd.teacher!r}")
-        _need_number("kd.lambda", c.kd.lam, low=0, high=1)
-        _need_number("kd.temperature", c.kd.temperature, low=0, strict_low=True)
-
-
 # =========================================================================== setup
 
 @dataclass
@@ -776,20 +297,6 @@ def _load_teacher(c: TrainConfig, meta: dict, device: torch.device) -> tuple[nn.
     return teacher, file
 
 
-def build_objective(c: TrainConfig, teacher: Optional[nn.Module] = None) -> Objective:
-    """The :class:`Objective` of a resolved config."""
-    if c.objective == "standard":
-        return Objective()
-    if c.objective == "fast_at":
-        return AdversarialCE(FGSMRS(eps=c.eps, alpha=c.fast_at.alpha, model_mode=c.attack_mode), "fast_at")
-    if c.objective == "trades":
-        return Trades(c.eps, c.alpha, c.attack_steps, c.norm, c.trades.beta, c.attack_mode)
-    attack = PGD(eps=c.eps, steps=c.attack_steps, norm=c.norm, alpha=c.alpha, model_mode=c.attack_mode)
-    if c.objective == "kd_at":
-        return DistillationAT(attack, teacher, c.kd.lam, c.kd.temperature)
-    return AdversarialCE(attack, "pgd_at")
-
-
 def prepare(config: TrainConfig) -> Setup:
     """Load data, build the model, teacher and objective: every check that can fail does
     so here, before any training."""
@@ -803,72 +310,6 @@ def prepare(config: TrainConfig) -> Setup:
                  x_eval=x_eval.to(device), y_eval=y_eval.to(device), classes=list(ds.classes),
                  model=model, meta=meta, objective=build_objective(c, teacher),
                  teacher_path=teacher_path)
-
-
-# =========================================================================== evaluation
-
-class AutocastModel(nn.Module):
-    """``model`` with its forward and ``features`` run under bf16 autocast and returned in
-    float32, so that attacks and the feature extractor are fast while the attribution
-    statistics of Algorithm 1 (class means, cosines) stay in float32."""
-
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
-        super().__init__()
-        self.model, self.head, self.device_type = model, model.head, device.type
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=self.device_type, dtype=torch.bfloat16):
-            return self.model.features(x).float()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=self.device_type, dtype=torch.bfloat16):
-            return self.model(x).float()
-
-
-def eval_seed(seed: int, epoch: int) -> int:
-    """Seed of epoch ``epoch``'s evaluation attack: independent of the training stream."""
-    return int(np.random.SeedSequence([seed, epoch, 0x5EED]).generate_state(1)[0])
-
-
-def eval_attack(c: TrainConfig) -> PGD:
-    """The test attack: PGD-``eval_steps`` (20) at ``eval_eps``, step eps/4 (l-inf) or
-    eps/8 (l2), random start, model in eval mode (the official evaluation)."""
-    return PGD(eps=c.eval_eps, steps=c.eval_steps, norm=c.norm)
-
-
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-             epoch: int, *, amp: str = "none", instance: bool = False, progress: bool = False):
-    """Test clean accuracy, test robust accuracy and C/CAS (Algorithm 1) of one epoch.
-
-    One :func:`xcf.attribution.measure` pass on PGD examples gives robust accuracy, C and
-    CAS together; a second pass on clean inputs gives clean accuracy and the clean C of
-    Fig. 9 (a forward pass only).  Returns ``(numbers, adversarial, clean)`` with the two
-    :class:`~xcf.attribution.Measurement` objects.
-    """
-    from .attribution import measure
-
-    c = config.resolved()
-    gen = torch.Generator(device=x.device).manual_seed(eval_seed(c.seed, epoch))
-    net = AutocastModel(model, x.device) if amp == "bf16" else model
-    clean = measure(net, x, y, None, batch_size=c.eval_batch_size, progress=False)
-    adv = measure(net, x, y, eval_attack(c), batch_size=c.eval_batch_size, generator=gen,
-                  instance=instance, progress=progress)
-    numbers = {"test_clean_acc": clean.accuracy, "test_robust_acc": adv.accuracy,
-               "cas": adv.cas, "cas_clean": clean.cas, "eval_n": int(len(y))}
-    if instance:
-        numbers["i_cas"] = adv.i_cas
-    return numbers, adv, clean
-
-
-def select_best(history: Sequence[Mapping[str, Any]], metric: str = "test_robust_acc") -> Optional[int]:
-    """Epoch with the highest ``metric`` (the first one on ties; NaN never wins), as the
-    paper picks its best checkpoint by test robust accuracy."""
-    best_epoch, best = None, -math.inf
-    for row in history:
-        value = row.get(metric)
-        if value is not None and value > best:  # NaN > x is False
-            best_epoch, best = row["epoch"], value
-    return best_epoch
 
 
 # =========================================================================== the run loop
@@ -1083,33 +524,6 @@ def _finish(run: runs.Run, setup: Setup, history: list[dict], log, progress: boo
             f"last {summary['autoattack']['last']:.4f}")
     run.write_final(summary)
     log(f"finished {run.path}: best epoch {best_epoch}")
-
-
-def autoattack_accuracy(run: runs.Run, which: str, setup: Setup, progress: bool = False) -> float:
-    """Robust accuracy under AutoAttack (standard version, torchattacks) of a checkpoint of
-    ``run`` on ``autoattack_n`` test samples (default: the evaluation set)."""
-    import torchattacks
-
-    from .data import stratified_indices
-
-    c = setup.config
-    x, y = setup.x_eval, setup.y_eval
-    if c.autoattack_n is not None and c.autoattack_n < len(y):
-        idx = stratified_indices(y.cpu(), c.autoattack_n, torch.Generator().manual_seed(c.data_seed))
-        x, y = x[idx.to(x.device)], y[idx.to(y.device)]
-    model = run.load_model(which, device=setup.device)
-    attack = torchattacks.AutoAttack(model, norm="Linf" if c.norm == "linf" else "L2",
-                                     eps=c.eval_eps, version="standard",
-                                     n_classes=len(setup.classes), seed=c.seed)
-    correct = 0
-    with attack_mode(model, "eval"):
-        for start in tqdm(range(0, len(y), c.eval_batch_size), disable=not progress,
-                          desc=f"AutoAttack {which}", leave=False):
-            xb, yb = x[start:start + c.eval_batch_size], y[start:start + c.eval_batch_size]
-            x_adv = attack(xb, yb)
-            with torch.no_grad():
-                correct += int((model(x_adv).argmax(1) == yb).sum())
-    return correct / len(y)
 
 
 def measure_run(run_dir: str | Path, which: runs.Which = "best", *, eval_n: Optional[int] = None,

@@ -1,0 +1,344 @@
+"""Training configuration: :class:`TrainConfig`, its sections, and its validation.
+
+One concept: *what defines a run*.  :class:`TrainConfig` holds every knob of
+:func:`xcf.training.train`, with the defaults of Table 2 (Appendix B) of Wei, Guo & Wang
+(ICML 2025): SGD, momentum 0.9, weight decay 5e-4, batch 128, lr 0.1 decayed x0.1 after
+50% and 75% of 200 epochs, PGD-10 with step eps/4 (l-inf) or eps/8 (l2), eps 8/255 or
+128/255, evaluation with PGD-20.  The sections :class:`KDConfig` (Eq. 3),
+:class:`TradesConfig` and :class:`FastATConfig` hold the settings of one objective each.
+
+:func:`make_config` builds a validated config from a config, a mapping or a YAML file;
+every check that needs no data runs here and raises :class:`ConfigError` naming the key.
+:meth:`TrainConfig.key` is the run's identity (:mod:`xcf.runs`).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+
+from . import runs
+from .attacks import NORMS, default_step_size
+
+OBJECTIVES = ("standard", "pgd_at", "kd_at", "fast_at", "trades")
+AMP_MODES = ("none", "bf16")
+ATTACK_MODES = ("eval", "train")
+BEST_METRICS = ("auto", "test_robust_acc", "test_clean_acc")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# Fields that do not change what a run computes, so they are left out of its key: a run
+# can move to another device, or get an AutoAttack evaluation later, and stay the same run.
+NON_IDENTITY = ("device", "data_root", "autoattack", "autoattack_n")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key and what is allowed."""
+
+    def __init__(self, key: str, problem: str, allowed: Optional[Iterable[Any]] = None) -> None:
+        self.key = key
+        self.allowed = list(allowed) if allowed is not None else None
+        text = f"config key '{key}': {problem}"
+        if self.allowed is not None:
+            text += f"; allowed values: {', '.join(map(str, self.allowed))}"
+        super().__init__(text)
+
+
+@dataclass
+class KDConfig:
+    """KD-AT settings (Eq. 3).  The paper gives no values; lambda 0.5 and T 2 are ours."""
+
+    teacher: Optional[str] = None   # xcf checkpoint file, or a run folder (its best.pt)
+    lam: float = 0.5                # YAML key: lambda
+    temperature: float = 2.0
+
+
+@dataclass
+class TradesConfig:
+    beta: float = 6.0               # the official code's default
+
+
+@dataclass
+class FastATConfig:
+    alpha: Optional[float] = None   # FGSM step; None: 1.25 * eps (Wong et al. 2020)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run.  Defaults are Table 2 of the paper.
+
+    Data: ``dataset`` (one of :data:`xcf.data.DATASETS`), ``data_kwargs`` (to
+    :func:`xcf.data.load`, e.g. ``image_size`` for planted), ``data_root``, ``n_train`` /
+    ``n_test`` (class-balanced subsets; ``None`` = all), ``eval_n`` (test samples used for
+    the per-epoch evaluation; ``None`` = the whole test set), ``data_seed``, ``augment``
+    (random crop with 4 px reflect padding + flip).
+    Model: ``model`` (one of :data:`xcf.models.MODELS`), ``model_kwargs`` (e.g. ``width``),
+    ``normalize`` (per-channel mean/std of CIFAR inside the model, as the official code).
+    Objective: ``objective`` (:data:`OBJECTIVES`), ``norm``, ``eps`` (None: 8/255 l-inf or
+    128/255 l2), ``alpha`` (None: eps/4 or eps/8), ``attack_steps`` (10), ``attack_mode``
+    (model mode during the training attack), and the sections ``kd``, ``trades``,
+    ``fast_at``.
+    Optimisation: ``epochs`` (200), ``batch_size`` (128), ``lr`` (0.1), ``momentum`` (0.9),
+    ``weight_decay`` (5e-4), ``milestones`` ([0.5, 0.75] of the epochs), ``lr_gamma``
+    (0.1), ``seed``, ``amp`` (``none`` or ``bf16`` autocast), ``channels_last``.
+    Evaluation: ``eval_eps`` (None: eps), ``eval_steps`` (PGD-20), ``eval_batch_size``,
+    ``best_metric`` (``auto``: test robust accuracy, or clean accuracy for ``standard``),
+    ``save_matrices_every`` (None: every epoch up to 50 epochs, else every 10; best and
+    last always), ``save_checkpoints_at`` (epochs whose model is kept besides best/last),
+    ``autoattack`` / ``autoattack_n`` (final AutoAttack of best and last; ``None`` = the
+    eval set), ``device`` (``auto``: CUDA if present).
+    """
+
+    dataset: str = "cifar10"
+    data_kwargs: dict = field(default_factory=dict)
+    data_root: Optional[str] = None
+    n_train: Optional[int] = None
+    n_test: Optional[int] = None
+    eval_n: Optional[int] = None
+    data_seed: int = 0
+    augment: bool = True
+    model: str = "preact_resnet18"
+    model_kwargs: dict = field(default_factory=dict)
+    normalize: bool = True
+    objective: str = "pgd_at"
+    norm: str = "linf"
+    eps: Optional[float] = None
+    alpha: Optional[float] = None
+    attack_steps: int = 10
+    attack_mode: str = "eval"
+    kd: KDConfig = field(default_factory=KDConfig)
+    trades: TradesConfig = field(default_factory=TradesConfig)
+    fast_at: FastATConfig = field(default_factory=FastATConfig)
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    milestones: list = field(default_factory=lambda: [0.5, 0.75])
+    lr_gamma: float = 0.1
+    seed: int = 0
+    amp: str = "none"
+    channels_last: bool = True
+    eval_eps: Optional[float] = None
+    eval_steps: int = 20
+    eval_batch_size: int = 500
+    best_metric: str = "auto"
+    save_matrices_every: Optional[int] = None
+    save_checkpoints_at: list = field(default_factory=list)
+    autoattack: bool = False
+    autoattack_n: Optional[int] = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name, cls in _SECTIONS.items():
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                setattr(self, name, _section_from_dict(name, cls, value))
+        _validate(self)
+
+    # ------------------------------------------------------------------ conversions
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        """Build from a plain mapping (e.g. parsed YAML); unknown keys are errors."""
+        if not isinstance(d, Mapping):
+            raise ConfigError("<root>", f"expected a mapping of keys to values, got {type(d).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in d:
+            if key not in known:
+                raise ConfigError(str(key), "unknown key" + _suggest(key, known), known)
+        return cls(**dict(d))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        import yaml
+
+        text = Path(path).read_text()
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError("<file>", f"{path} is not valid YAML ({err})") from err
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict:
+        """Plain-Python form, YAML-ready; sections use their YAML keys (``kd.lambda``)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SECTIONS:
+                value = {_YAML_KEYS.get(k, k): v for k, v in dataclasses.asdict(value).items()}
+            out[f.name] = copy.deepcopy(value)
+        return out
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with every ``None`` default worked out (eps, alpha, eval_eps, ...)."""
+        eps = self.eps if self.eps is not None else (8 / 255 if self.norm == "linf" else 128 / 255)
+        updates = dict(
+            eps=eps,
+            alpha=self.alpha if self.alpha is not None else default_step_size(eps, self.norm),
+            eval_eps=self.eval_eps if self.eval_eps is not None else eps,
+            save_matrices_every=self.save_matrices_every or (1 if self.epochs <= 50 else 10),
+            best_metric=self.best_metric if self.best_metric != "auto" else (
+                "test_clean_acc" if self.objective == "standard" else "test_robust_acc"),
+            fast_at=FastATConfig(self.fast_at.alpha if self.fast_at.alpha is not None else 1.25 * eps),
+        )
+        return dataclasses.replace(self, **updates)
+
+    def identity(self) -> dict:
+        """What a run's key is computed from: the resolved config without runtime-only
+        fields (:data:`NON_IDENTITY`) and without the sections of other objectives."""
+        d = self.resolved().to_dict()
+        for key in NON_IDENTITY:
+            d.pop(key)
+        active = {"kd_at": "kd", "trades": "trades", "fast_at": "fast_at"}.get(self.objective)
+        for name in _SECTIONS:
+            if name != active:
+                d.pop(name)
+        return d
+
+    def key(self) -> str:
+        return runs.config_key(self.identity())
+
+
+_SECTIONS = {"kd": KDConfig, "trades": TradesConfig, "fast_at": FastATConfig}
+_YAML_KEYS = {"lam": "lambda"}
+
+
+def _suggest(key: Any, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(key), known, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _section_from_dict(name: str, cls: type, d: Mapping[str, Any]):
+    to_field = {v: k for k, v in _YAML_KEYS.items()}
+    fields_ = [f.name for f in dataclasses.fields(cls)]
+    yaml_names = [_YAML_KEYS.get(f, f) for f in fields_]
+    kwargs = {}
+    for key, value in d.items():
+        attr = to_field.get(key, key)
+        if attr not in fields_:
+            raise ConfigError(f"{name}.{key}", "unknown key" + _suggest(key, yaml_names), yaml_names)
+        kwargs[attr] = value
+    return cls(**kwargs)
+
+
+def make_config(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None,
+                **overrides: Any) -> TrainConfig:
+    """A validated :class:`TrainConfig` from a config, a mapping or a YAML path, with
+    keyword ``overrides`` on top (sections merge: ``kd={"lambda": 0.3}``)."""
+    if isinstance(config, (str, Path)):
+        config = TrainConfig.from_yaml(config)
+    base = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
+    for key, value in overrides.items():
+        if key in _SECTIONS and isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
+            value = {**base[key], **value}
+        base[key] = value
+    return TrainConfig.from_dict(base)
+
+
+# --------------------------------------------------------------------------- validation
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _need_int(key: str, v: Any, low: int, optional: bool = False) -> None:
+    if v is None and optional:
+        return
+    if not _is_int(v) or v < low:
+        raise ConfigError(key, f"must be an integer >= {low}{' or null' if optional else ''}, got {v!r}")
+
+
+def _need_number(key: str, v: Any, *, low: float | None = None, high: float | None = None,
+                 strict_low: bool = False, optional: bool = False) -> None:
+    if v is None and optional:
+        return
+    ok = _is_number(v) and (low is None or (v > low if strict_low else v >= low)) \
+        and (high is None or v <= high)
+    if not ok:
+        bound = []
+        if low is not None:
+            bound.append(f"{'>' if strict_low else '>='} {low}")
+        if high is not None:
+            bound.append(f"<= {high}")
+        raise ConfigError(key, f"must be a finite number {' and '.join(bound)}, got {v!r}")
+
+
+def _need_choice(key: str, v: Any, allowed: Sequence[str]) -> None:
+    if v not in allowed:
+        raise ConfigError(key, f"got {v!r}" + _suggest(v, allowed), allowed)
+
+
+def _need_bool(key: str, v: Any) -> None:
+    if not isinstance(v, bool):
+        raise ConfigError(key, f"must be true or false, got {v!r}", [True, False])
+
+
+def _validate(c: TrainConfig) -> None:
+    """Every check that needs no data: types, ranges, choices.  Raises :class:`ConfigError`."""
+    from .data import DATASETS
+    from .models import MODELS
+
+    _need_choice("dataset", str(c.dataset).lower().replace("_", "-"), DATASETS)
+    _need_choice("model", str(c.model).lower().replace("-", "_"), MODELS)
+    _need_choice("objective", c.objective, OBJECTIVES)
+    _need_choice("norm", c.norm, NORMS)
+    _need_choice("amp", c.amp, AMP_MODES)
+    _need_choice("attack_mode", c.attack_mode, ATTACK_MODES)
+    _need_choice("best_metric", c.best_metric, BEST_METRICS)
+    if not isinstance(c.device, str) or not DEVICE_PATTERN.match(c.device):
+        raise ConfigError("device", f"got {c.device!r}", ["auto", "cpu", "cuda", "cuda:N", "mps"])
+    for key in ("data_kwargs", "model_kwargs"):
+        if not isinstance(getattr(c, key), Mapping):
+            raise ConfigError(key, f"must be a mapping, got {getattr(c, key)!r}")
+    for key in ("augment", "normalize", "channels_last", "autoattack"):
+        _need_bool(key, getattr(c, key))
+    for key in ("n_train", "n_test", "eval_n", "autoattack_n"):
+        _need_int(key, getattr(c, key), 1, optional=True)
+    _need_int("data_seed", c.data_seed, 0)
+    _need_int("seed", c.seed, 0)
+    _need_int("epochs", c.epochs, 1)
+    _need_int("batch_size", c.batch_size, 1)
+    _need_int("eval_batch_size", c.eval_batch_size, 1)
+    _need_int("eval_steps", c.eval_steps, 0)
+    _need_int("save_matrices_every", c.save_matrices_every, 1, optional=True)
+    _need_number("lr", c.lr, low=0, strict_low=True)
+    _need_number("momentum", c.momentum, low=0, high=1)
+    _need_number("weight_decay", c.weight_decay, low=0)
+    _need_number("lr_gamma", c.lr_gamma, low=0, strict_low=True)
+    _need_number("eps", c.eps, low=0, optional=True)
+    _need_number("eval_eps", c.eval_eps, low=0, optional=True)
+    _need_number("alpha", c.alpha, low=0, strict_low=True, optional=True)
+    if not isinstance(c.milestones, (list, tuple)):
+        raise ConfigError("milestones", f"must be a list of fractions of the epochs, got {c.milestones!r}")
+    for m in c.milestones:
+        _need_number("milestones", m, low=0, high=1, strict_low=True)
+    if not isinstance(c.save_checkpoints_at, (list, tuple)):
+        raise ConfigError("save_checkpoints_at", f"must be a list of epochs, got {c.save_checkpoints_at!r}")
+    for e in c.save_checkpoints_at:
+        if not _is_int(e) or not 1 <= e <= c.epochs:
+            raise ConfigError("save_checkpoints_at", f"epoch {e!r} is not an integer in [1, {c.epochs}]")
+    _validate_objective(c)
+
+
+def _validate_objective(c: TrainConfig) -> None:
+    adversarial = c.objective in ("pgd_at", "kd_at", "trades")
+    _need_int("attack_steps", c.attack_steps, 1 if adversarial else 0)
+    if c.objective == "fast_at":
+        if c.norm != "linf":
+            raise ConfigError("norm", "fast_at (FGSM with random start) is l-inf only", ["linf"])
+        _need_number("fast_at.alpha", c.fast_at.alpha, low=0, strict_low=True, optional=True)
+    if c.objective == "trades":
+        _need_number("trades.beta", c.trades.beta, low=0)
+    if c.objective == "kd_at":
+        if not c.kd.teacher or not isinstance(c.kd.teacher, str):
+            raise ConfigError("kd.teacher", "objective kd_at needs a teacher: the path of an xcf "
+                              f"checkpoint (.pt) or of a run folder, got {c.kd.teacher!r}")
+        _need_number("kd.lambda", c.kd.lam, low=0, high=1)
+        _need_number("kd.temperature", c.kd.temperature, low=0, strict_low=True)

@@ -1,0 +1,118 @@
+"""Evaluation of a model during and after training: test accuracy, C and CAS.
+
+One concept: *how an epoch is measured*.  :func:`evaluate` gives test clean and robust
+accuracy (PGD-20, :func:`eval_attack`, the official evaluation) and the feature
+attribution correlation matrix C with its CAS (Eq. 6-7, Algorithm 1 of Wei, Guo & Wang,
+ICML 2025), on adversarial and on clean inputs (Fig. 9).  Its attack draws from its own
+generator seeded by ``(seed, epoch)`` (:func:`eval_seed`), so the training trajectory does
+not depend on evaluation settings and an epoch's numbers can be recomputed exactly.
+:func:`select_best` picks the best epoch as the paper does (test robust accuracy), and
+:func:`autoattack_accuracy` adds the final AutoAttack evaluation.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from . import runs
+from .attacks import PGD, attack_mode
+from .config import TrainConfig
+
+if TYPE_CHECKING:  # xcf.training imports this module
+    from .training import Setup
+
+
+class AutocastModel(nn.Module):
+    """``model`` with its forward and ``features`` run under bf16 autocast and returned in
+    float32, so that attacks and the feature extractor are fast while the attribution
+    statistics of Algorithm 1 (class means, cosines) stay in float32."""
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.model, self.head, self.device_type = model, model.head, device.type
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=self.device_type, dtype=torch.bfloat16):
+            return self.model.features(x).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=self.device_type, dtype=torch.bfloat16):
+            return self.model(x).float()
+
+
+def eval_seed(seed: int, epoch: int) -> int:
+    """Seed of epoch ``epoch``'s evaluation attack: independent of the training stream."""
+    return int(np.random.SeedSequence([seed, epoch, 0x5EED]).generate_state(1)[0])
+
+
+def eval_attack(c: TrainConfig) -> PGD:
+    """The test attack: PGD-``eval_steps`` (20) at ``eval_eps``, step eps/4 (l-inf) or
+    eps/8 (l2), random start, model in eval mode (the official evaluation)."""
+    return PGD(eps=c.eval_eps, steps=c.eval_steps, norm=c.norm)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
+             epoch: int, *, amp: str = "none", instance: bool = False, progress: bool = False):
+    """Test clean accuracy, test robust accuracy and C/CAS (Algorithm 1) of one epoch.
+
+    One :func:`xcf.attribution.measure` pass on PGD examples gives robust accuracy, C and
+    CAS together; a second pass on clean inputs gives clean accuracy and the clean C of
+    Fig. 9 (a forward pass only).  Returns ``(numbers, adversarial, clean)`` with the two
+    :class:`~xcf.attribution.Measurement` objects.
+    """
+    from .attribution import measure
+
+    c = config.resolved()
+    gen = torch.Generator(device=x.device).manual_seed(eval_seed(c.seed, epoch))
+    net = AutocastModel(model, x.device) if amp == "bf16" else model
+    clean = measure(net, x, y, None, batch_size=c.eval_batch_size, progress=False)
+    adv = measure(net, x, y, eval_attack(c), batch_size=c.eval_batch_size, generator=gen,
+                  instance=instance, progress=progress)
+    numbers = {"test_clean_acc": clean.accuracy, "test_robust_acc": adv.accuracy,
+               "cas": adv.cas, "cas_clean": clean.cas, "eval_n": int(len(y))}
+    if instance:
+        numbers["i_cas"] = adv.i_cas
+    return numbers, adv, clean
+
+
+def select_best(history: Sequence[Mapping[str, Any]], metric: str = "test_robust_acc") -> Optional[int]:
+    """Epoch with the highest ``metric`` (the first one on ties; NaN never wins), as the
+    paper picks its best checkpoint by test robust accuracy."""
+    best_epoch, best = None, -math.inf
+    for row in history:
+        value = row.get(metric)
+        if value is not None and value > best:  # NaN > x is False
+            best_epoch, best = row["epoch"], value
+    return best_epoch
+
+
+def autoattack_accuracy(run: runs.Run, which: str, setup: Setup, progress: bool = False) -> float:
+    """Robust accuracy under AutoAttack (standard version, torchattacks) of a checkpoint of
+    ``run`` on ``autoattack_n`` test samples (default: the evaluation set)."""
+    import torchattacks
+
+    from .data import stratified_indices
+
+    c = setup.config
+    x, y = setup.x_eval, setup.y_eval
+    if c.autoattack_n is not None and c.autoattack_n < len(y):
+        idx = stratified_indices(y.cpu(), c.autoattack_n, torch.Generator().manual_seed(c.data_seed))
+        x, y = x[idx.to(x.device)], y[idx.to(y.device)]
+    model = run.load_model(which, device=setup.device)
+    attack = torchattacks.AutoAttack(model, norm="Linf" if c.norm == "linf" else "L2",
+                                     eps=c.eval_eps, version="standard",
+                                     n_classes=len(setup.classes), seed=c.seed)
+    correct = 0
+    with attack_mode(model, "eval"):
+        for start in tqdm(range(0, len(y), c.eval_batch_size), disable=not progress,
+                          desc=f"AutoAttack {which}", leave=False):
+            xb, yb = x[start:start + c.eval_batch_size], y[start:start + c.eval_batch_size]
+            x_adv = attack(xb, yb)
+            with torch.no_grad():
+                correct += int((model(x_adv).argmax(1) == yb).sum())
+    return correct / len(y)

@@ -1,0 +1,212 @@
+"""Training objectives: the losses and the perturb-then-loss steps of each kind of training.
+
+One concept: *what one batch minimises*.  Each :class:`Objective` is a ``perturb`` step
+(inner maximisation with the weights frozen and input gradients only, :mod:`xcf.attacks`)
+followed by a ``loss`` step:
+
+- ``standard``: :class:`Objective`, cross-entropy on clean inputs;
+- ``pgd_at`` / ``fast_at``: :class:`AdversarialCE`, cross-entropy on PGD examples
+  (Madry et al. 2018; Eq. 1-2 of Wei, Guo & Wang, ICML 2025) or on FGSM-with-random-start
+  examples (Wong et al. 2020);
+- ``kd_at``: :class:`DistillationAT`, :func:`distillation_loss` against a frozen teacher
+  (Eq. 3);
+- ``trades``: :class:`Trades`, :func:`trades_perturb` then :func:`trades_loss`
+  (Zhang et al. 2019).
+
+:func:`build_objective` makes the objective of a resolved :class:`~xcf.config.TrainConfig`.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .attacks import FGSMRS, PGD, ascent_direction, attack_mode, input_gradient, project
+from .config import TrainConfig
+
+Attack = Callable[..., torch.Tensor]
+
+
+# =========================================================================== losses
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``(B, K)`` logits (in float32, also under bf16 autocast)."""
+    return F.cross_entropy(logits.float(), y)
+
+
+def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor,
+                  temperature: float = 1.0) -> torch.Tensor:
+    """``KL(softmax(p/T) || softmax(q/T))``, averaged over the batch: ``(B, K), (B, K) -> ()``.
+
+    ``F.kl_div(input, target)`` computes ``sum target * (log target - input)``, i.e.
+    ``KL(target || exp(input))``: the *second* argument is the reference distribution.
+    """
+    log_q = F.log_softmax(q_logits.float() / temperature, dim=1)
+    p = F.softmax(p_logits.float() / temperature, dim=1)
+    return F.kl_div(log_q, p, reduction="batchmean")
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      y: torch.Tensor, lam: float, temperature: float) -> torch.Tensor:
+    """KD-AT loss, Eq. 3, in the standard Hinton et al. (2015) form:
+
+        (1 - lam) * CE(s, y) + lam * T^2 * KL(softmax(t / T) || softmax(s / T))
+
+    with ``s``, ``t`` the student's and teacher's logits ``(B, K)`` on the *same*
+    adversarial input x + delta.  Eq. 3 prints ``KL(f(theta, x+delta)/T, f(theta_0,
+    x+delta)/T)``, student first; read literally as KL(p || q) that would be
+    KL(student || teacher).  We use the teacher as the reference distribution, as in
+    Hinton et al. and in the KD-AT code the paper builds on (Chen et al. 2021), which is the
+    usual meaning of a "KL term against the teacher".  The T^2 factor, absent from Eq. 3,
+    keeps the gradient scale of the soft term independent of T (Hinton et al.); at
+    ``lam = 0`` the loss is exactly the PGD-AT cross-entropy.
+    """
+    ce = cross_entropy(student_logits, y)
+    if lam == 0:
+        return ce
+    kl = kl_divergence(teacher_logits, student_logits, temperature)
+    return (1 - lam) * ce + lam * temperature ** 2 * kl
+
+
+def trades_loss(clean_logits: torch.Tensor, adv_logits: torch.Tensor, y: torch.Tensor,
+                beta: float) -> torch.Tensor:
+    """TRADES (Zhang et al. 2019): ``CE(f(x), y) + beta * KL(f(x) || f(x_adv))``, the KL
+    between softmax outputs averaged over the batch (``(1/B) * KLDivLoss(sum)`` of the
+    official code).  Gradients flow through both terms."""
+    return cross_entropy(clean_logits, y) + beta * kl_divergence(clean_logits, adv_logits)
+
+
+# =========================================================================== objectives
+
+@dataclass
+class Step:
+    """What one objective computed on a batch."""
+
+    loss: torch.Tensor                      # () the quantity minimised
+    logits: torch.Tensor                    # (B, K) on the inputs trained on
+    clean_logits: Optional[torch.Tensor]    # (B, K) on clean x, if computed
+    adv_logits: Optional[torch.Tensor]      # (B, K) on x_adv, if computed
+
+
+class Objective:
+    """An objective: ``perturb`` (inner maximisation, weights frozen) then ``loss``.
+
+    ``perturb(model, x, y, generator) -> x_adv`` or ``None``;
+    ``loss(model, x, y, x_adv) -> Step``, with the model already in train mode.
+    """
+
+    name = "standard"
+    adversarial = False    # whether perturb() makes adversarial examples
+    computes_clean = True  # whether loss() yields clean logits (else the loop adds them)
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                generator: Optional[torch.Generator] = None) -> Optional[torch.Tensor]:
+        return None
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             x_adv: Optional[torch.Tensor]) -> Step:
+        logits = model(x)
+        return Step(cross_entropy(logits, y), logits, logits, None)
+
+
+Standard = Objective
+
+
+class AdversarialCE(Objective):
+    """Cross-entropy on ``attack(model, x, y)``: PGD-AT (Eq. 1-2) or fast AT (FGSM-RS)."""
+
+    adversarial = True
+    computes_clean = False
+
+    def __init__(self, attack: Attack, name: str = "pgd_at") -> None:
+        self.attack, self.name = attack, name
+        # Attacks of xcf.attacks take the generator; a plain callable may not.
+        self._takes_generator = "generator" in inspect.signature(attack).parameters
+
+    def perturb(self, model, x, y, generator=None):
+        if generator is not None and self._takes_generator:
+            return self.attack(model, x, y, generator=generator)
+        return self.attack(model, x, y)
+
+    def loss(self, model, x, y, x_adv):
+        logits = model(x_adv)
+        return Step(cross_entropy(logits, y), logits, None, logits)
+
+
+class DistillationAT(AdversarialCE):
+    """KD-AT (Eq. 3): adversarial examples against the student's cross-entropy, then
+    :func:`distillation_loss` against a frozen teacher on the same adversarial input."""
+
+    def __init__(self, attack: Attack, teacher: nn.Module, lam: float, temperature: float) -> None:
+        super().__init__(attack, "kd_at")
+        self.teacher, self.lam, self.temperature = teacher.eval(), lam, temperature
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    def loss(self, model, x, y, x_adv):
+        logits = model(x_adv)
+        with torch.no_grad():
+            teacher_logits = self.teacher(x_adv)
+        loss = distillation_loss(logits, teacher_logits, y, self.lam, self.temperature)
+        return Step(loss, logits, None, logits)
+
+
+def trades_perturb(model: nn.Module, x: torch.Tensor, *, eps: float, alpha: float, steps: int,
+                   norm: str = "linf", model_mode: str = "eval",
+                   generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """TRADES inner maximisation: x_adv in the eps-ball (and [0, 1]) maximising
+    ``KL(f(x) || f(x_adv))`` by ``steps`` projected ascent steps of size ``alpha``, from
+    ``x + 0.001 * N(0, I)`` (Zhang et al. 2019; at x itself the KL gradient is zero).
+    x: (B, C, H, W); returns (B, C, H, W), detached.  Weights frozen, as in :func:`pgd`."""
+    with attack_mode(model, model_mode):
+        x = x.detach()
+        with torch.no_grad():
+            p_clean_logits = model(x).float()
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x_adv = project(x + 0.001 * noise, x, eps, norm)
+
+        def kl_sum(logits, _unused):  # summed so each sample's step is batch-size free
+            return kl_divergence(p_clean_logits, logits) * logits.shape[0]
+
+        for _ in range(steps):
+            grad = input_gradient(model, x_adv, None, kl_sum)
+            x_adv = project(x_adv + alpha * ascent_direction(grad, norm), x, eps, norm)
+    return x_adv.detach()
+
+
+class Trades(Objective):
+    """TRADES: :func:`trades_perturb`, then :func:`trades_loss` (both forwards in train mode)."""
+
+    name = "trades"
+    adversarial = True
+
+    def __init__(self, eps: float, alpha: float, steps: int, norm: str, beta: float,
+                 model_mode: str = "eval") -> None:
+        self.eps, self.alpha, self.steps, self.norm = eps, alpha, steps, norm
+        self.beta, self.model_mode = beta, model_mode
+
+    def perturb(self, model, x, y, generator=None):
+        return trades_perturb(model, x, eps=self.eps, alpha=self.alpha, steps=self.steps,
+                              norm=self.norm, model_mode=self.model_mode, generator=generator)
+
+    def loss(self, model, x, y, x_adv):
+        clean, adv = model(x), model(x_adv)
+        return Step(trades_loss(clean, adv, y, self.beta), adv, clean, adv)
+
+
+def build_objective(c: TrainConfig, teacher: Optional[nn.Module] = None) -> Objective:
+    """The :class:`Objective` of a resolved config."""
+    if c.objective == "standard":
+        return Objective()
+    if c.objective == "fast_at":
+        return AdversarialCE(FGSMRS(eps=c.eps, alpha=c.fast_at.alpha, model_mode=c.attack_mode), "fast_at")
+    if c.objective == "trades":
+        return Trades(c.eps, c.alpha, c.attack_steps, c.norm, c.trades.beta, c.attack_mode)
+    attack = PGD(eps=c.eps, steps=c.attack_steps, norm=c.norm, alpha=c.alpha, model_mode=c.attack_mode)
+    if c.objective == "kd_at":
+        return DistillationAT(attack, teacher, c.kd.lam, c.kd.temperature)
+    return AdversarialCE(attack, "pgd_at")
