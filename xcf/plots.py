@@ -67,3 +67,59 @@ def image_grid(x, y, classes: Sequence[str], per_class: int = 4, ax=None):
     ax.set_xticks([h * k + h / 2 for k in range(K)])
     ax.set_xticklabels(classes, fontsize=7)
     ax.set_yticks([])
+
+
+def matrix_row(panels: Sequence[tuple], *, vmin: float = 0.0, vmax: float = 1.0,
+               cmap: str = "Blues", size: float = 3.2, suptitle: str | None = None,
+               annotate: bool | None = None):
+    """A row of correlation matrices sharing one colour bar (Figs. 2, 3, 5-10).
+
+    ``panels``: ``(C, title)`` pairs.  Returns the figure.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels) + 0.8, size), squeeze=False)
+    im = None
+    for ax, (C, title) in zip(axes[0], panels):
+        im = correlation_heatmap(C, ax, title=title, vmin=vmin, vmax=vmax, cmap=cmap, annotate=annotate)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return fig
+
+
+def accuracy_curves(histories: dict, ax=None, *, title: str | None = None):
+    """Train (dashed) and test (solid) robust accuracy per epoch for each labelled run (Fig. 1).
+
+    ``histories``: label -> list of metrics rows (``xcf.runs.Run.metrics()``).
+    """
+    ax = ax or plt.gca()
+    for k, (label, rows) in enumerate(histories.items()):
+        ep = [r["epoch"] for r in rows]
+        color = f"C{k}"
+        ax.plot(ep, [r["test_robust_acc"] for r in rows], color=color, label=f"{label} test")
+        ax.plot(ep, [r["train_robust_acc"] for r in rows], color=color, ls="--", label=f"{label} train")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("robust accuracy")
+    ax.legend(fontsize=7, ncol=2)
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def cas_and_accuracy(rows: Sequence[dict], ax=None, *, title: str | None = None,
+                     best_epoch: int | None = None, band: Sequence[tuple] | None = None):
+    """CAS (left axis) and test robust accuracy (right axis) per epoch; the best epoch is
+    marked.  ``band``: optional (low, high) per epoch for CAS, drawn as a shaded interval."""
+    ax = ax or plt.gca()
+    ep = [r["epoch"] for r in rows]
+    ax.plot(ep, [r["cas"] for r in rows], color="C0", label="CAS")
+    if band is not None:
+        ax.fill_between(ep, [b[0] for b in band], [b[1] for b in band], color="C0", alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("CAS", color="C0")
+    ax2 = ax.twinx()
+    ax2.plot(ep, [r["test_robust_acc"] for r in rows], color="C3", label="test RA")
+    ax2.set_ylabel("test robust accuracy", color="C3")
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="grey", ls=":", lw=1)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax, ax2

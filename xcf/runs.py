@@ -259,7 +259,13 @@ class Run:
 
     @property
     def best_epoch(self) -> Optional[int]:
-        """Epoch of the best checkpoint so far (``None`` before the first epoch)."""
+        """Epoch of the best checkpoint so far (``None`` before the first epoch).
+
+        A finished run says it in final.json, which committed result folders keep even
+        though they leave the checkpoints out."""
+        final = self.final()
+        if "best_epoch" in final:
+            return int(final["best_epoch"])
         path = self.checkpoint_path("best")
         return int(load_torch(path)["epoch"]) if path.is_file() else None
 

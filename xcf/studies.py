@@ -1,0 +1,136 @@
+"""Read run folders into the comparisons the paper draws: best vs last checkpoint, chosen
+epochs, Table 1.  Pure bookkeeping over :class:`xcf.runs.Run`; nothing here trains.
+
+The paper selects the best checkpoint by test robust accuracy (Section 3.2, as the
+official code does), and compares it with the last epoch (robust overfitting) and with
+an early, under-fitted epoch (Fig. 2: epochs 70, 108 and 200 of 200).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .attribution import cas
+
+
+@dataclass
+class Checkpoint:
+    """One evaluated epoch of a run: its matrix C (Eq. 6), CAS (Eq. 7) and accuracies."""
+
+    label: str
+    epoch: int
+    C: np.ndarray
+    cas: float
+    robust_acc: float
+    clean_acc: float
+
+    def title(self, profile: str | None = None) -> str:
+        tag = f" [{profile}]" if profile else ""
+        return f"{self.label} (epoch {self.epoch}){tag}\nRA {self.robust_acc:.1%}, CAS {self.cas:.2f}"
+
+
+def row_at(rows: Sequence[Mapping], epoch: int) -> Mapping:
+    for r in rows:
+        if r["epoch"] == epoch:
+            return r
+    raise KeyError(f"no metrics for epoch {epoch}; epochs run: {[r['epoch'] for r in rows]}")
+
+
+def checkpoint(run, which, label: str | None = None, clean: bool = False) -> Checkpoint:
+    """The saved matrix and the metrics of ``which`` ('best', 'last' or an epoch number).
+
+    ``clean``: the clean-example matrix (Fig. 9, standard training) instead of the
+    adversarial one.
+    """
+    epoch = run.resolve_epoch(which)
+    r = row_at(run.metrics(), epoch)
+    C = np.asarray(run.matrix(epoch, clean=clean))
+    return Checkpoint(label=label or str(which), epoch=epoch, C=C,
+                      cas=float(r["cas_clean" if clean else "cas"]),
+                      robust_acc=float(r["test_robust_acc"]), clean_acc=float(r["test_clean_acc"]))
+
+
+def saved_matrix_epochs(run, clean: bool = False) -> list[int]:
+    """Epochs whose correlation matrix the run saved."""
+    prefix = "clean_epoch_" if clean else "epoch_"
+    return sorted(int(p.stem[len(prefix):]) for p in (run.path / "matrices").glob(f"{prefix}*.npy"))
+
+
+def spread_epochs(available: Sequence[int], n: int) -> list[int]:
+    """``n`` epochs spread evenly over ``available`` (always the first and the last)."""
+    available = sorted(available)
+    if n >= len(available):
+        return list(available)
+    idx = np.linspace(0, len(available) - 1, n).round().astype(int)
+    return [available[i] for i in sorted(set(idx.tolist()))]
+
+
+def underfitted_epoch(run, fraction: float = 0.65) -> int:
+    """A saved epoch before the best one, at about ``fraction`` of it (Fig. 2 shows
+    epoch 70 against the best epoch 108)."""
+    best = run.best_epoch
+    candidates = [e for e in saved_matrix_epochs(run) if e < best] or [best]
+    target = max(1, round(best * fraction))
+    return min(candidates, key=lambda e: abs(e - target))
+
+
+def best_last_gap(run) -> dict:
+    """CAS and robust accuracy at the best and last epochs, and their differences."""
+    best, last = checkpoint(run, "best"), checkpoint(run, "last")
+    return {"best_epoch": best.epoch, "last_epoch": last.epoch,
+            "cas_best": best.cas, "cas_last": last.cas, "cas_gap": best.cas - last.cas,
+            "ra_best": best.robust_acc, "ra_last": last.robust_acc,
+            "ra_gap": best.robust_acc - last.robust_acc}
+
+
+def table1_rows(runs_by_eps: Mapping[str, object], early_epoch: int) -> list[dict]:
+    """Table 1: CAS / RA at an early epoch, at the best and at the last checkpoint, per ε."""
+    out = []
+    for label, run in runs_by_eps.items():
+        rows = run.metrics()
+        early = row_at(rows, min(early_epoch, rows[-1]["epoch"]))
+        gap = best_last_gap(run)
+        out.append({"eps": label, "early_epoch": early["epoch"], "cas_early": early["cas"],
+                    "ra_early": early["test_robust_acc"], **gap})
+    return out
+
+
+def format_table1(rows: Sequence[Mapping], paper: Mapping[str, Sequence[float]] | None = None) -> str:
+    """Table 1 as text; ``paper``: ε label -> (CAS, RA%) x (early, best, last) from the paper."""
+    head = f"{'eps':>8} | {'early CAS/RA':>16} | {'best CAS/RA':>16} | {'last CAS/RA':>16}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['eps']:>8} | {r['cas_early']:7.2f}/{r['ra_early']:6.1%}  | "
+                     f"{r['cas_best']:7.2f}/{r['ra_best']:6.1%}  | {r['cas_last']:7.2f}/{r['ra_last']:6.1%}")
+    if paper:
+        lines.append("paper (CIFAR-10, PreActResNet-18, epoch 10 / best / last):")
+        for eps, v in paper.items():
+            lines.append(f"{eps:>8} | {v[0]:7.1f}/{v[1]:5.1f}%  | {v[2]:7.1f}/{v[3]:5.1f}%  | {v[4]:7.1f}/{v[5]:5.1f}%")
+    return "\n".join(lines)
+
+
+def pair_mean(C: np.ndarray, mask: np.ndarray) -> float:
+    """Mean of C over the entries where ``mask`` is True (e.g. planted sharing pairs)."""
+    return float(np.asarray(C)[np.asarray(mask, dtype=bool)].mean())
+
+
+def cas_of(C) -> float:
+    """CAS (Eq. 7) of a matrix given as numpy or torch."""
+    import torch
+
+    return cas(torch.as_tensor(np.asarray(C)))
+
+
+# Numbers the paper prints in its text (CIFAR-10, PreActResNet-18, full protocol).
+PAPER_TABLE1 = {  # eps -> CAS/RA% at epoch 10, best, last (Table 1)
+    "8/255": (16.7, 36.9, 25.6, 47.8, 9.0, 42.5),
+    "12/255": (15.6, 29.8, 18.9, 38.7, 8.7, 34.1),
+    "16/255": (14.4, 23.8, 17.5, 31.3, 8.4, 28.1),
+}
+PAPER_FACTS = {
+    "best_epoch_pgd_at": 108,          # Section 3.2: best test RA at the 108th of 200 epochs
+    "fast_at_cas_after_co": 2.1,       # Section 5.2: CAS after catastrophic overfitting
+    "at_cas_typical_lower_bound": 20,  # Section 5.4: AT's CAS is "generally > 20"
+}
