@@ -26,7 +26,7 @@ def correlation_heatmap(C, ax=None, *, title: str | None = None, vmin: float = 0
     if labels is not None:
         ax.set_xticklabels(labels, rotation=90, fontsize=7)
         ax.set_yticklabels(labels, fontsize=7)
-    if annotate if annotate is not None else K <= 10:
+    if annotate if annotate is not None else K <= 6:
         for i in range(K):
             for j in range(K):
                 shade = (C[i, j] - vmin) / max(vmax - vmin, 1e-12)

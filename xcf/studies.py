@@ -134,3 +134,35 @@ PAPER_FACTS = {
     "fast_at_cas_after_co": 2.1,       # Section 5.2: CAS after catastrophic overfitting
     "at_cas_typical_lower_bound": 20,  # Section 5.4: AT's CAS is "generally > 20"
 }
+
+
+def eps_label(eps: float, dataset: str) -> str:
+    """ε as the paper writes it: k/255 for CIFAR and Tiny-ImageNet, plain otherwise."""
+    if dataset in ("cifar10", "cifar100", "tiny-imagenet"):
+        return f"{eps * 255:.0f}/255"
+    return f"{eps:g}"
+
+
+def run_study(config: Mapping, **overrides):
+    """Train (or reuse) the run of ``config`` + ``overrides`` without per-epoch output;
+    prints one line saying whether the run was trained or reused, and where it is."""
+    import time
+
+    from .training import train
+
+    start = time.time()
+    said = []
+    run = train(dict(config), progress=False, log=said.append, **overrides)
+    verb = "reused" if any(s.startswith("reusing") for s in said) else f"trained in {time.time() - start:.0f} s"
+    print(f"{run.path.name}: {verb}, best epoch {run.best_epoch} of {len(run.metrics())}")
+    return run
+
+
+def find_study(root, config: Mapping, **overrides):
+    """The finished run of ``config`` + ``overrides`` under ``root``, or ``None``; never trains."""
+    from .config import make_config
+    from .runs import find_run
+
+    cfg = make_config(dict(config), **overrides)
+    run = find_run(root, cfg.key())
+    return run if run is not None and run.finished else None
