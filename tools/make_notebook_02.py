@@ -24,7 +24,7 @@ if "google.colab" in sys.modules:  # Colab: fetch the repository and install xcf
     subprocess.run("git clone -q https://github.com/xcf-book/xcf /content/xcf && pip install -q -e /content/xcf",
                    shell=True, check=True)
     os.chdir("/content/xcf/notebooks")"""),
-    code("""profile = "smoke"   # smoke | cpu | full | auto
+    code("""profile = "auto"    # auto: full on a GPU, else smoke | smoke | cpu | full
 # Knobs left at None take their value from notebooks/params/<profile>.yaml.
 n_train = None       # planted training images
 n_test = None        # planted test images
