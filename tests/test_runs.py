@@ -21,11 +21,9 @@ QUIET = dict(progress=False, log=lambda s: None)
 
 
 def tiny(**overrides):
-    base = dict(dataset="planted", data_kwargs={"image_size": 16}, n_train=96, n_test=60,
-                eval_n=60, model="small_cnn", model_kwargs={"width": 8}, objective="pgd_at",
-                eps=4 / 255, attack_steps=2, eval_steps=2, epochs=3, batch_size=32, lr=0.05,
-                device="cpu")
-    return {**base, **overrides}
+    from conftest import tiny_config
+
+    return tiny_config(**{"epochs": 3, **overrides})
 
 
 def deterministic(rows):

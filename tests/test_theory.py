@@ -4,9 +4,7 @@ Independent truth here = closed forms typed in by hand (from the paper, correcte
 derivation shows a printing slip), scipy quadrature, brute force over the 2^6 vertices of
 the eps-box, and sample means.  The library derives its closed forms with sympy instead.
 """
-import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -326,22 +324,9 @@ def test_validation_happens_before_long_work():
 @pytest.mark.notebook
 def test_notebook_smoke(tmp_path):
     """Run the notebook at smoke; read back what it recorded with xcf.profiles.record_metrics."""
-    papermill = pytest.importorskip("papermill")
-    env = {"MPLBACKEND": "agg", "TQDM_DISABLE": "1", "XCF_RUNS_DIR": str(tmp_path)}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        papermill.execute_notebook(
-            str(REPO / "notebooks" / "01_theory_synthetic_model.ipynb"),
-            str(tmp_path / "out.ipynb"), parameters={"profile": "smoke"},
-            kernel_name="python3", cwd=str(REPO / "notebooks"), progress_bar=False)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    m = json.loads((tmp_path / "metrics" / "01_theory_synthetic_model.json").read_text())
+    from test_notebooks import run_notebook  # the notebook tier's runner (papermill, python3, agg)
+
+    m = run_notebook("01_theory_synthetic_model", tmp_path)
     assert m["profile"] == "smoke"
     mu, sigma, lam, beta = m["mu"], m["sigma"], m["lam"], m["beta"]
     assert m["eps0"] == pytest.approx((mu - sigma / SQPI) / 2, rel=1e-12)

@@ -14,13 +14,7 @@ from xcf.training import (ConfigError, TrainConfig, make_config, piecewise_lr, s
                           train, train_epoch)
 
 
-def tiny(**overrides):
-    """A config that trains in about a second: planted 16 px images, small CNN width 8."""
-    base = dict(dataset="planted", data_kwargs={"image_size": 16}, n_train=96, n_test=60,
-                eval_n=60, model="small_cnn", model_kwargs={"width": 8}, objective="pgd_at",
-                eps=4 / 255, attack_steps=2, eval_steps=2, epochs=2, batch_size=32, lr=0.05,
-                device="cpu")
-    return {**base, **overrides}
+from conftest import tiny_config as tiny  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- hand formulas
