@@ -1,0 +1,128 @@
+"""PGD-AT training step: xcf's fast path against the official algorithm, side by side.
+
+    python benchmarks/train_step.py            # 4 rounds, about 2.5 min on 2 cores
+    python benchmarks/train_step.py --quick    # 2 rounds
+
+Contenders, on PreActResNet-18 (width 64), batch 64, PGD-10 (eps 8/255, step 2/255),
+SGD (lr 0.1, momentum 0.9, weight decay 5e-4), from the same initial weights:
+
+- ``baseline``: the official loop (``benchmarks/baseline.py``): DataLoader with per-sample
+  PIL augmentation, PGD whose every step calls ``loss.backward()`` (weight gradients
+  too) in train mode, normalisation outside the model, the update, then an extra clean
+  forward with autograd on; fp32, NCHW.
+- ``xcf fp32`` / ``xcf bf16``: one step of :func:`xcf.training.train_epoch` with the
+  ``pgd_at`` objective that :func:`xcf.training.build_objective` makes from the paper's
+  :class:`~xcf.training.TrainConfig` (Table 2): augmentation on the device, PGD-10 with
+  input gradients only and frozen parameters (model in the config's ``attack_mode``,
+  ``eval`` by default; ``--attack-mode train`` attacks in train mode as the official loop
+  does), the update, the clean-accuracy forward (eval mode, no autograd); channels_last;
+  ``amp`` none or bf16 autocast.
+
+Data: synthetic CIFAR-shaped uint8 images from a fixed seed (CIFAR-10 cannot be
+downloaded here); speed does not depend on pixel values.  Contenders alternate within one
+process, in A B C / C B A order, one step each per round, after one untimed warm-up step
+each.  Prints img/s per contender and the ratios to the baseline.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+try:
+    from benchmarks import common
+except ImportError:  # run as a script: benchmarks/ is on sys.path, the root is not yet
+    import common  # type: ignore[no-redef]
+
+import torch  # noqa: E402
+
+from benchmarks import baseline  # noqa: E402
+from xcf.training import TrainConfig, build_objective, sgd, train_epoch  # noqa: E402
+
+
+def xcf_contender(amp: str, batch: int, steps: int, x: torch.Tensor, y: torch.Tensor, *,
+                  compile_model: bool = False, attack_mode: str | None = None):
+    """A function running one xcf training step on the next batch of ``(x, y)``, with
+    the paper's config (Table 2) except ``amp``, ``batch``, ``steps`` and, if given,
+    ``attack_mode``."""
+    extra = {"attack_mode": attack_mode} if attack_mode else {}
+    cfg = TrainConfig(dataset="cifar10", model="preact_resnet18", model_kwargs={"width": 64},
+                      batch_size=batch, attack_steps=steps, amp=amp, channels_last=True,
+                      device="cpu", **extra).resolved()
+    model = common.paper_model().to(memory_format=torch.channels_last)
+    if compile_model:
+        model.compile()
+    opt = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
+    objective = build_objective(cfg)
+    gen = torch.Generator().manual_seed(0)
+    state = {"i": 0}
+
+    def step():
+        i = state["i"] % (len(x) // batch)
+        state["i"] += 1
+        xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
+        return train_epoch(model, opt, xb, yb, epoch=1, lr=cfg.lr, batch_size=batch,
+                           objective=objective, augment=cfg.augment, generator=gen,
+                           amp=cfg.amp, channels_last=cfg.channels_last)
+
+    return step
+
+
+def baseline_contender(batch: int, steps: int, images, labels):
+    net = baseline.OfficialStyleNet(common.paper_model())
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    torch.manual_seed(0)
+    batches = baseline.endless(baseline.train_loader(images, labels, batch, seed=0))
+
+    def step():
+        xb, yb = next(batches)  # the loader's per-sample PIL work is part of the step
+        return baseline.train_step(net, opt, xb, yb, eps=8 / 255, alpha=2 / 255, steps=steps)
+
+    return step
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="2 rounds instead of 4")
+    p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--steps", type=int, default=10, help="PGD steps")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--attack-mode", choices=["eval", "train"], default=None,
+                   help="xcf's model mode during the attack (default: the config's default)")
+    args = p.parse_args(argv)
+    rounds = args.rounds or (2 if args.quick else 4)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    common.header("PGD-AT training step: xcf vs the official algorithm",
+                  model="PreActResNet-18 (width 64)", batch=args.batch, attack=f"PGD-{args.steps}",
+                  rounds=rounds, data="synthetic CIFAR-shaped uint8 images, seed 0",
+                  xcf_attack_mode=args.attack_mode or TrainConfig().attack_mode)
+
+    images, labels = baseline.synthetic_cifar(args.batch * 8, seed=0)
+    x, y = baseline.to_tensor(images), torch.from_numpy(labels)
+    contenders = {
+        "baseline (official algorithm, fp32, NCHW)": baseline_contender(args.batch, args.steps, images, labels),
+        "xcf pgd_at fp32 (channels_last)": xcf_contender("none", args.batch, args.steps, x, y,
+                                                         attack_mode=args.attack_mode),
+        "xcf pgd_at bf16 autocast (channels_last)": xcf_contender("bf16", args.batch, args.steps, x, y,
+                                                                  attack_mode=args.attack_mode),
+    }
+    timers = {name: common.Timer(name) for name in contenders}
+    t0 = time.perf_counter()
+    for name, step in contenders.items():  # warm-up: allocator, oneDNN primitive caches
+        step()
+    print(f"# warm-up {time.perf_counter() - t0:.0f} s", flush=True)
+    for order in common.abba(rounds, list(contenders)):
+        for name in order:
+            timers[name].time(contenders[name], args.batch)
+    base, fp32, bf16 = timers.values()
+    width = max(map(len, timers))
+    for t in timers.values():
+        print(f"{t.name:<{width}}  {t.rate:6.2f} img/s")
+    print(f"ratio xcf fp32 / baseline: {fp32.rate / base.rate:.2f}x  ({common.spread(fp32, base)})")
+    print(f"ratio xcf bf16 / baseline: {bf16.rate / base.rate:.2f}x  ({common.spread(bf16, base)})")
+    print(f"# total {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
