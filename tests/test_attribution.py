@@ -144,3 +144,56 @@ def test_measure_rejects_bad_input_before_attacking(tiny_net):
     with pytest.raises(TypeError, match="features"):
         measure(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3)),
                 torch.rand(3, 1, 8, 8), torch.tensor([0, 1, 2]), None)
+
+
+# --------------------------------------------------------------------------- bootstrap interval of CAS
+
+def _gaussian_classes(mu, n_per_class, sd, gen):
+    K, n = mu.shape
+    labels = torch.arange(K).repeat_interleave(n_per_class)
+    feats = mu[labels] + sd * torch.randn(len(labels), n, generator=gen, dtype=torch.float64)
+    return feats, labels
+
+
+def test_bootstrap_cas_is_exact_when_each_class_is_one_repeated_point():
+    from xcf.attribution import bootstrap_cas
+    gen = torch.Generator().manual_seed(0)
+    mu, W = torch.rand(4, 6, generator=gen, dtype=torch.float64), torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    feats, labels = _gaussian_classes(mu, 5, 0.0, gen)
+    exact = cas(correlation_matrix(mu * W))  # A^k = mu_k * W_k, computed by hand
+    boot = bootstrap_cas(feats, labels, W, n_boot=20, generator=gen)
+    assert boot.shape == (20,)
+    assert torch.allclose(boot.double(), torch.full((20,), exact, dtype=torch.float64), atol=1e-5)
+
+
+def test_bootstrap_interval_covers_the_population_cas_and_narrows_with_more_samples():
+    """Population class means are known, so the population CAS is known exactly; the 95%
+    percentile interval should cover it in most of 40 independent test sets, and be about
+    half as wide with four times the samples (1/sqrt(N))."""
+    from xcf.attribution import bootstrap_cas
+    gen = torch.Generator().manual_seed(1)
+    K, n = 3, 8
+    mu = torch.rand(K, n, generator=gen, dtype=torch.float64) + 0.5
+    W = torch.rand(K, n, generator=gen, dtype=torch.float64) - 0.3
+    truth = cas(correlation_matrix(mu * W))
+    covered, widths = 0, {50: [], 200: []}
+    for trial in range(40):
+        for m in widths:
+            feats, labels = _gaussian_classes(mu, m, 1.0, gen)
+            lo, hi = torch.quantile(bootstrap_cas(feats, labels, W, n_boot=300, generator=gen).double(),
+                                    torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+            widths[m].append(hi - lo)
+            if m == 50:
+                covered += lo <= truth <= hi
+    assert covered >= 32, f"95% interval covered the true CAS {truth:.3f} in only {covered}/40 test sets"
+    ratio = sum(widths[50]) / sum(widths[200])
+    assert 1.6 < ratio < 2.5, ratio
+
+
+def test_bootstrap_refuses_an_empty_class_and_zero_resamples():
+    from xcf.attribution import bootstrap_cas
+    feats, labels, W = torch.rand(6, 3), torch.tensor([0, 0, 1, 1, 0, 1]), torch.rand(3, 3)
+    with pytest.raises(ValueError, match=r"class\(es\) \[2\]"):
+        bootstrap_cas(feats, labels, W)
+    with pytest.raises(ValueError, match="n_boot"):
+        bootstrap_cas(feats, labels, W[:2], n_boot=0)

@@ -136,3 +136,17 @@ def test_09_saliency(tmp_path, runs_root):
 def test_10_figures_finds_this_profile(tmp_path, runs_root):
     m = run_notebook("10_figures", tmp_path, runs_root)
     assert "smoke" in m["profiles_found"]
+
+
+@pytest.mark.notebook
+def test_11_claims_regenerates_its_verdicts_from_the_committed_results(tmp_path, runs_root):
+    """The Claims page trains nothing; what it records must be what xcf.claims decides
+    from the committed cpu artifacts, read here independently of the notebook."""
+    from xcf import claims
+    from xcf.profiles import profile_knobs
+
+    m = run_notebook("11_claims", tmp_path, runs_root)
+    S = profile_knobs("11_claims", "cpu", NOTEBOOKS / "params")
+    found = claims.find_studies(NOTEBOOKS / "results" / "cpu", S)
+    assert m["results"] == "cpu" and m["n_found"] == len(found)
+    assert m["verdicts"] == {r["claim"]: r["verdict"] for r in claims.decide(found, S)}

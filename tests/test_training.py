@@ -336,3 +336,42 @@ def test_nan_loss_stops_with_epoch_and_batch_named_and_keeps_checkpoints(tmp_pat
     assert runs.load_torch(run.checkpoint_path("best"))["epoch"] == 1
     assert run.provenance()["sessions"][-1]["status"] == "failed"
     assert "epoch 2, batch 0" in run.provenance()["sessions"][-1]["error"]
+
+
+# --------------------------------------------------------------------------- held-out training samples
+
+def test_split_holdout_is_disjoint_class_balanced_and_keeps_the_rest():
+    y = torch.arange(5).repeat_interleave(20)           # 5 classes x 20
+    x = torch.arange(100, dtype=torch.float32).view(100, 1, 1, 1)  # pixel = original index
+    x_tr, y_tr, x_ho, y_ho = training.split_holdout(x, y, 25, seed=0)
+    assert len(y_ho) == 25 and len(y_tr) == 75
+    assert torch.bincount(y_ho, minlength=5).tolist() == [5] * 5
+    ids_tr, ids_ho = set(x_tr.flatten().long().tolist()), set(x_ho.flatten().long().tolist())
+    assert not ids_tr & ids_ho and ids_tr | ids_ho == set(range(100))
+    assert torch.equal(y_ho, y[x_ho.flatten().long()])  # labels travel with their images
+    assert training.split_holdout(x, y, None, seed=0)[2] is None
+
+
+@pytest.mark.parametrize("n", [3, 100, 150])
+def test_split_holdout_refuses_sizes_that_leave_a_class_or_the_training_set_empty(n):
+    y = torch.arange(5).repeat_interleave(20)
+    with pytest.raises(ConfigError, match="holdout_n"):
+        training.split_holdout(torch.zeros(100, 1, 1, 1), y, n, seed=0)
+
+
+def test_holdout_trains_on_n_train_and_reports_holdout_numbers_each_epoch(tmp_path):
+    run = train(tiny(holdout_n=30), runs_dir=tmp_path, progress=False, log=lambda s: None)
+    setup = training.prepare(make_config(tiny(holdout_n=30)))
+    assert len(setup.y_train) == 96 and len(setup.y_holdout) == 30
+    for row in run.metrics():
+        assert row["holdout_n"] == 30
+        assert 0 <= row["holdout_robust_acc"] <= 1 and math.isfinite(row["holdout_cas"])
+
+
+def test_run_key_ignores_an_unset_holdout_and_where_the_teacher_lies():
+    assert "holdout_n" not in make_config(tiny()).identity()
+    assert make_config(tiny(holdout_n=30)).key() != make_config(tiny()).key()
+    a = make_config(tiny(objective="kd_at", kd={"teacher": "/tmp/runs/planted-small_cnn-pgd_at-abc"}))
+    b = make_config(tiny(objective="kd_at", kd={"teacher": "results/cpu/planted-small_cnn-pgd_at-abc"}))
+    c = make_config(tiny(objective="kd_at", kd={"teacher": "results/cpu/planted-small_cnn-pgd_at-xyz"}))
+    assert a.key() == b.key() != c.key()

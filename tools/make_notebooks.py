@@ -321,3 +321,108 @@ for prof in P.profiles:
 print("paper facts used for comparison:", studies.PAPER_FACTS)
 record_metrics("10_figures", dict(profile=P.profile, profiles_found=sorted(found)))"""),
      ]),
+
+notebook(
+    "11_claims", "Claims: C1–C5 on real data at CPU scale",
+    "Five empirical claims run through the paper: **C1** CAS is higher at the best checkpoint than "
+    "at the last one (robust overfitting forgets cross-class features); **C2** knowledge distillation "
+    "keeps that gap small; **C3** the gap grows with ε; **C4** fast AT loses CAS when catastrophic "
+    "overfitting strikes; **C5** standard training uses fewer cross-class features than AT. "
+    "The `full` profile tests them on CIFAR-10 and needs a GPU. This page tests them on real "
+    "images on 2 CPU cores: Fashion-MNIST (Debian's `dataset-fashion-mnist`), at the setting "
+    "the search below found, where PGD-AT robust-overfits. It trains nothing. It reads the "
+    "committed results under `notebooks/results/<results>/`, which `tools/run_claims.py` "
+    "produced (metrics, matrices and provenance, no checkpoints). So it shows the same numbers "
+    "whatever profile the book was built at. Each rule that turns numbers into a verdict is "
+    "written in `xcf.claims`, and the table is regenerated from the artifacts on every build.",
+    [("results", "profile whose committed results to read (its 11_claims section names the studies)")],
+    [("code", """from pathlib import Path
+from IPython.display import Markdown, display
+from xcf import claims
+from xcf.profiles import profile_knobs
+
+S = profile_knobs("11_claims", P.results)   # the studies: configs, seeds, ε values
+root = Path("results") / P.results
+found = claims.find_studies(root, S)
+print(f"{len(found)} finished runs of {len(list(claims.studies_of(S)))} studies under {root}")
+for name, run in found.items():
+    prov = run.provenance()
+    s = prov["sessions"][-1]
+    print(f"  {name:55s} {run.path.name}  commit {str(prov.get('git', {}).get('commit', '?'))[:10]}  "
+          f"{s.get('device', '?')}  finished {s.get('end', '?')}")"""),
+     ("md", "## The setting: searching for robust overfitting at CPU scale\n\n"
+            "A run *robust-overfits* here when test robust accuracy (RA, PGD-10) falls at least "
+            "3 points from its peak to the last epoch while train robust accuracy keeps rising. "
+            "Every setting tried is listed, not only the one chosen."),
+     ("code", """rows = []
+for name, config, over in claims.studies_of(S):
+    if name.startswith("search: ") and name in found:
+        o = claims.overfitting(found[name])
+        rows.append({"setting": name[len("search: "):], "peak RA (epoch)": f"{o['ra_peak']:.1%} ({o['peak_epoch']})",
+                     "last RA (epoch)": f"{o['ra_last']:.1%} ({o['epochs']})", "drop": f"{100 * o['ra_drop']:.1f} pts",
+                     "train RA at peak → last": f"{o['train_ra_at_peak']:.1%} → {o['train_ra_last']:.1%}",
+                     "robust overfitting": "yes" if o["overfits"] else "no"})
+display(Markdown(claims.markdown_table(rows, list(rows[0]) if rows else ["setting"])))
+base = S["train"]
+print("chosen setting:", {k: base[k] for k in ("dataset", "n_train", "augment", "model", "model_kwargs",
+                                              "eps", "attack_steps", "epochs", "lr", "amp")})"""),
+     ("md", "## The claims\n\nOur numbers at the scale above, and the paper's (CIFAR-10, PreActResNet-18, "
+            "200 epochs) beside them. *not tested* means the run did not produce the condition the claim "
+            "is about, for example no catastrophic overfitting."),
+     ("code", """verdicts = claims.decide(found, S)
+display(Markdown(claims.markdown_table(verdicts, ["claim", "statement", "ours", "verdict", "paper"])))"""),
+     ("md", "## CAS through training, with bootstrap intervals (beyond the paper)\n\n"
+            "The shaded band is a 95% percentile interval of CAS over 200 bootstrap resamples of the "
+            "test samples, with the perturbations held fixed (`xcf.attribution.bootstrap_cas`). It shows "
+            "whether a best-to-last gap is larger than the noise of which test images were drawn."),
+     ("code", """seed_runs = {name: run for name, run in found.items() if name.startswith("C1 seed")}
+if seed_runs:
+    figures.cas_intervals(seed_runs, P.results); plt.show()
+for name, run in seed_runs.items():
+    g = studies.best_last_gap(run)
+    b, l = (studies.row_at(run.metrics(), g[k])["cas_ci95"] for k in ("best_epoch", "last_epoch"))
+    print(f"{name}: CAS best {g['cas_best']:.2f} [{b[0]:.2f}, {b[1]:.2f}] vs last {g['cas_last']:.2f} "
+          f"[{l[0]:.2f}, {l[1]:.2f}]: intervals {'overlap' if b[0] <= l[1] else 'do not overlap'}")"""),
+     ("md", "## CAS as a label-free checkpoint selector (beyond the paper)\n\n"
+            "The paper picks the best checkpoint by *test* robust accuracy. Here the epoch is picked by the "
+            "CAS of training images that were held out of training (`holdout_n`), so no test label is used. "
+            "The *regret* is the test RA lost compared with the test-selected best. Picking by robust "
+            "accuracy on the same held-out images, an ordinary validation split, is shown for comparison, "
+            "and so is taking the last epoch."),
+     ("code", """sel = []
+for name, run in seed_runs.items():
+    s = claims.label_free_selection(run)
+    sel.append({"run": name, "test-selected": f"{s['test_best_ra']:.1%} (epoch {s['test_best_epoch']})",
+                "CAS-selected": f"{s['cas_ra']:.1%} (epoch {s['cas_epoch']})", "CAS regret": f"{100 * s['cas_regret']:.1f} pts",
+                "held-out-RA-selected": f"{s['holdout_ra_ra']:.1%} (epoch {s['holdout_ra_epoch']})",
+                "held-out-RA regret": f"{100 * s['holdout_ra_regret']:.1f} pts", "last-epoch regret": f"{100 * s['last_regret']:.1f} pts",
+                "_cas": s["cas_regret"], "_val": s["holdout_ra_regret"], "_last": s["last_regret"]})
+if sel:
+    display(Markdown(claims.markdown_table(sel, [k for k in sel[0] if not k.startswith("_")])))
+    mean = lambda k: 100 * np.mean([r[k] for r in sel])
+    print(f"mean regret over {len(sel)} seeds: CAS {mean('_cas'):.1f} pts, held-out RA {mean('_val'):.1f} pts, "
+          f"last epoch {mean('_last'):.1f} pts")"""),
+     ("md", "## Planted data: where the drop happens (beyond the paper)\n\n"
+            "On planted images the class pairs that share a part are known (`xcf.planted`). If robust "
+            "overfitting forgets cross-class features, the drop in C from the best to the last epoch "
+            "should sit on those pairs."),
+     ("code", """planted = found.get("planted")
+if planted is not None:
+    kw = {**S["train"], **S["planted"]}["data_kwargs"]
+    share = claims.sharing_matrix(kw["num_classes"], kw["sharing"])
+    figures.planted_drop(planted, share, P.results); plt.show()
+    pc = claims.planted_concentration(planted, share)
+    o = claims.overfitting(planted)
+    print(f"planted: RA {o['ra_peak']:.1%} (epoch {o['peak_epoch']}) -> {o['ra_last']:.1%}; CAS {pc['cas_best']:.2f} -> {pc['cas_last']:.2f}")
+    print(f"mean C on sharing pairs {pc['C_share_best']:.2f} -> {pc['C_share_last']:.2f}; "
+          f"on other pairs {pc['C_other_best']:.2f} -> {pc['C_other_last']:.2f}")
+    print(f"sharing pairs are {pc['share_fraction_of_pairs']:.0%} of the pairs and carry "
+          f"{pc['drop_share_of_cas_drop']:.0%} of the drop in CAS's positive parts")
+else:
+    pc = None
+    print("no planted run under", root)"""),
+     ("code", """record_metrics("11_claims", dict(profile=P.profile, results=P.results, n_found=len(found),
+               verdicts={r["claim"]: r["verdict"] for r in verdicts},
+               regrets=[{k: r[k] for k in ("_cas", "_val", "_last")} for r in sel],
+               planted=pc))"""),
+     ])

@@ -127,6 +127,7 @@ class Measurement:
     counts: torch.Tensor                 # (K,) samples per class
     C_instance: Optional[torch.Tensor] = None   # (K, K), Section 5.3, if instance=True
     i_cas: Optional[float] = None
+    features: Optional[torch.Tensor] = None     # (N, n) g(x + delta), if keep_features=True
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -146,7 +147,8 @@ def _features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tenso
 
 def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Optional[Attack], *,
             num_classes: int | None = None, batch_size: int = 500, instance: bool = False,
-            generator: torch.Generator | None = None, progress: bool = False) -> Measurement:
+            keep_features: bool = False, generator: torch.Generator | None = None,
+            progress: bool = False) -> Measurement:
     """Algorithm 1 in one pass: C, CAS and robust accuracy of ``model`` on ``(x, y)``.
 
     Args:
@@ -158,6 +160,7 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Optional
         num_classes: K; default ``model.head.out_features``.
         batch_size: samples per attack batch; batches mix classes.
         instance: also compute the instance-wise matrix and I-CAS (keeps (N, n) vectors).
+        keep_features: return the (N, n) features g(x + delta) (for :func:`bootstrap_cas`).
         generator: random generator passed to the attack, for reproducibility.
         progress: show a progress bar.
     """
@@ -179,7 +182,7 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Optional
             feats = feats.float()
             correct += int((logits.argmax(1) == yb).sum())
             sums.index_add_(0, yb, feats.double())
-            if instance:
+            if instance or keep_features:
                 kept.append(feats)
     A = (sums / counts.to(sums).unsqueeze(1)).float() * W.float()
     C = correlation_matrix(A)
@@ -188,7 +191,43 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Optional
     if instance:
         Ci = instance_correlation_matrix(torch.cat(kept), y, W.float())
         result.C_instance, result.i_cas = Ci.cpu(), i_cas(Ci)
+    if keep_features:
+        result.features = torch.cat(kept)
     return result
+
+
+def bootstrap_cas(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, *,
+                  n_boot: int = 200, generator: torch.Generator | None = None) -> torch.Tensor:
+    """CAS (Eq. 7) of ``n_boot`` bootstrap resamples of the test samples (not in the paper).
+
+    Each resample draws, within every class, as many samples as the class has, with
+    replacement, so every class stays present and Algorithm 1's class means are defined;
+    the attack's perturbations are held fixed.  Percentiles of the result give an interval
+    for CAS over the choice of test samples.
+
+    Args:
+        features: g(x + delta), (N, n); labels: (N,); weight: W, (K, n).
+    Returns:
+        (n_boot,) CAS values.
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    K = weight.shape[0]
+    _check_counts(torch.bincount(labels.cpu(), minlength=K))
+    feats = features.double()
+    means = torch.empty(n_boot, K, feats.shape[1], dtype=feats.dtype, device=feats.device)
+    for k in range(K):
+        F_k = feats[labels == k]                                  # (n_k, n)
+        n_k = F_k.shape[0]
+        draws = torch.randint(n_k, (n_boot, n_k), generator=generator, device="cpu").to(feats.device)
+        counts = torch.zeros(n_boot, n_k, dtype=feats.dtype, device=feats.device)
+        counts.scatter_add_(1, draws, torch.ones_like(draws, dtype=feats.dtype))
+        means[:, k] = counts @ F_k / n_k                          # resampled class mean
+    A = means * weight.double().unsqueeze(0)                      # (B, K, n)
+    unit = A / A.norm(dim=2, keepdim=True).clamp_min(1e-300)
+    C = (unit @ unit.transpose(1, 2)).clamp(-1, 1)
+    off = ~torch.eye(K, dtype=torch.bool, device=C.device)
+    return (C.clamp(min=0) * off).sum(dim=(1, 2)).float().cpu()
 
 
 def _class_feature_sums(features: torch.Tensor, labels: torch.Tensor,

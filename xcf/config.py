@@ -73,7 +73,9 @@ class TrainConfig:
     Data: ``dataset`` (one of :data:`xcf.data.DATASETS`), ``data_kwargs`` (to
     :func:`xcf.data.load`, e.g. ``image_size`` for planted), ``data_root``, ``n_train`` /
     ``n_test`` (class-balanced subsets; ``None`` = all), ``eval_n`` (test samples used for
-    the per-epoch evaluation; ``None`` = the whole test set), ``data_seed``, ``augment``
+    the per-epoch evaluation; ``None`` = the whole test set), ``holdout_n`` (training
+    samples held out of training and attacked every epoch like the test set, for label-
+    free checkpoint selection from training data only; ``None``: none), ``data_seed``, ``augment``
     (random crop with 4 px reflect padding + flip).
     Model: ``model`` (one of :data:`xcf.models.MODELS`), ``model_kwargs`` (e.g. ``width``),
     ``normalize`` (per-channel mean/std of CIFAR inside the model, as the official code).
@@ -98,6 +100,7 @@ class TrainConfig:
     n_train: Optional[int] = None
     n_test: Optional[int] = None
     eval_n: Optional[int] = None
+    holdout_n: Optional[int] = None
     data_seed: int = 0
     augment: bool = True
     model: str = "preact_resnet18"
@@ -196,10 +199,26 @@ class TrainConfig:
         for name in _SECTIONS:
             if name != active:
                 d.pop(name)
+        if d["holdout_n"] is None:  # runs from before the field existed keep their keys
+            d.pop("holdout_n")
+        if active == "kd" and d["kd"]["teacher"]:
+            d["kd"]["teacher"] = teacher_identity(d["kd"]["teacher"])
         return d
 
     def key(self) -> str:
         return runs.config_key(self.identity())
+
+
+def teacher_identity(teacher: str) -> str:
+    """The part of a teacher's path that names it: the run folder's name (which carries
+    the teacher's own config key), not where the folder lies, so a student run keeps its
+    key when its teacher's results move (e.g. into ``notebooks/results/``)."""
+    p = Path(teacher)
+    if p.suffix == ".pt" and p.parent.name == "checkpoints":
+        return f"{p.parent.parent.name}/checkpoints/{p.name}"
+    if p.suffix != ".pt":
+        return p.name
+    return str(p)
 
 
 _SECTIONS = {"kd": KDConfig, "trades": TradesConfig, "fast_at": FastATConfig}
@@ -299,7 +318,7 @@ def _validate(c: TrainConfig) -> None:
             raise ConfigError(key, f"must be a mapping, got {getattr(c, key)!r}")
     for key in ("augment", "normalize", "channels_last", "autoattack"):
         _need_bool(key, getattr(c, key))
-    for key in ("n_train", "n_test", "eval_n", "autoattack_n"):
+    for key in ("n_train", "n_test", "eval_n", "holdout_n", "autoattack_n"):
         _need_int(key, getattr(c, key), 1, optional=True)
     _need_int("data_seed", c.data_seed, 0)
     _need_int("seed", c.seed, 0)

@@ -106,3 +106,40 @@ def saliency_grid(images, maps_best, maps_last, labels: Sequence[str], profile: 
     axes[2, 0].set_ylabel("last", fontsize=8)
     fig.suptitle("Figs. 3c / 11: Grad-CAM, best right and last wrong under attack" + _tag(profile), fontsize=9)
     return fig
+
+
+def cas_intervals(runs_by_label: Mapping[str, object], profile: str):
+    """Beyond the paper: CAS per epoch with its bootstrap 95% interval over test samples
+    (shaded), CAS on held-out training images (dashed) and test robust accuracy (right
+    axis); dotted: the test-RA-selected best epoch, dash-dotted: the epoch CAS on held-out
+    training images selects."""
+    n = len(runs_by_label)
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.6), squeeze=False)
+    for ax, (label, run) in zip(axes[0], runs_by_label.items()):
+        rows = run.metrics()
+        band = [tuple(r["cas_ci95"]) for r in rows] if all("cas_ci95" in r for r in rows) else None
+        plots.cas_and_accuracy(rows, ax, title=label, best_epoch=run.best_epoch, band=band)
+        if all("holdout_cas" in r for r in rows):
+            ep = [r["epoch"] for r in rows]
+            ax.plot(ep, [r["holdout_cas"] for r in rows], color="C0", ls="--", lw=0.8)
+            pick = max(rows, key=lambda r: r["holdout_cas"])["epoch"]
+            ax.axvline(pick, color="C2", ls="-.", lw=1)
+    fig.suptitle("CAS with bootstrap 95% intervals; dashed: held-out training images" + _tag(profile),
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def planted_drop(run, sharing, profile: str):
+    """Beyond the paper: on planted data, C at the best and last epochs and their
+    difference, beside the ground-truth sharing pairs."""
+    b, l = studies.checkpoint(run, "best", "best"), studies.checkpoint(run, "last", "last")
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.6))
+    plots.correlation_heatmap(b.C, axes[0], title=b.title())
+    plots.correlation_heatmap(l.C, axes[1], title=l.title())
+    plots.correlation_heatmap(b.C - l.C, axes[2], vmin=-0.5, vmax=0.5, cmap="RdBu_r",
+                              title="C_best − C_last")
+    plots.sharing_heatmap(sharing, axes[3])
+    fig.suptitle("Planted data: where CAS drops" + _tag(profile), fontsize=9)
+    fig.tight_layout()
+    return fig

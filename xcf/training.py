@@ -66,7 +66,7 @@ from .config import (AMP_MODES, ATTACK_MODES, BEST_METRICS, DEVICE_PATTERN, NON_
 from .data import augment as augment_batch
 from .data import batches
 from .evaluation import (AutocastModel, autoattack_accuracy, eval_attack, eval_seed,  # noqa: F401
-                         evaluate, select_best)
+                         evaluate, evaluate_holdout, select_best)
 from .objectives import (AdversarialCE, Attack, DistillationAT, Objective, Standard, Step,  # noqa: F401
                          Trades, build_objective, cross_entropy, distillation_loss, kl_divergence,
                          trades_loss, trades_perturb)
@@ -219,6 +219,8 @@ class Setup:
     meta: dict                          # how to rebuild the model (see xcf.runs)
     objective: Objective
     teacher_path: Optional[Path] = None
+    x_holdout: Optional[torch.Tensor] = None  # (holdout_n, C, H, W): training images not trained on
+    y_holdout: Optional[torch.Tensor] = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -233,8 +235,9 @@ def resolve_device(name: str) -> torch.device:
 def _load_data(c: TrainConfig):
     from . import data
 
+    n_load = None if c.n_train is None else c.n_train + (c.holdout_n or 0)
     try:
-        ds = data.load(c.dataset, root=c.data_root, n_train=c.n_train, n_test=c.n_test,
+        ds = data.load(c.dataset, root=c.data_root, n_train=n_load, n_test=c.n_test,
                        seed=c.data_seed, **c.data_kwargs)
     except TypeError as err:  # an unknown keyword of the dataset's loader
         raise ConfigError("data_kwargs", f"not accepted by dataset {c.dataset!r}: {err}") from err
@@ -245,6 +248,24 @@ def _load_data(c: TrainConfig):
                           f"n_test={len(ds.y_test)}, eval_n={c.eval_n}")
     idx = data.stratified_indices(ds.y_test, c.eval_n, torch.Generator().manual_seed(c.data_seed))
     return ds, ds.x_test[idx], ds.y_test[idx]
+
+
+def split_holdout(x: torch.Tensor, y: torch.Tensor, n: Optional[int], seed: int):
+    """``(x_train, y_train, x_holdout, y_holdout)``: a class-balanced ``n`` of the training
+    samples held out (``None``: nothing held out), the rest kept for training, both in
+    their original order."""
+    from .data import stratified_indices
+
+    if not n:
+        return x, y, None, None
+    K = int(y.max()) + 1 if len(y) else 0
+    if not K <= n < len(y):
+        raise ConfigError("holdout_n", f"must hold out at least one sample of each of the {K} "
+                          f"classes and leave some to train on: got {n} of {len(y)} training samples")
+    hold = stratified_indices(y, n, torch.Generator().manual_seed(seed + 1))
+    keep = torch.ones(len(y), dtype=torch.bool)
+    keep[hold] = False
+    return x[keep], y[keep], x[hold], y[hold]
 
 
 def model_meta(c: TrainConfig, num_classes: int, image_shape: Sequence[int]) -> dict:
@@ -303,13 +324,15 @@ def prepare(config: TrainConfig) -> Setup:
     c = config.resolved()
     device = resolve_device(c.device)
     ds, x_eval, y_eval = _load_data(c)
+    x_tr, y_tr, x_ho, y_ho = split_holdout(ds.x_train, ds.y_train, c.holdout_n, c.data_seed)
     meta = model_meta(c, ds.num_classes, ds.image_shape)
     model = _build_model(c, meta, device)
     teacher, teacher_path = _load_teacher(c, meta, device) if c.objective == "kd_at" else (None, None)
-    return Setup(config=c, device=device, x_train=ds.x_train.to(device), y_train=ds.y_train.to(device),
+    move = lambda t: None if t is None else t.to(device)  # noqa: E731
+    return Setup(config=c, device=device, x_train=x_tr.to(device), y_train=y_tr.to(device),
                  x_eval=x_eval.to(device), y_eval=y_eval.to(device), classes=list(ds.classes),
                  model=model, meta=meta, objective=build_objective(c, teacher),
-                 teacher_path=teacher_path)
+                 teacher_path=teacher_path, x_holdout=move(x_ho), y_holdout=move(y_ho))
 
 
 # =========================================================================== the run loop
@@ -460,6 +483,8 @@ class _Trainer:
                             channels_last=c.channels_last, desc=f"epoch {epoch}/{c.epochs}")
         t0 = time.perf_counter()
         numbers, adv, clean = evaluate(s.model, s.x_eval, s.y_eval, c, epoch, amp=c.amp)
+        if s.x_holdout is not None:
+            numbers.update(evaluate_holdout(s.model, s.x_holdout, s.y_holdout, c, epoch, amp=c.amp))
         row = {"epoch": epoch, "lr": lr, "train_loss": stats.loss,
                "train_clean_acc": stats.clean_accuracy, "train_robust_acc": stats.robust_accuracy,
                **numbers,

@@ -1,0 +1,284 @@
+"""The paper's five empirical claims, decided from run folders, and the studies behind them.
+
+One concept: *does a profile's evidence support each claim?*  The claims (Wei, Guo & Wang,
+ICML 2025) and the rule that decides each one here:
+
+- **C1** (Section 3.2, Fig. 2, Table 1): CAS at the best checkpoint exceeds CAS at the
+  last one for PGD-AT.  Decided on every seed: *holds* if the gap is positive in all.
+- **C2** (Section 3.3, Fig. 3): KD-AT's best-last CAS gap is smaller than PGD-AT's (the
+  teacher's run, same seed).
+- **C3** (Section 3.3, Fig. 4): the gap grows with ε: *holds* if it rises strictly over
+  the sorted ε values (at least three).
+- **C4** (Section 5.2, Fig. 7): fast AT loses CAS when robust accuracy collapses
+  (catastrophic overfitting, :func:`collapse_epoch`); *not tested* without a collapse.
+- **C5** (Section 5.4, Fig. 9): standard training (clean inputs, last epoch) has lower
+  CAS than PGD-AT (best checkpoint).
+
+Beyond the paper: :func:`label_free_selection` (choose the epoch by CAS on held-out
+*training* samples), :func:`planted_concentration` (where, on planted data with a known
+sharing graph, the CAS drop happens), and the settings search (:func:`overfitting`).
+
+:func:`run_studies` trains (or reuses) every run a profile's ``11_claims`` section names,
+one after another, and :func:`export_run` copies each finished run, without its
+checkpoints, to ``notebooks/results/<profile>/`` where the book reads it.
+"""
+from __future__ import annotations
+
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+
+from . import studies
+
+PAPER = {  # what the paper reports for each claim (CIFAR-10, PreActResNet-18, 200 epochs)
+    "C1": "CAS 25.6 best (epoch 108) vs 9.0 last; RA 47.8% vs 42.5% (Table 1, ε = 8/255)",
+    "C2": "no significant gap between KD-AT's best and last matrices (Fig. 3; values only in the figure)",
+    "C3": "gap grows from ε = 2/255 to 8/255 (Fig. 4; values only in the figure); "
+          "Table 1's larger ε: 16.6, 10.2, 9.1 at 8, 12, 16/255",
+    "C4": "CAS plummets to 2.1 after catastrophic overfitting, RA near zero (Fig. 7)",
+    "C5": "standard training's CAS well below AT's, which is 'generally > 20' (Fig. 9)",
+}
+STATEMENT = {
+    "C1": "PGD-AT: CAS(best) > CAS(last)",
+    "C2": "KD-AT's CAS gap < PGD-AT's",
+    "C3": "CAS gap grows with ε",
+    "C4": "fast AT loses CAS at catastrophic overfitting",
+    "C5": "standard training has lower CAS than AT",
+}
+OVERFIT_DROP = 0.03      # a run robust-overfits if test RA falls >= 3 points after its peak
+COLLAPSE_FRACTION = 0.25  # catastrophic overfitting: test RA at most 1/4 of its peak
+
+
+# =========================================================================== the studies
+
+def studies_of(P: Mapping[str, Any]) -> Iterator[tuple[str, dict, dict]]:
+    """``(name, config, overrides)`` of every run the ``11_claims`` section ``P`` names,
+    in the order they must train (a KD student after its teacher)."""
+    base = P["train"]
+    for probe in P.get("search", []):
+        yield f"search: {probe['label']}", base, dict(probe["overrides"])
+    for seed in P["seeds"]:
+        yield f"C1 seed {seed}", base, {"seed": seed}
+    yield "C2 KD-AT", base, {"objective": "kd_at", "kd": None}  # teacher filled in at run time
+    for eps in P["eps_list"]:
+        yield f"C3 eps {eps:g}", base, {"eps": eps}
+    yield "C4 fast AT", base, dict(P["fast"])
+    yield "C5 standard", base, {"objective": "standard"}
+    if P.get("planted"):
+        yield "planted", base, dict(P["planted"])
+
+
+def kd_overrides(P: Mapping[str, Any], teacher_path: str | Path) -> dict:
+    return {"objective": "kd_at", "kd": {"teacher": str(teacher_path), "lambda": P["kd_lambda"],
+                                         "temperature": P["kd_temperature"]}}
+
+
+def run_studies(P: Mapping[str, Any], export_to: str | Path | None = None,
+                only: Optional[Callable[[str], bool]] = None) -> dict:
+    """Train (or reuse) every study of ``P`` one after another; export each finished run
+    (without checkpoints) to ``export_to``.  Runs go to :func:`xcf.profiles.runs_dir`;
+    a killed call resumes where it stopped.  ``only(name)`` picks a subset."""
+    runs = {}
+    teacher = None
+    for name, config, overrides in studies_of(P):
+        if overrides.get("objective") == "kd_at":
+            if teacher is None:
+                teacher = studies.run_study(config, seed=P["seeds"][0])
+            overrides = kd_overrides(P, teacher.path)
+        if only is not None and not only(name):
+            continue
+        print(f"== {name}", flush=True)
+        run = studies.run_study(config, **overrides)
+        if name == f"C1 seed {P['seeds'][0]}":
+            teacher = run
+        runs[name] = run
+        if export_to is not None:
+            export_run(run, export_to)
+    return runs
+
+
+def export_run(run, dest: str | Path) -> Path:
+    """Copy a finished run folder to ``dest`` without ``checkpoints/`` (small artifacts:
+    config, provenance, metrics, matrices, final summary); replaces an older copy."""
+    if not run.finished:
+        raise ValueError(f"{run.path} has not finished training; nothing exported")
+    target = Path(dest) / run.path.name
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(run.path, tmp, ignore=shutil.ignore_patterns("checkpoints", "*.lock", "*.tmp*"))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def find_studies(root: str | Path, P: Mapping[str, Any]) -> dict:
+    """The finished runs of ``P``'s studies under ``root`` (missing ones left out)."""
+    found, teacher = {}, None
+    for name, config, overrides in studies_of(P):
+        if overrides.get("objective") == "kd_at":
+            teacher = teacher or studies.find_study(root, config, seed=P["seeds"][0])
+            if teacher is None:
+                continue
+            overrides = kd_overrides(P, teacher.path)
+        run = studies.find_study(root, config, **overrides)
+        if run is not None:
+            found[name] = run
+            if name == f"C1 seed {P['seeds'][0]}":
+                teacher = run
+    return found
+
+
+# =========================================================================== measures
+
+def overfitting(run) -> dict:
+    """Robust overfitting of one run: test RA at its peak and at the end, the drop, and
+    whether train robust accuracy kept rising after the peak."""
+    rows = run.metrics()
+    best = max(rows, key=lambda r: r["test_robust_acc"])  # first maximum, as select_best
+    last = rows[-1]
+    train_key = "train_robust_acc" if last.get("train_robust_acc") is not None else "train_clean_acc"
+    drop = best["test_robust_acc"] - last["test_robust_acc"]
+    rising = last[train_key] > best[train_key]
+    return {"peak_epoch": best["epoch"], "epochs": last["epoch"], "ra_peak": best["test_robust_acc"],
+            "ra_last": last["test_robust_acc"], "ra_drop": drop, "train_ra_at_peak": best[train_key],
+            "train_ra_last": last[train_key], "overfits": bool(drop >= OVERFIT_DROP and rising)}
+
+
+def collapse_epoch(run, fraction: float = COLLAPSE_FRACTION) -> Optional[int]:
+    """First epoch after the best whose test robust accuracy is at most ``fraction`` of
+    the best (catastrophic overfitting, Section 5.2); ``None`` if it never collapses."""
+    rows = run.metrics()
+    best = max(rows, key=lambda r: r["test_robust_acc"])
+    for r in rows:
+        if r["epoch"] > best["epoch"] and r["test_robust_acc"] <= fraction * best["test_robust_acc"]:
+            return int(r["epoch"])
+    return None
+
+
+def label_free_selection(run) -> dict:
+    """Beyond the paper: pick the epoch with the highest CAS on held-out *training*
+    samples (no test labels) and compare its test RA with the test-RA-selected best; the
+    held-out robust accuracy (a plain validation split) is shown as the usual alternative."""
+    rows = run.metrics()
+    if "holdout_cas" not in rows[0]:
+        raise ValueError(f"{run.path.name} has no held-out measurements; train it with holdout_n")
+    pick = lambda key: max(rows, key=lambda r: r[key])  # noqa: E731  first maximum
+    test, by_cas, by_val = pick("test_robust_acc"), pick("holdout_cas"), pick("holdout_robust_acc")
+    return {"test_best_epoch": test["epoch"], "test_best_ra": test["test_robust_acc"],
+            "cas_epoch": by_cas["epoch"], "cas_ra": by_cas["test_robust_acc"],
+            "cas_regret": test["test_robust_acc"] - by_cas["test_robust_acc"],
+            "holdout_ra_epoch": by_val["epoch"], "holdout_ra_ra": by_val["test_robust_acc"],
+            "holdout_ra_regret": test["test_robust_acc"] - by_val["test_robust_acc"],
+            "last_ra": rows[-1]["test_robust_acc"],
+            "last_regret": test["test_robust_acc"] - rows[-1]["test_robust_acc"]}
+
+
+def planted_concentration(run, sharing: np.ndarray) -> dict:
+    """Beyond the paper: on planted data, the change of C from the best to the last epoch
+    on the planted sharing pairs and on all other pairs, and the share of the CAS drop
+    (positive parts, Eq. 7) that the sharing pairs carry."""
+    best, last = studies.checkpoint(run, "best"), studies.checkpoint(run, "last")
+    share = np.asarray(sharing, dtype=bool)
+    other = ~share & ~np.eye(len(share), dtype=bool)
+    pos_drop = np.clip(best.C, 0, None) - np.clip(last.C, 0, None)
+    total = float(pos_drop[share | other].sum())
+    return {"best_epoch": best.epoch, "last_epoch": last.epoch, "cas_best": best.cas,
+            "cas_last": last.cas, "C_share_best": studies.pair_mean(best.C, share),
+            "C_share_last": studies.pair_mean(last.C, share),
+            "C_other_best": studies.pair_mean(best.C, other),
+            "C_other_last": studies.pair_mean(last.C, other),
+            "drop_share_of_cas_drop": float(pos_drop[share].sum()) / total if total else float("nan"),
+            "share_fraction_of_pairs": float(share.sum() / (share | other).sum())}
+
+
+# =========================================================================== verdicts
+
+def _mean_sd(values: Sequence[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
+
+
+def decide(found: Mapping[str, Any], P: Mapping[str, Any]) -> list[dict]:
+    """One row per claim: ``claim``, ``statement``, ``ours`` (numbers), ``verdict``
+    (holds / does not hold / not tested / not run), ``paper``."""
+    rows = []
+
+    def add(claim: str, verdict: str, ours: str) -> None:
+        rows.append({"claim": claim, "statement": STATEMENT[claim], "ours": ours,
+                     "verdict": verdict, "paper": PAPER[claim]})
+
+    seeds = [found[f"C1 seed {s}"] for s in P["seeds"] if f"C1 seed {s}" in found]
+    if seeds:
+        gaps = [studies.best_last_gap(r) for r in seeds]
+        cas_gaps = [g["cas_gap"] for g in gaps]
+        add("C1", "holds" if all(g > 0 for g in cas_gaps) else "does not hold",
+            f"{len(seeds)} seeds: CAS best {_mean_sd([g['cas_best'] for g in gaps])} vs last "
+            f"{_mean_sd([g['cas_last'] for g in gaps])}, gap {_mean_sd(cas_gaps)} "
+            f"(positive in {sum(g > 0 for g in cas_gaps)}/{len(gaps)}); RA best "
+            f"{_mean_sd([100 * g['ra_best'] for g in gaps])}% vs last {_mean_sd([100 * g['ra_last'] for g in gaps])}%")
+    else:
+        add("C1", "not run", "-")
+
+    at = found.get(f"C1 seed {P['seeds'][0]}")
+    kd = found.get("C2 KD-AT")
+    if at is not None and kd is not None:
+        g_at, g_kd = studies.best_last_gap(at), studies.best_last_gap(kd)
+        add("C2", "holds" if g_kd["cas_gap"] < g_at["cas_gap"] else "does not hold",
+            f"gap KD-AT {g_kd['cas_gap']:.2f} ({g_kd['cas_best']:.2f} → {g_kd['cas_last']:.2f}) vs "
+            f"PGD-AT {g_at['cas_gap']:.2f}; RA drop KD-AT {100 * g_kd['ra_gap']:.1f} vs PGD-AT "
+            f"{100 * g_at['ra_gap']:.1f} points")
+    else:
+        add("C2", "not run", "-")
+
+    eps_runs = [(e, found[f"C3 eps {e:g}"]) for e in sorted(P["eps_list"]) if f"C3 eps {e:g}" in found]
+    if len(eps_runs) >= 3:
+        g = [studies.best_last_gap(r)["cas_gap"] for _, r in eps_runs]
+        grows = all(b > a for a, b in zip(g, g[1:]))
+        add("C3", "holds" if grows else "does not hold",
+            "gap " + ", ".join(f"{v:.2f} (ε {e:g})" for (e, _), v in zip(eps_runs, g)))
+    else:
+        add("C3", "not run", "-")
+
+    fast = found.get("C4 fast AT")
+    if fast is not None:
+        co = collapse_epoch(fast)
+        best = studies.checkpoint(fast, "best")
+        if co is None:
+            add("C4", "not tested", f"no catastrophic overfitting: RA {best.robust_acc:.1%} at best "
+                f"(epoch {best.epoch}), {fast.metrics()[-1]['test_robust_acc']:.1%} at the end")
+        else:
+            r = studies.row_at(fast.metrics(), co)
+            add("C4", "holds" if r["cas"] < best.cas else "does not hold",
+                f"CAS {best.cas:.2f} at best (epoch {best.epoch}, RA {best.robust_acc:.1%}) vs "
+                f"{r['cas']:.2f} at collapse (epoch {co}, RA {r['test_robust_acc']:.1%})")
+    else:
+        add("C4", "not run", "-")
+
+    std = found.get("C5 standard")
+    if std is not None and at is not None:
+        std_cas = float(std.metrics()[-1]["cas_clean"])
+        at_cas = studies.checkpoint(at, "best").cas
+        add("C5", "holds" if std_cas < at_cas else "does not hold",
+            f"standard {std_cas:.2f} (clean, last epoch) vs PGD-AT {at_cas:.2f} (best)")
+    else:
+        add("C5", "not run", "-")
+    return rows
+
+
+def sharing_matrix(num_classes: int, pairs: Sequence[Sequence[int]]) -> np.ndarray:
+    """The (K, K) boolean ground truth of planted sharing ``pairs`` (symmetric, no diagonal)."""
+    S = np.zeros((num_classes, num_classes), dtype=bool)
+    for i, j in pairs:
+        S[i, j] = S[j, i] = True
+    return S
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """A Markdown table of ``rows`` (for ``IPython.display.Markdown``)."""
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        out.append("| " + " | ".join(str(r.get(c, "")).replace("|", "/") for c in columns) + " |")
+    return "\n".join(out)
