@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py            # 4 rounds, about 2.5 min on 2 cores
     python benchmarks/train_step.py --quick    # 2 rounds
+    python benchmarks/train_step.py --compile  # xcf compiled (model.compile()); compile time apart
 
 Contenders, on PreActResNet-18 (width 64), batch 64, PGD-10 (eps 8/255, step 2/255),
 SGD (lr 0.1, momentum 0.9, weight decay 5e-4), from the same initial weights:
@@ -89,6 +90,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--attack-mode", choices=["eval", "train"], default=None,
                    help="xcf's model mode during the attack (default: the config's default)")
+    p.add_argument("--compile", action="store_true",
+                   help="xcf contenders with model.compile() (inductor); compile time printed apart")
     args = p.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 4)
     if args.threads:
@@ -96,21 +99,26 @@ def main(argv=None) -> None:
     common.header("PGD-AT training step: xcf vs the official algorithm",
                   model="PreActResNet-18 (width 64)", batch=args.batch, attack=f"PGD-{args.steps}",
                   rounds=rounds, data="synthetic CIFAR-shaped uint8 images, seed 0",
-                  xcf_attack_mode=args.attack_mode or TrainConfig().attack_mode)
+                  xcf_attack_mode=args.attack_mode or TrainConfig().attack_mode,
+                  xcf_compiled=args.compile)
 
     images, labels = baseline.synthetic_cifar(args.batch * 8, seed=0)
     x, y = baseline.to_tensor(images), torch.from_numpy(labels)
+    tag = ", compiled" if args.compile else ""
     contenders = {
         "baseline (official algorithm, fp32, NCHW)": baseline_contender(args.batch, args.steps, images, labels),
-        "xcf pgd_at fp32 (channels_last)": xcf_contender("none", args.batch, args.steps, x, y,
-                                                         attack_mode=args.attack_mode),
-        "xcf pgd_at bf16 autocast (channels_last)": xcf_contender("bf16", args.batch, args.steps, x, y,
-                                                                  attack_mode=args.attack_mode),
+        f"xcf pgd_at fp32 (channels_last{tag})": xcf_contender(
+            "none", args.batch, args.steps, x, y, attack_mode=args.attack_mode, compile_model=args.compile),
+        f"xcf pgd_at bf16 autocast (channels_last{tag})": xcf_contender(
+            "bf16", args.batch, args.steps, x, y, attack_mode=args.attack_mode, compile_model=args.compile),
     }
     timers = {name: common.Timer(name) for name in contenders}
     t0 = time.perf_counter()
-    for name, step in contenders.items():  # warm-up: allocator, oneDNN primitive caches
+    for name, step in contenders.items():  # warm-up: allocator, oneDNN caches, compilation
+        t1 = time.perf_counter()
         step()
+        if args.compile and name.startswith("xcf"):
+            print(f"# {name}: first step (compiles) {time.perf_counter() - t1:.0f} s", flush=True)
     print(f"# warm-up {time.perf_counter() - t0:.0f} s", flush=True)
     for order in common.abba(rounds, list(contenders)):
         for name in order:

@@ -84,12 +84,12 @@ def run_studies(P: Mapping[str, Any], export_to: str | Path | None = None,
     runs = {}
     teacher = None
     for name, config, overrides in studies_of(P):
+        if only is not None and not only(name):
+            continue
         if overrides.get("objective") == "kd_at":
             if teacher is None:
                 teacher = studies.run_study(config, seed=P["seeds"][0])
             overrides = kd_overrides(P, teacher.path)
-        if only is not None and not only(name):
-            continue
         print(f"== {name}", flush=True)
         run = studies.run_study(config, **overrides)
         if name == f"C1 seed {P['seeds'][0]}":

@@ -1,0 +1,22 @@
+"""benchmarks/report.py reads the printed lines of recorded benchmark logs."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import report  # noqa: E402
+
+
+def test_report_reads_ratios_and_judges_them_against_targets(tmp_path):
+    (tmp_path / "train_step.txt").write_text(
+        "$ python benchmarks/train_step.py\n# header\nratio xcf fp32 / baseline: 1.62x  (per-round 1.34-1.80)\n"
+        "ratio xcf bf16 / baseline: 3.61x  (per-round 3.2-3.9)\n")
+    (tmp_path / "utilisation.txt").write_text(
+        "$ cmd\nxcf step bf16: 1.706 TFLOP/step, ... utilisation 87%\nxcf step fp32: ... utilisation 74%\n")
+    rows = {(r["log"], r["target"]): r for r in report.rows(tmp_path)}
+    assert rows[("train_step.txt", ">= 1.8x")]["value"] == 1.62 and rows[("train_step.txt", ">= 1.8x")]["met"] is False
+    assert rows[("train_step.txt", ">= 3.5x")]["met"] is True
+    assert rows[("train_step.txt", ">= 3.5x")]["command"] == "$ python benchmarks/train_step.py"
+    util = [r for r in report.rows(tmp_path) if r["log"] == "utilisation.txt"]
+    assert [r["met"] for r in util] == [True, False]
+    missing = rows[("attribution.txt", ">= 3x")]
+    assert missing["value"] is None and missing["met"] is None and missing["line"] == "(not recorded)"
