@@ -31,14 +31,26 @@ def make_run(folder, ra, cas, *, train_ra=None, extra=None, matrices=None, name=
 
 def test_overfitting_needs_a_drop_of_three_points_and_rising_train_accuracy(tmp_path):
     run = make_run(tmp_path, [0.30, 0.50, 0.46, 0.44], [1, 2, 3, 4], train_ra=[0.3, 0.5, 0.7, 0.9])
-    o = claims.overfitting(run)
+    o = claims.overfitting(run, window=1)
     assert (o["peak_epoch"], o["ra_peak"], o["ra_last"]) == (2, 0.50, 0.44)
     assert o["ra_drop"] == pytest.approx(0.06) and o["overfits"]
     flat = make_run(tmp_path, [0.30, 0.50, 0.49, 0.48], [1, 2, 3, 4], name="flat")
-    assert not claims.overfitting(flat)["overfits"]            # only 2 points
+    assert not claims.overfitting(flat, window=1)["overfits"]            # only 2 points
     stuck = make_run(tmp_path, [0.30, 0.50, 0.40, 0.40], [1, 2, 3, 4], train_ra=[0.3, 0.6, 0.5, 0.5],
                      name="stuck")
-    assert not claims.overfitting(stuck)["overfits"]           # train RA fell too
+    assert not claims.overfitting(stuck, window=1)["overfits"]           # train RA fell too
+
+
+def test_overfitting_is_judged_on_trailing_means_so_one_lucky_epoch_does_not_count(tmp_path):
+    spike = [0.50] * 5 + [0.58] + [0.50] * 6          # one evaluation 8 points high, then flat
+    run = make_run(tmp_path, spike, [1] * len(spike), train_ra=[0.1 * e for e in range(1, 13)])
+    o = claims.overfitting(run, window=3)
+    assert o["raw_ra_best"] == 0.58 and o["raw_best_epoch"] == 6          # the raw rule sees 8 points
+    assert o["ra_drop"] == pytest.approx(0.08 / 3) and not o["overfits"]  # the smoothed one sees 2.7
+    decline = [0.50, 0.56, 0.57, 0.56, 0.55, 0.53, 0.52, 0.51, 0.51, 0.50]
+    o = claims.overfitting(make_run(tmp_path, decline, [1] * 10, name="decline"), window=3)
+    assert o["peak_epoch"] == 4 and o["ra_peak"] == pytest.approx((0.56 + 0.57 + 0.56) / 3)
+    assert o["ra_last"] == pytest.approx((0.51 + 0.51 + 0.50) / 3) and o["overfits"]
 
 
 def test_collapse_is_the_first_epoch_after_the_best_at_a_quarter_of_its_accuracy(tmp_path):
