@@ -1,6 +1,6 @@
 """PGD-AT training step: xcf's fast path against the official algorithm, side by side.
 
-    python benchmarks/train_step.py            # 4 rounds, about 2.5 min on 2 cores
+    python benchmarks/train_step.py            # 3 rounds, under 3 min on 2 quiet cores
     python benchmarks/train_step.py --quick    # 2 rounds
     python benchmarks/train_step.py --compile  # xcf compiled (model.compile()); compile time apart
 
@@ -83,7 +83,7 @@ def baseline_contender(batch: int, steps: int, images, labels):
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="2 rounds instead of 4")
+    p.add_argument("--quick", action="store_true", help="2 rounds instead of 3")
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=10, help="PGD steps")
@@ -93,7 +93,7 @@ def main(argv=None) -> None:
     p.add_argument("--compile", action="store_true",
                    help="xcf contenders with model.compile() (inductor); compile time printed apart")
     args = p.parse_args(argv)
-    rounds = args.rounds or (2 if args.quick else 4)
+    rounds = args.rounds or (2 if args.quick else 3)
     if args.threads:
         torch.set_num_threads(args.threads)
     common.header("PGD-AT training step: xcf vs the official algorithm",

@@ -81,7 +81,8 @@ def test_planted_concentration_finds_a_drop_that_lies_on_the_sharing_pair(tmp_pa
     assert p["C_other_best"] == pytest.approx(0.1) and p["share_fraction_of_pairs"] == pytest.approx(1 / 3)
 
 
-P = {"seeds": [0, 1, 2], "eps_list": [0.05, 0.1, 0.15], "train": {}, "fast": {}}
+P = {"seeds": [0, 1, 2], "eps_list": [0.05, 0.1, 0.15], "train": {},
+     "fast": [{"label": "a", "overrides": {"eps": 0.2}}, {"label": "b", "overrides": {"eps": 0.1}}]}
 
 
 def test_decide_applies_each_rule_to_hand_made_runs(tmp_path):
@@ -90,19 +91,21 @@ def test_decide_applies_each_rule_to_hand_made_runs(tmp_path):
     found["C2 KD-AT"] = make_run(tmp_path, [0.3, 0.5, 0.45], [4, 10, 9.5], name="kd")
     for e, g in zip(P["eps_list"], [0.5, 1.0, 0.7]):
         found[f"C3 eps {e:g}"] = make_run(tmp_path, [0.3, 0.5, 0.4], [4, 10, 10 - g], name=f"e{e}")
-    found["C4 fast AT"] = make_run(tmp_path, [0.3, 0.5, 0.1], [6, 8, 2], name="fast")
+    found["C4 fast AT a"] = make_run(tmp_path, [0.1, 0.2, 0.18], [6, 8, 7], name="fast_a")  # no collapse
+    found["C4 fast AT b"] = make_run(tmp_path, [0.3, 0.5, 0.1], [6, 8, 2], name="fast_b")
     found["C5 standard"] = make_run(tmp_path, [0.0, 0.0], [4, 12], name="std")  # cas_clean 6 at the end
     rows = {r["claim"]: r for r in claims.decide(found, P)}
     assert rows["C1"]["verdict"] == "holds" and "gap 2.00 ± 1.00" in rows["C1"]["ours"]
     assert rows["C2"]["verdict"] == "holds" and "gap KD-AT 0.50" in rows["C2"]["ours"]
     assert rows["C3"]["verdict"] == "does not hold"            # 0.5, 1.0, 0.7 does not rise
-    assert rows["C4"]["verdict"] == "holds" and "epoch 3" in rows["C4"]["ours"]
+    assert rows["C4"]["verdict"] == "holds" and rows["C4"]["ours"].startswith("b: CAS 8.00")
+    assert "epoch 3" in rows["C4"]["ours"] and "also tried a: no collapse" in rows["C4"]["ours"]
     assert rows["C5"]["verdict"] == "holds" and "standard 6.00" in rows["C5"]["ours"]
     assert all(r["paper"] for r in rows.values())
 
 
 def test_decide_says_not_run_or_not_tested_rather_than_guessing(tmp_path):
-    found = {"C4 fast AT": make_run(tmp_path, [0.3, 0.5, 0.45], [6, 8, 7], name="fast")}
+    found = {"C4 fast AT a": make_run(tmp_path, [0.3, 0.5, 0.45], [6, 8, 7], name="fast")}
     rows = {r["claim"]: r["verdict"] for r in claims.decide(found, P)}
     assert rows == {"C1": "not run", "C2": "not run", "C3": "not run", "C4": "not tested", "C5": "not run"}
 
@@ -117,3 +120,8 @@ def test_export_leaves_checkpoints_behind_and_refuses_unfinished_runs(tmp_path):
     (run.path / "final.json").unlink()
     with pytest.raises(ValueError, match="not finished"):
         claims.export_run(Run(run.path), tmp_path / "results2")
+
+
+def test_a_single_fast_setting_is_labelled_by_its_eps_and_step():
+    assert claims.fast_settings({"fast": {"objective": "fast_at", "eps": 0.1, "fast_at": {"alpha": 0.2}}}) == [
+        {"label": "ε 0.1, step 0.2", "overrides": {"objective": "fast_at", "eps": 0.1, "fast_at": {"alpha": 0.2}}}]

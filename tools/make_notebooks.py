@@ -33,6 +33,60 @@ tiny models for seconds, so it checks that the pipeline works and shows which wa
 go. Reproducing the paper's CIFAR-10 numbers takes the `full` profile on a GPU."""
 
 
+CPU_INTRO = ("## The same at the `cpu` profile (committed results)\n\n"
+             "Runs on real Fashion-MNIST images at the setting of the Claims page (a small CNN, 500 "
+             "training images, 100 epochs, where PGD-AT robust-overfits), read from `notebooks/results/cpu/`. "
+             "They were trained by `tools/run_claims.py`; no training happens here.")
+CPU_FIND = """from pathlib import Path
+from xcf.profiles import profile_knobs
+from xcf.studies import find_study
+
+CPU = Path("results") / "cpu"
+K = profile_knobs("{name}", "cpu")
+"""
+CPU_CELLS = {  # notebook -> code drawing its figures from the committed cpu runs
+    "03_at_dynamics": """main = find_study(CPU, K["train"])
+curves = {studies.eps_label(e, "fashion-mnist"): find_study(CPU, K["train"], eps=e) for e in K["curve_eps"]}
+if main is None:
+    print("no committed cpu results under", CPU)
+else:
+    if all(curves.values()):
+        figures.fig1_accuracy_curves(curves, "cpu"); plt.show()
+    figures.fig2_three_stages(main, "cpu"); plt.show()
+    g = studies.best_last_gap(main)
+    print(f"[cpu] CAS best {g['cas_best']:.2f} (epoch {g['best_epoch']}) vs last {g['cas_last']:.2f}; "
+          f"RA {g['ra_best']:.1%} vs {g['ra_last']:.1%}")""",
+    "04_soft_labels": """teacher = find_study(CPU, K["teacher"])
+student = teacher and find_study(CPU, K["teacher"], objective="kd_at",
+                                 kd={"teacher": str(teacher.path), "lambda": K["kd_lambda"],
+                                     "temperature": K["kd_temperature"]})
+if student:
+    figures.best_last(student, "KD-AT", "cpu"); plt.show()
+    kd, at = studies.best_last_gap(student), studies.best_last_gap(teacher)
+    print(f"[cpu] CAS gap KD-AT {kd['cas_gap']:.2f} vs PGD-AT {at['cas_gap']:.2f}")
+else:
+    print("no committed cpu KD-AT run under", CPU)""",
+    "05_perturbation_bound": """sweep = {e: find_study(CPU, K["train"], eps=e) for e in K["eps_list"]}
+if all(sweep.values()):
+    figures.fig4_differences({studies.eps_label(e, "fashion-mnist"): r for e, r in sweep.items()}, "cpu"); plt.show()
+    rows = studies.table1_rows({studies.eps_label(e, "fashion-mnist"): sweep[e] for e in K["table_eps"]}, K["early_epoch"])
+    print("Table 1 [cpu profile], CAS / RA"); print(studies.format_table1(rows, studies.PAPER_TABLE1))
+else:
+    print("no committed cpu ε sweep under", CPU)""",
+    "07_fast_at": """fast = find_study(CPU, K["train"], objective="fast_at", eps=K["fast_eps"],
+                  fast_at={"alpha": K["fast_alpha"]}, epochs=K["epochs"])
+if fast:
+    figures.fig7_fast_at(fast, max(1, K["epochs"] // 20), "cpu"); plt.show()
+else:
+    print("no committed cpu fast-AT run under", CPU)""",
+    "08_instance_wise_and_standard": """std = find_study(CPU, K["train"], objective="standard")
+if std:
+    figures.fig9_standard(std, K["n_standard_matrices"], "cpu"); plt.show()
+else:
+    print("no committed cpu standard-training run under", CPU)""",
+}
+
+
 def notebook(name, title, claim, knobs, body, closing=OBSERVED):
     params = 'profile = "auto"    # auto: full on a GPU, else smoke | smoke | cpu | full\n'
     params += "# Knobs left at None take their value from notebooks/params/<profile>.yaml.\n"
@@ -41,6 +95,8 @@ def notebook(name, title, claim, knobs, body, closing=OBSERVED):
              code(params, metadata={"tags": ["parameters"]}), code(SETUP.format(name=name))]
     for kind, text in body:
         cells.append(md(text) if kind == "md" else code(text))
+    if name in CPU_CELLS:
+        cells += [md(CPU_INTRO), code(CPU_FIND.format(name=name) + CPU_CELLS[name])]
     if closing:
         cells.append(md(closing))
     for i, cell in enumerate(cells):  # stable ids: regenerating changes only what changed

@@ -66,10 +66,20 @@ def studies_of(P: Mapping[str, Any]) -> Iterator[tuple[str, dict, dict]]:
     yield "C2 KD-AT", base, {"objective": "kd_at", "kd": None}  # teacher filled in at run time
     for eps in P["eps_list"]:
         yield f"C3 eps {eps:g}", base, {"eps": eps}
-    yield "C4 fast AT", base, dict(P["fast"])
+    for setting in fast_settings(P):
+        yield f"C4 fast AT {setting['label']}", base, dict(setting["overrides"])
     yield "C5 standard", base, {"objective": "standard"}
     if P.get("planted"):
         yield "planted", base, dict(P["planted"])
+
+
+def fast_settings(P: Mapping[str, Any]) -> list[dict]:
+    """The fast-AT settings to try for C4, in order: ``{label, overrides}`` each (a single
+    mapping of overrides is one setting labelled by its ε and step)."""
+    fast = P["fast"]
+    if isinstance(fast, Mapping):
+        fast = [{"label": f"ε {fast.get('eps')}, step {fast.get('fast_at', {}).get('alpha')}", "overrides": fast}]
+    return list(fast)
 
 
 def kd_overrides(P: Mapping[str, Any], teacher_path: str | Path) -> dict:
@@ -253,18 +263,24 @@ def decide(found: Mapping[str, Any], P: Mapping[str, Any]) -> list[dict]:
     else:
         add("C3", "not run", "-")
 
-    fast = found.get("C4 fast AT")
-    if fast is not None:
-        co = collapse_epoch(fast)
-        best = studies.checkpoint(fast, "best")
-        if co is None:
-            add("C4", "not tested", f"no catastrophic overfitting: RA {best.robust_acc:.1%} at best "
-                f"(epoch {best.epoch}), {fast.metrics()[-1]['test_robust_acc']:.1%} at the end")
-        else:
-            r = studies.row_at(fast.metrics(), co)
-            add("C4", "holds" if r["cas"] < best.cas else "does not hold",
-                f"CAS {best.cas:.2f} at best (epoch {best.epoch}, RA {best.robust_acc:.1%}) vs "
-                f"{r['cas']:.2f} at collapse (epoch {co}, RA {r['test_robust_acc']:.1%})")
+    fast_runs = [(f["label"], found[f"C4 fast AT {f['label']}"]) for f in fast_settings(P)
+                 if f"C4 fast AT {f['label']}" in found]
+    collapsed = [(label, run, collapse_epoch(run)) for label, run in fast_runs]
+    hit = next(((label, run, co) for label, run, co in collapsed if co is not None), None)
+    tried = "; ".join(
+        f"{label}: no collapse (RA {studies.checkpoint(run, 'best').robust_acc:.1%} at best, "
+        f"{run.metrics()[-1]['test_robust_acc']:.1%} at the end)"
+        for label, run, co in collapsed if co is None)
+    if hit is not None:
+        label, run, co = hit
+        best = studies.checkpoint(run, "best")
+        r = studies.row_at(run.metrics(), co)
+        add("C4", "holds" if r["cas"] < best.cas else "does not hold",
+            f"{label}: CAS {best.cas:.2f} at best (epoch {best.epoch}, RA {best.robust_acc:.1%}) vs "
+            f"{r['cas']:.2f} at collapse (epoch {co}, RA {r['test_robust_acc']:.1%})"
+            + (f"; also tried {tried}" if tried else ""))
+    elif fast_runs:
+        add("C4", "not tested", tried)
     else:
         add("C4", "not run", "-")
 
