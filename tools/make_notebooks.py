@@ -490,7 +490,7 @@ else:
                regrets=[{k: r[k] for k in ("_cas", "_val", "_last")} for r in sel],
                planted=pc))"""),
      ], closing="## Reading these verdicts\n\nThe numbers above come from the committed cpu-scale runs: "
-        "a small CNN on 1,000 Fashion-MNIST images, 28 × 28 grey-scale, with ε = 0.1. That is not "
+        "a small CNN on 500 Fashion-MNIST training images, 28 × 28 grey-scale, with ε = 0.1. That is not "
         "PreActResNet-18 on CIFAR-10, so compare the paper's column for direction, not size. CAS is a "
         "sum over K(K − 1) = 90 entries for both datasets, so its scale is comparable. The best epoch is "
         "chosen by test RA on 500 images, whose standard error is about 2 points, so the best epoch's RA "
@@ -507,12 +507,13 @@ notebook(
     "speed hits both alike.",
     [("batch", "training batch of the live run"), ("steps", "PGD steps of the live run"),
      ("per_class", "images per class for Algorithm 1 in the live run")],
-    [("md", "## Recorded on a quiet machine\n\n`bash benchmarks/record.sh` ran the benchmarks at full size "
-            "(PreActResNet-18 width 64, batch 64, PGD-10; Algorithm 1 with PGD-20), one after another. "
-            "Each ran on the 2-core CPU this project is built on, with nothing else running. The logs are "
-            "committed under `benchmarks/results/`. Each log starts with its command and the benchmark's "
-            "header: date, load average, CPU, torch and threads. The table sets the printed ratios against "
-            "the project's targets."),
+    [("md", "## Recorded at full size\n\nThe benchmarks ran at full size (PreActResNet-18 width 64, batch 64, "
+            "PGD-10; Algorithm 1 with PGD-20), one after another, on the 2-core CPU this project is built on. "
+            "The logs are committed under `benchmarks/results/`, and `bash benchmarks/record.sh` writes them "
+            "again. Each log starts with its command and the benchmark's header: date, load average at the "
+            "start, CPU, torch and threads. A log missing from the table was not recorded. A short test run "
+            "overlapped the first rounds of the recorded `train_step`, which widened its per-round range. "
+            "The table sets the printed ratios against the project's targets."),
      ("code", """import subprocess, sys
 from pathlib import Path
 from IPython.display import Markdown, display
@@ -535,8 +536,8 @@ for name in ("train_step", "train_step_compiled", "attribution", "utilisation", 
             "It adds 3F for the update and F for a clean forward: 34F in all. The xcf step runs 10 × (F + F), "
             "3F and F: 24F. So at equal speed per FLOP xcf can be only 34/24 = 1.42× faster in fp32. "
             "Channels_last and eval-mode batch norm add a little, and bf16 roughly doubles the speed of "
-            "the convolutions. `profile_step.txt` above shows that convolutions take most of the step, "
-            "and `utilisation.txt` shows that they already run near the machine's matmul peak. More speed "
+            "the convolutions. `utilisation.txt` shows the step already running near the machine's matmul "
+            "peak, and `benchmarks/profile_step.py` breaks the step down by kind of work. More speed "
             "would take less work: a different attack or dropping the logged clean accuracy. Either would "
             "stop it being the paper's algorithm. `torch.compile` (`train_step_compiled.txt`) fuses batch "
             "norm, ReLU and additions, but its compile time is reported apart and is paid again for every "
