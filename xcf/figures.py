@@ -54,7 +54,9 @@ def fig4_differences(runs_by_eps: Mapping[str, object], profile: str):
 def fig7_fast_at(run, early_epoch: int, profile: str):
     """Fig. 7: fast AT at an early epoch, at its best, and at the end (after catastrophic
     overfitting, where it happened)."""
-    early = min(early_epoch, run.best_epoch)
+    saved = [e for e in studies.saved_matrix_epochs(run) if e <= run.best_epoch] or [run.best_epoch]
+    # The nearest epoch whose matrix was kept (runs keep every 10th after 50 epochs).
+    early = min(saved, key=lambda e: abs(e - min(early_epoch, run.best_epoch)))
     cps = [studies.checkpoint(run, early, "early"), studies.checkpoint(run, "best", "best"),
            studies.checkpoint(run, "last", "last")]
     return plots.matrix_row([(c.C, c.title()) for c in cps], suptitle="Fig. 7: fast AT" + _tag(profile))
