@@ -125,3 +125,44 @@ def test_export_leaves_checkpoints_behind_and_refuses_unfinished_runs(tmp_path):
 def test_a_single_fast_setting_is_labelled_by_its_eps_and_step():
     assert claims.fast_settings({"fast": {"objective": "fast_at", "eps": 0.1, "fast_at": {"alpha": 0.2}}}) == [
         {"label": "ε 0.1, step 0.2", "overrides": {"objective": "fast_at", "eps": 0.1, "fast_at": {"alpha": 0.2}}}]
+
+
+def test_export_writes_repository_paths_relative_and_leaves_the_source_run_alone(tmp_path):
+    run = make_run(tmp_path, [0.3, 0.5], [1, 2])
+    repo = tmp_path / "repo"
+    teacher = f"{repo}/runs/cpu/teacher-run"
+    (run.path / "config.yaml").write_text(yaml.safe_dump({"kd": {"teacher": teacher}}))
+    (run.path / "provenance.json").write_text(json.dumps({"teacher": {"path": teacher + "/best.pt"},
+                                                        "elsewhere": "/data/cifar"}))
+    out = claims.export_run(run, tmp_path / "results", root=repo)
+    assert yaml.safe_load((out / "config.yaml").read_text())["kd"]["teacher"] == "runs/cpu/teacher-run"
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov == {"teacher": {"path": "runs/cpu/teacher-run/best.pt"}, "elsewhere": "/data/cifar"}
+    assert yaml.safe_load((run.path / "config.yaml").read_text())["kd"]["teacher"] == teacher
+
+
+class _Found:
+    def __init__(self, label):
+        self.path = label
+
+
+def test_located_studies_gives_the_kd_student_the_first_seeds_run_as_teacher():
+    P = {"train": {}, "seeds": [0, 1], "eps_list": [0.1], "fast": [], "kd_lambda": 0.5, "kd_temperature": 2}
+    calls = []
+
+    def locate(config, **overrides):
+        calls.append(overrides)
+        teacher = (overrides.get("kd") or {}).get("teacher")
+        return _Found(f"student of {teacher}" if teacher else f"seed {overrides.get('seed')}")
+
+    found = dict(claims.located_studies(P, locate))
+    assert found["C2 KD-AT"].path == "student of seed 0"
+    assert len(calls) == len(found)  # the teacher was not located twice
+    # when C1 is skipped the teacher is located first, from C1's first seed
+    calls.clear()
+    only_kd = dict(claims.located_studies(P, locate, only=lambda name: name.startswith("C2")))
+    assert list(only_kd) == ["C2 KD-AT"] and calls[0] == {"seed": 0}
+    assert only_kd["C2 KD-AT"].path == "student of seed 0"
+    # without a teacher the student is reported missing, and nothing is located for it
+    nothing = dict(claims.located_studies(P, lambda config, **o: None))
+    assert nothing["C2 KD-AT"] is None

@@ -87,59 +87,84 @@ def kd_overrides(P: Mapping[str, Any], teacher_path: str | Path) -> dict:
                                          "temperature": P["kd_temperature"]}}
 
 
+def located_studies(P: Mapping[str, Any], locate: Callable[..., Any],
+                    only: Optional[Callable[[str], bool]] = None,
+                    announce: Optional[Callable[[str], None]] = None) -> Iterator[tuple[str, Any]]:
+    """``(name, run)`` for every study of ``P`` (those ``only(name)`` keeps), where ``run``
+    is ``locate(config, **overrides)`` and may be ``None`` if ``locate`` finds nothing.
+
+    The KD student's teacher is the run of C1's first seed: the one already located,
+    or located first (``locate(config, seed=...)``) when ``only`` skipped it.  Without a
+    teacher the student is yielded as ``None``.  ``announce(name)`` is called before each
+    study is located (a training locator prints it)."""
+    teacher = None
+    first_seed = f"C1 seed {P['seeds'][0]}"
+    for name, config, overrides in studies_of(P):
+        if only is not None and not only(name):
+            continue
+        if overrides.get("objective") == "kd_at":
+            teacher = teacher or locate(config, seed=P["seeds"][0])
+            if teacher is None:
+                yield name, None
+                continue
+            overrides = kd_overrides(P, teacher.path)
+        if announce is not None:
+            announce(name)
+        run = locate(config, **overrides)
+        if name == first_seed:
+            teacher = run
+        yield name, run
+
+
 def run_studies(P: Mapping[str, Any], export_to: str | Path | None = None,
                 only: Optional[Callable[[str], bool]] = None) -> dict:
     """Train (or reuse) every study of ``P`` one after another; export each finished run
     (without checkpoints) to ``export_to``.  Runs go to :func:`xcf.profiles.runs_dir`;
     a killed call resumes where it stopped.  ``only(name)`` picks a subset."""
     runs = {}
-    teacher = None
-    for name, config, overrides in studies_of(P):
-        if only is not None and not only(name):
-            continue
-        if overrides.get("objective") == "kd_at":
-            if teacher is None:
-                teacher = studies.run_study(config, seed=P["seeds"][0])
-            overrides = kd_overrides(P, teacher.path)
-        print(f"== {name}", flush=True)
-        run = studies.run_study(config, **overrides)
-        if name == f"C1 seed {P['seeds'][0]}":
-            teacher = run
+    for name, run in located_studies(P, studies.run_study, only,
+                                     announce=lambda name: print(f"== {name}", flush=True)):
         runs[name] = run
         if export_to is not None:
             export_run(run, export_to)
     return runs
 
 
-def export_run(run, dest: str | Path) -> Path:
+def find_studies(root: str | Path, P: Mapping[str, Any]) -> dict:
+    """The finished runs of ``P``'s studies under ``root`` (missing ones left out)."""
+    locate = lambda config, **overrides: studies.find_study(root, config, **overrides)  # noqa: E731
+    return {name: run for name, run in located_studies(P, locate) if run is not None}
+
+
+def export_run(run, dest: str | Path, root: str | Path | None = None) -> Path:
     """Copy a finished run folder to ``dest`` without ``checkpoints/`` (small artifacts:
-    config, provenance, metrics, matrices, final summary); replaces an older copy."""
+    config, provenance, metrics, matrices, final summary); replaces an older copy.
+
+    Paths under the repository that the copy's config and provenance name (a KD
+    teacher's) are written relative to the repository root, so tracked results carry no
+    machine's absolute paths.  ``root`` defaults to this checkout (:data:`REPOSITORY`)."""
     if not run.finished:
         raise ValueError(f"{run.path} has not finished training; nothing exported")
     target = Path(dest) / run.path.name
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(run.path, tmp, ignore=shutil.ignore_patterns("checkpoints", "*.lock", "*.tmp*"))
+    for name in ("config.yaml", "provenance.json"):
+        if (tmp / name).exists():
+            text = (tmp / name).read_text()
+            (tmp / name).write_text(repository_relative(text, root or REPOSITORY))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target
 
 
-def find_studies(root: str | Path, P: Mapping[str, Any]) -> dict:
-    """The finished runs of ``P``'s studies under ``root`` (missing ones left out)."""
-    found, teacher = {}, None
-    for name, config, overrides in studies_of(P):
-        if overrides.get("objective") == "kd_at":
-            teacher = teacher or studies.find_study(root, config, seed=P["seeds"][0])
-            if teacher is None:
-                continue
-            overrides = kd_overrides(P, teacher.path)
-        run = studies.find_study(root, config, **overrides)
-        if run is not None:
-            found[name] = run
-            if name == f"C1 seed {P['seeds'][0]}":
-                teacher = run
-    return found
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def repository_relative(text: str, root: str | Path = REPOSITORY) -> str:
+    """``text`` with every absolute path under ``root`` made relative to it
+    (``/home/me/xcf/runs/cpu/a`` becomes ``runs/cpu/a``)."""
+    return text.replace(str(Path(root)).rstrip("/") + "/", "")
 
 
 # =========================================================================== measures
