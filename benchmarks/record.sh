@@ -8,7 +8,9 @@ record() {  # record NAME ARGS...: the command line, then its output; atomic rep
     local name=$1; shift
     local tmp="benchmarks/results/.$name.tmp"
     echo "\$ OMP_WAIT_POLICY=PASSIVE .venv/bin/python $*" > "$tmp"
-    OMP_WAIT_POLICY=PASSIVE .venv/bin/python "$@" 2>&1 | grep -v -i warning >> "$tmp"
+    if ! OMP_WAIT_POLICY=PASSIVE .venv/bin/python "$@" 2>&1 | grep -v -i warning >> "$tmp"; then
+        cat "$tmp" >&2; echo "record.sh: $name failed; the recorded log is unchanged" >&2; exit 1
+    fi
     mv "$tmp" "benchmarks/results/$name.txt"
     cat "benchmarks/results/$name.txt"
 }
@@ -16,4 +18,4 @@ record train_step benchmarks/train_step.py
 record attribution benchmarks/attribution.py
 record utilisation benchmarks/utilisation.py
 record profile_step benchmarks/profile_step.py
-record train_step_compiled benchmarks/train_step.py --compile --rounds 2
+record train_step_compiled benchmarks/train_step.py --compile

@@ -16,8 +16,9 @@ SGD (lr 0.1, momentum 0.9, weight decay 5e-4), from the same initial weights:
   :class:`~xcf.training.TrainConfig` (Table 2): augmentation on the device, PGD-10 with
   input gradients only and frozen parameters (model in the config's ``attack_mode``,
   ``eval`` by default; ``--attack-mode train`` attacks in train mode as the official loop
-  does), the update, the clean-accuracy forward (eval mode, no autograd); channels_last;
-  ``amp`` none or bf16 autocast.
+  does), the update; channels_last; ``amp`` none or bf16 autocast.  No clean-accuracy
+  forward: it only logs, and xcf leaves it out unless ``log_train_clean`` is set
+  (``--log-train-clean`` puts it back, one more forward per batch).
 
 Data: synthetic CIFAR-shaped uint8 images from a fixed seed (CIFAR-10 cannot be
 downloaded here); speed does not depend on pixel values.  Contenders alternate within one
@@ -41,17 +42,19 @@ from xcf.training import TrainConfig, build_objective, sgd, train_epoch  # noqa:
 
 
 def xcf_contender(amp: str, batch: int, steps: int, x: torch.Tensor, y: torch.Tensor, *,
-                  compile_model: bool = False, attack_mode: str | None = None):
+                  compile_model: bool = False, attack_mode: str | None = None,
+                  log_train_clean: bool = False):
     """A function running one xcf training step on the next batch of ``(x, y)``, with
     the paper's config (Table 2) except ``amp``, ``batch``, ``steps`` and, if given,
-    ``attack_mode``."""
+    ``attack_mode``; ``compile`` and ``log_train_clean`` as in the config."""
     extra = {"attack_mode": attack_mode} if attack_mode else {}
     cfg = TrainConfig(dataset="cifar10", model="preact_resnet18", model_kwargs={"width": 64},
                       batch_size=batch, attack_steps=steps, amp=amp, channels_last=True,
+                      compile=compile_model, log_train_clean=log_train_clean,
                       device="cpu", **extra).resolved()
     model = common.paper_model().to(memory_format=torch.channels_last)
-    if compile_model:
-        model.compile()
+    if cfg.compile:
+        model.compile()  # as xcf.training does for TrainConfig(compile=True)
     opt = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
     objective = build_objective(cfg)
     gen = torch.Generator().manual_seed(0)
@@ -63,7 +66,8 @@ def xcf_contender(amp: str, batch: int, steps: int, x: torch.Tensor, y: torch.Te
         xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
         return train_epoch(model, opt, xb, yb, epoch=1, lr=cfg.lr, batch_size=batch,
                            objective=objective, augment=cfg.augment, generator=gen,
-                           amp=cfg.amp, channels_last=cfg.channels_last)
+                           amp=cfg.amp, channels_last=cfg.channels_last,
+                           log_clean=cfg.log_train_clean)
 
     return step
 
@@ -92,6 +96,8 @@ def main(argv=None) -> None:
                    help="xcf's model mode during the attack (default: the config's default)")
     p.add_argument("--compile", action="store_true",
                    help="xcf contenders with model.compile() (inductor); compile time printed apart")
+    p.add_argument("--log-train-clean", action="store_true",
+                   help="xcf also logs clean training accuracy (one more forward per batch)")
     args = p.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 3)
     if args.threads:
@@ -100,7 +106,7 @@ def main(argv=None) -> None:
                   model="PreActResNet-18 (width 64)", batch=args.batch, attack=f"PGD-{args.steps}",
                   rounds=rounds, data="synthetic CIFAR-shaped uint8 images, seed 0",
                   xcf_attack_mode=args.attack_mode or TrainConfig().attack_mode,
-                  xcf_compiled=args.compile)
+                  xcf_compiled=args.compile, xcf_log_train_clean=args.log_train_clean)
 
     images, labels = baseline.synthetic_cifar(args.batch * 8, seed=0)
     x, y = baseline.to_tensor(images), torch.from_numpy(labels)
@@ -108,9 +114,11 @@ def main(argv=None) -> None:
     contenders = {
         "baseline (official algorithm, fp32, NCHW)": baseline_contender(args.batch, args.steps, images, labels),
         f"xcf pgd_at fp32 (channels_last{tag})": xcf_contender(
-            "none", args.batch, args.steps, x, y, attack_mode=args.attack_mode, compile_model=args.compile),
+            "none", args.batch, args.steps, x, y, attack_mode=args.attack_mode,
+            compile_model=args.compile, log_train_clean=args.log_train_clean),
         f"xcf pgd_at bf16 autocast (channels_last{tag})": xcf_contender(
-            "bf16", args.batch, args.steps, x, y, attack_mode=args.attack_mode, compile_model=args.compile),
+            "bf16", args.batch, args.steps, x, y, attack_mode=args.attack_mode,
+            compile_model=args.compile, log_train_clean=args.log_train_clean),
     }
     timers = {name: common.Timer(name) for name in contenders}
     t0 = time.perf_counter()

@@ -156,5 +156,5 @@ def test_11_claims_regenerates_its_verdicts_from_the_committed_results(tmp_path,
 def test_12_performance_runs_both_benchmarks_live(tmp_path, runs_root):
     m = run_notebook("12_performance", tmp_path, runs_root)
     assert set(m["live_ratios"]) == {"train_step fp32", "train_step bf16", "attribution fp32", "attribution bf16"}
-    # Even on a busy machine xcf does less work than the official algorithm (24F vs 34F a step).
+    # Even on a busy machine xcf does less work than the official algorithm (23F vs 34F a step).
     assert all(r > 1.0 for r in m["live_ratios"].values()), m["live_ratios"]

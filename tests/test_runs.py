@@ -116,14 +116,24 @@ def test_saved_config_rebuilds_the_same_run(tmp_path):
 
 # ----------------------------------------------------------------------------- folder contents
 
+def test_log_train_clean_puts_the_clean_training_accuracy_in_the_rows_under_the_same_key(tmp_path):
+    plain = train(tiny(epochs=1), runs_dir=tmp_path / "a", **QUIET)
+    logged = train(tiny(epochs=1, log_train_clean=True), runs_dir=tmp_path / "b", **QUIET)
+    assert plain.path.name == logged.path.name  # logging does not change the trained weights
+    row, row_logged = plain.metrics()[0], logged.metrics()[0]
+    assert row["train_clean_acc"] is None and 0 <= row_logged["train_clean_acc"] <= 1
+    assert row_logged["test_robust_acc"] == row["test_robust_acc"] and row_logged["cas"] == row["cas"]
+
+
 def test_run_folder_holds_config_provenance_metrics_matrices_checkpoints(tmp_path):
     run = train(tiny(epochs=4, save_matrices_every=3, save_checkpoints_at=[2]), runs_dir=tmp_path, **QUIET)
     rows = run.metrics()
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     for r in rows:
-        for key in ("lr", "train_loss", "train_clean_acc", "train_robust_acc", "test_clean_acc",
+        for key in ("lr", "train_loss", "train_robust_acc", "test_clean_acc",
                     "test_robust_acc", "cas", "cas_clean"):
             assert isinstance(r[key], float) and np.isfinite(r[key]), key
+        assert r["train_clean_acc"] is None  # pgd_at logs it only with log_train_clean
         assert r["eval_n"] == 60
     # Matrices: every 3rd epoch, the last, and every epoch that was best when it ended.
     bests, running = set(), -1.0

@@ -175,7 +175,28 @@ def test_epoch_stats_report_clean_and_robust_accuracy():
     assert std.robust_accuracy is None and std.clean_accuracy == std.accuracy
     at = train_epoch(model, opt, x, y, epoch=2, lr=0.01, batch_size=8, augment=False,
                      attack=PGD(eps=0.1, steps=1))
-    assert at.robust_accuracy == at.accuracy and 0 <= at.clean_accuracy <= 1
+    assert at.robust_accuracy == at.accuracy and at.clean_accuracy is None  # not asked for
+
+
+def test_logging_clean_accuracy_measures_it_without_changing_training():
+    """``log_clean`` adds an eval-mode forward on the clean batch: its accuracy equals a
+    hand count on the same batches, and the weights end bit-identical to a run without."""
+    x, y = torch.rand(20, 3, 8, 8), torch.randint(0, 3, (20,))
+    ends, stats = [], []
+    for log_clean in (False, True):
+        torch.manual_seed(0)
+        model = TinyNet(num_classes=3, channels=3)
+        opt = training.sgd(model, 0.01)
+        stats.append(train_epoch(model, opt, x, y, epoch=1, lr=0.01, batch_size=20, augment=False,
+                                 attack=PGD(eps=0.1, steps=1), generator=torch.Generator().manual_seed(1),
+                                 log_clean=log_clean))
+        ends.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(ends[0], ends[1]) and stats[0].loss == stats[1].loss
+    torch.manual_seed(0)
+    before = TinyNet(num_classes=3, channels=3).eval()  # one batch: clean acc is of the initial weights
+    with torch.no_grad():
+        expected = (before(x).argmax(1) == y).float().mean().item()
+    assert stats[1].clean_accuracy == pytest.approx(expected)
 
 
 # ----------------------------------------------------------------------------- schedule

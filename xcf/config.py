@@ -32,7 +32,8 @@ BEST_METRICS = ("auto", "test_robust_acc", "test_clean_acc")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # Fields that do not change what a run computes, so they are left out of its key: a run
 # can move to another device, or get an AutoAttack evaluation later, and stay the same run.
-NON_IDENTITY = ("device", "data_root", "autoattack", "autoattack_n")
+# runtime- or logging-only fields: they do not change the trained weights, so not the run key
+NON_IDENTITY = ("device", "data_root", "autoattack", "autoattack_n", "compile", "log_train_clean")
 
 
 class ConfigError(ValueError):
@@ -85,7 +86,11 @@ class TrainConfig:
     ``fast_at``.
     Optimisation: ``epochs`` (200), ``batch_size`` (128), ``lr`` (0.1), ``momentum`` (0.9),
     ``weight_decay`` (5e-4), ``milestones`` ([0.5, 0.75] of the epochs), ``lr_gamma``
-    (0.1), ``seed``, ``amp`` (``none`` or ``bf16`` autocast), ``channels_last``.
+    (0.1), ``seed``, ``amp`` (``none`` or ``bf16`` autocast), ``channels_last``,
+    ``compile`` (``model.compile()``, inductor: fuses batch norm, ReLU and additions; a
+    one-off compile time per input shape and model mode), ``log_train_clean`` (log the
+    accuracy on clean training batches for adversarial objectives, at one extra forward
+    pass per batch; off by default, as it does not change training).
     Evaluation: ``eval_eps`` (None: eps), ``eval_steps`` (PGD-20), ``eval_batch_size``,
     ``best_metric`` (``auto``: test robust accuracy, or clean accuracy for ``standard``),
     ``save_matrices_every`` (None: every epoch up to 50 epochs, else every 10; best and
@@ -125,6 +130,8 @@ class TrainConfig:
     seed: int = 0
     amp: str = "none"
     channels_last: bool = True
+    compile: bool = False
+    log_train_clean: bool = False
     eval_eps: Optional[float] = None
     eval_steps: int = 20
     eval_batch_size: int = 500
@@ -316,7 +323,7 @@ def _validate(c: TrainConfig) -> None:
     for key in ("data_kwargs", "model_kwargs"):
         if not isinstance(getattr(c, key), Mapping):
             raise ConfigError(key, f"must be a mapping, got {getattr(c, key)!r}")
-    for key in ("augment", "normalize", "channels_last", "autoattack"):
+    for key in ("augment", "normalize", "channels_last", "compile", "log_train_clean", "autoattack"):
         _need_bool(key, getattr(c, key))
     for key in ("n_train", "n_test", "eval_n", "holdout_n", "autoattack_n"):
         _need_int(key, getattr(c, key), 1, optional=True)
