@@ -9,6 +9,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import datetime  # noqa: E402
 import platform  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -81,9 +82,9 @@ def abba(n_rounds: int, contenders: list) -> list:
 
 
 def spread(a: Timer, b: Timer) -> str:
-    """Smallest and largest per-round ratio a / b."""
+    """Smallest, largest and median per-round ratio a / b."""
     ratios = [x / y for x, y in zip(a.rounds, b.rounds)]
-    return f"per-round {min(ratios):.2f}-{max(ratios):.2f}"
+    return f"per-round {min(ratios):.2f}-{max(ratios):.2f}, median {statistics.median(ratios):.2f}"
 
 
 def paper_model(seed: int = 0, width: int = 64, num_classes: int = 10):

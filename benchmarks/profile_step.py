@@ -3,11 +3,14 @@
     python benchmarks/profile_step.py             # bf16
     python benchmarks/profile_step.py --amp none  # fp32
     python benchmarks/profile_step.py --table     # also torch.profiler's own top-25 table
+    python benchmarks/profile_step.py --compile   # the compiled step (model.compile())
 
 The step of ``benchmarks/train_step.py`` (PreActResNet-18 width 64, batch 64, PGD-10,
 channels_last), after one warm-up step.  Operators' self CPU time is summed into groups
 (convolution forward / backward, batch norm, ReLU, additions, casts and copies, the rest)
-and printed as shares of the total; about 30 s.
+and printed as shares of the total; about 30 s (plus the compile with ``--compile``).
+In the compiled step, inductor's fused kernels (batch norm, ReLU and additions in one
+loop) run inside its graph calls and are counted as "fused kernels (inductor)".
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ GROUPS = [  # (group, substrings of operator names), first match wins
     ("ReLU", ("relu", "clamp_min", "threshold_backward")),
     ("additions", ("aten::add",)),
     ("casts and copies", ("copy_", "_to_copy", "aten::to")),
+    ("fused kernels (inductor)", ("CompiledFxGraph",)),
     ("linear head, loss, optimiser, PGD arithmetic, other", ("",)),
 ]
 
@@ -48,12 +52,17 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--amp", choices=["none", "bf16"], default="bf16")
     p.add_argument("--table", action="store_true")
+    p.add_argument("--compile", action="store_true", help="profile the compiled step")
     args = p.parse_args(argv)
-    common.header(f"torch.profiler on one xcf PGD-AT step ({'bf16' if args.amp == 'bf16' else 'fp32'})",
+    kind = ("bf16" if args.amp == "bf16" else "fp32") + (", compiled" if args.compile else "")
+    common.header(f"torch.profiler on one xcf PGD-AT step ({kind})",
                   model="PreActResNet-18 (width 64)", batch=64, attack="PGD-10")
     images, labels = baseline.synthetic_cifar(64 * 4, seed=0)
-    step = xcf_contender(args.amp, 64, 10, baseline.to_tensor(images), torch.from_numpy(labels))
+    step = xcf_contender(args.amp, 64, 10, baseline.to_tensor(images), torch.from_numpy(labels),
+                         compile_model=args.compile)
     step()
+    if args.compile:
+        step()  # a second untimed step: the first may still have compiled a graph or two
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         t0 = time.perf_counter()
         step()

@@ -1,8 +1,11 @@
 """PGD-AT training step: xcf's fast path against the official algorithm, side by side.
 
-    python benchmarks/train_step.py            # 3 rounds, under 3 min on 2 quiet cores
+    python benchmarks/train_step.py            # 4 rounds, under 3 min on 2 quiet cores
     python benchmarks/train_step.py --quick    # 2 rounds
-    python benchmarks/train_step.py --compile  # xcf compiled (model.compile()); compile time apart
+    python benchmarks/train_step.py --compile  # xcf compiled (model.compile()), 3 rounds;
+                                               # compile time apart (a cold compile of both
+                                               # dtypes takes ~100 s: record.sh warms the
+                                               # inductor cache with compile.py first)
 
 Contenders, on PreActResNet-18 (width 64), batch 64, PGD-10 (eps 8/255, step 2/255),
 SGD (lr 0.1, momentum 0.9, weight decay 5e-4), from the same initial weights:
@@ -23,11 +26,14 @@ SGD (lr 0.1, momentum 0.9, weight decay 5e-4), from the same initial weights:
 Data: synthetic CIFAR-shaped uint8 images from a fixed seed (CIFAR-10 cannot be
 downloaded here); speed does not depend on pixel values.  Contenders alternate within one
 process, in A B C / C B A order, one step each per round, after one untimed warm-up step
-each.  Prints img/s per contender and the ratios to the baseline.
+each.  Prints img/s per contender and the ratios to the baseline: the ratio of the total
+rates, with the range and the median of the per-round ratios (this shared machine's
+speed moves by several per cent from minute to minute).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 try:
@@ -87,7 +93,7 @@ def baseline_contender(batch: int, steps: int, images, labels):
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="2 rounds instead of 3")
+    p.add_argument("--quick", action="store_true", help="2 rounds")
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=10, help="PGD steps")
@@ -99,14 +105,16 @@ def main(argv=None) -> None:
     p.add_argument("--log-train-clean", action="store_true",
                    help="xcf also logs clean training accuracy (one more forward per batch)")
     args = p.parse_args(argv)
-    rounds = args.rounds or (2 if args.quick else 3)
+    rounds = args.rounds or (2 if args.quick else 3 if args.compile else 4)
     if args.threads:
         torch.set_num_threads(args.threads)
     common.header("PGD-AT training step: xcf vs the official algorithm",
                   model="PreActResNet-18 (width 64)", batch=args.batch, attack=f"PGD-{args.steps}",
                   rounds=rounds, data="synthetic CIFAR-shaped uint8 images, seed 0",
                   xcf_attack_mode=args.attack_mode or TrainConfig().attack_mode,
-                  xcf_compiled=args.compile, xcf_log_train_clean=args.log_train_clean)
+                  xcf_compiled=args.compile, xcf_log_train_clean=args.log_train_clean,
+                  **({"inductor_cache": os.environ.get("TORCHINDUCTOR_CACHE_DIR", "torch's default")}
+                     if args.compile else {}))
 
     images, labels = baseline.synthetic_cifar(args.batch * 8, seed=0)
     x, y = baseline.to_tensor(images), torch.from_numpy(labels)

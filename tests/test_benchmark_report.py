@@ -20,3 +20,16 @@ def test_report_reads_ratios_and_judges_them_against_targets(tmp_path):
     assert [r["met"] for r in util] == [True, False]
     missing = rows[("attribution.txt", ">= 3x")]
     assert missing["value"] is None and missing["met"] is None and missing["line"] == "(not recorded)"
+    assert report.verdict(missing) == "not recorded"
+    assert report.verdict(rows[("train_step.txt", ">= 1.8x")]) == "NOT met"
+
+
+def test_lines_without_a_target_are_listed_but_not_judged(tmp_path):
+    (tmp_path / "attribution.txt").write_text(
+        "$ cmd\nratio xcf fp32 / baseline: 1.66x  (per-round 1.63-1.69)\n"
+        "ratio xcf bf16 / baseline: 2.90x  (per-round 2.8-3.0)\n")
+    rows = {(r["log"], r["target"]): r for r in report.rows(tmp_path)}
+    fp32 = rows[("attribution.txt", "(none)")]
+    assert fp32["value"] == 1.66 and fp32["met"] is None and report.verdict(fp32) == "no target"
+    bf16 = rows[("attribution.txt", ">= 3x")]
+    assert bf16["value"] == 2.9 and bf16["met"] is False and report.verdict(bf16) == "NOT met"
