@@ -44,6 +44,28 @@ def test_broken_pages_are_reported(tmp_path, body, problem):
     assert any(problem in p for p in report.problems), report.problems
 
 
+# What myst-nb made of an IPython.display.Markdown table while it parsed outputs as
+# CommonMark (no tables): a paragraph of pipes, its delimiter row's dashes turned into em
+# dashes by smartquotes (copied from the built Performance page).
+LEAKED_TABLE = ("<div class='cell_output docutils container'><p>| log | line | target | met |\n"
+                "|\u2014|\u2014|\u2014|\u2014|\n| train_step.txt | ratio 3.23x | &gt;= 3.5x | not met |</p></div>")
+RENDERED_TABLE = ("<div class='cell_output docutils container'><table><thead><tr><th>log</th><th>met</th>"
+                  "</tr></thead><tbody><tr><td>train_step.txt</td><td>met</td></tr></tbody></table></div>")
+
+
+@pytest.mark.parametrize("body", [LEAKED_TABLE, LEAKED_TABLE.replace("\u2014", "---")])
+def test_a_markdown_table_left_as_text_is_reported(tmp_path, body):
+    page = _page(tmp_path, body)
+    problems = check_page(page, page.read_text()).problems
+    assert any("Markdown table printed as text" in p for p in problems), problems
+
+
+def test_a_rendered_table_and_a_printed_log_pass(tmp_path):
+    log = "<div class='cell_output'><div class='output stream'><pre>ratio xcf bf16 / baseline: 3.59x</pre></div></div>"
+    page = _page(tmp_path, RENDERED_TABLE + log)
+    assert check_page(page, page.read_text()).problems == []
+
+
 def test_empty_and_undecodable_images_are_reported(tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "junk.png").write_bytes(b"not an image")

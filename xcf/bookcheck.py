@@ -7,13 +7,16 @@ asserts that:
 - the page loaded: the DOM has the page's article element;
 - every ``<img>`` of the article points to a file that exists, is a decodable image and is
   not empty (width and height > 0);
-- no cell output holds a Python traceback, an error or anything written to stderr.
+- no cell output holds a Python traceback, an error or anything written to stderr;
+- no Markdown table in a cell output was left unrendered (a row of pipes and dashes as text,
+  which is what a renderer without tables makes of ``IPython.display.Markdown`` tables).
 
     python -m xcf.bookcheck _build/html
 """
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +29,9 @@ from urllib.parse import unquote, urlparse
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--virtual-time-budget=5000"]
+# A Markdown table's delimiter row, as text: |---|---| (Sphinx's smartquotes may have turned
+# the dashes into em or en dashes).
+UNRENDERED_TABLE = re.compile(r"\|\s*(?:-{3,}|[\u2014\u2013]+)\s*\|")
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", "---------------------------------------------------------------------------")
 
 
@@ -110,6 +116,8 @@ def check_page(page: Path, dom: str) -> PageReport:
         report.problems.append("a cell output holds a Python traceback")
     if p.error_outputs:
         report.problems.append(f"{p.error_outputs} error output(s)")
+    if UNRENDERED_TABLE.search(text):
+        report.problems.append("a cell output holds a Markdown table printed as text, not rendered")
     return report
 
 
