@@ -50,6 +50,24 @@ def rows(results: Path = RESULTS) -> list[dict]:
     return out
 
 
+def rates(log: str, results: Path = RESULTS) -> dict[str, float]:
+    """The img/s of each contender printed in a recorded log, by its printed name
+    (e.g. ``"baseline (official algorithm, fp32, NCHW)"``); empty if not recorded."""
+    path = results / log
+    text = path.read_text() if path.is_file() else ""
+    return {m.group(1).strip(): float(m.group(2))
+            for m in re.finditer(r"^([^#$\n][^\n]*?)\s+([\d.]+) img/s", text, re.M)}
+
+
+def epochs_wall_time(images_per_second: float, *, train_images: int = 50_000,
+                     epochs: int = 200) -> float:
+    """Hours that ``epochs`` passes over ``train_images`` take at a training speed of
+    ``images_per_second`` (training steps only: no evaluation, no data loading)."""
+    if images_per_second <= 0:
+        raise ValueError(f"images_per_second must be > 0, got {images_per_second!r}")
+    return train_images * epochs / images_per_second / 3600
+
+
 def verdict(row: dict) -> str:
     """``met``, ``NOT met``, ``no target`` (a line listed, not judged) or ``not recorded``."""
     if row["value"] is None:

@@ -33,3 +33,27 @@ def test_lines_without_a_target_are_listed_but_not_judged(tmp_path):
     assert fp32["value"] == 1.66 and fp32["met"] is None and report.verdict(fp32) == "no target"
     bf16 = rows[("attribution.txt", ">= 3x")]
     assert bf16["value"] == 2.9 and bf16["met"] is False and report.verdict(bf16) == "NOT met"
+
+
+def test_rates_are_read_per_contender_from_a_log(tmp_path):
+    (tmp_path / "train_step.txt").write_text(
+        "$ OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/train_step.py\n"
+        "# model PreActResNet-18 (width 64), batch 64\n"
+        "baseline (official algorithm, fp32, NCHW)    4.49 img/s\n"
+        "xcf pgd_at bf16 autocast (channels_last)    14.51 img/s\n"
+        "ratio xcf bf16 / baseline: 3.23x  (per-round 3.01-3.46, median 3.23)\n")
+    assert report.rates("train_step.txt", tmp_path) == {
+        "baseline (official algorithm, fp32, NCHW)": 4.49, "xcf pgd_at bf16 autocast (channels_last)": 14.51}
+    assert report.rates("missing.txt", tmp_path) == {}
+
+
+def test_epochs_wall_time_by_hand():
+    # 50,000 images x 200 epochs at 10 img/s = 1,000,000 s = 277.8 h
+    assert abs(report.epochs_wall_time(10.0) - 1_000_000 / 3600) < 1e-9
+    assert abs(report.epochs_wall_time(5.0, train_images=100, epochs=36) - 0.2) < 1e-12
+
+
+def test_epochs_wall_time_refuses_a_speed_of_zero():
+    import pytest
+    with pytest.raises(ValueError, match="images_per_second must be > 0, got 0"):
+        report.epochs_wall_time(0)
