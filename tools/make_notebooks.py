@@ -330,7 +330,8 @@ notebook(
     "prints numbers, they appear beside ours. Figs. 3c, 8 and 11 need model checkpoints, which committed "
     "results leave out, so they appear only for the profile this page ran at.",
     [("profiles", "profiles to look for")],
-    [("code", """from pathlib import Path
+    [("code", """import os
+from pathlib import Path
 from xcf.profiles import profile_knobs, runs_dir
 from xcf.studies import find_study
 
@@ -343,12 +344,13 @@ for prof in P.profiles:
     k4, k7 = profile_knobs("04_soft_labels", prof), profile_knobs("07_fast_at", prof)
     k8 = profile_knobs("08_instance_wise_and_standard", prof)
     root = root_of(prof)
+    where = os.path.relpath(root.resolve(), Path("..").resolve())  # as seen from the repository
     main = find_study(root, k3["train"])
     if main is None:
-        print(f"{prof}: no results under {root}")
+        print(f"{prof}: no results under {where}")
         continue
     found[prof] = dict(k3=k3, k5=k5, k4=k4, k7=k7, k8=k8, root=root, main=main)
-    print(f"{prof}: results under {root}")"""),
+    print(f"{prof}: results under {where}")"""),
      ("code", """for prof, f in found.items():
     ds, root = f["k3"]["train"]["dataset"], f["root"]
     curves = {studies.eps_label(e, ds): find_study(root, f["k3"]["train"], eps=e) for e in f["k3"]["curve_eps"]}
