@@ -515,8 +515,8 @@ notebook(
             "again. Each log starts with its command and the benchmark's header: date, load average at the "
             "start, CPU, torch and threads. A log missing from the table was not recorded. Nothing else "
             "ran on the machine while they were recorded. No GPU has been lent to this project's sessions "
-            "so far, so the table has no GPU row, and there is no measured estimate of a full 200-epoch "
-            "CIFAR-10 run's wall time. The table sets the printed ratios against the project's targets."),
+            "so far, so the table has no GPU row, and the estimate of a full 200-epoch CIFAR-10 run's "
+            "wall time below is for this CPU only. The table sets the printed ratios against the project's targets."),
      ("code", """import subprocess, sys
 from pathlib import Path
 from IPython.display import Markdown, display
