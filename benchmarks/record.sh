@@ -29,23 +29,31 @@ record() {  # record NAME ARGS...: the command line, then its output; atomic rep
     mv "$tmp" "benchmarks/results/$name.txt"
     cat "benchmarks/results/$name.txt"
 }
-ALL=(train_step attribution utilisation profile_step compile_fp32 compile_bf16
-     train_step_compiled profile_step_compiled)
+# Each log and the benchmark, with its arguments, that writes it, in recording order.
+LOGS=(
+    "train_step            benchmarks/train_step.py"
+    "attribution           benchmarks/attribution.py"
+    "utilisation           benchmarks/utilisation.py"
+    "profile_step          benchmarks/profile_step.py"
+    "compile_fp32          benchmarks/compile.py --amp none"
+    "compile_bf16          benchmarks/compile.py --amp bf16"
+    "train_step_compiled   benchmarks/train_step.py --compile"
+    "profile_step_compiled benchmarks/profile_step.py --compile"
+)
 args_of() {  # the benchmark and its arguments that write log NAME
-    case $1 in
-        train_step) echo benchmarks/train_step.py ;;
-        attribution) echo benchmarks/attribution.py ;;
-        utilisation) echo benchmarks/utilisation.py ;;
-        profile_step) echo benchmarks/profile_step.py ;;
-        compile_fp32) echo benchmarks/compile.py --amp none ;;
-        compile_bf16) echo benchmarks/compile.py --amp bf16 ;;
-        train_step_compiled) echo benchmarks/train_step.py --compile ;;
-        profile_step_compiled) echo benchmarks/profile_step.py --compile ;;
-        *) echo "record.sh: unknown log '$1'; known: ${ALL[*]}" >&2; return 1 ;;
-    esac
+    local entry
+    for entry in "${LOGS[@]}"; do
+        # shellcheck disable=SC2086  # split the entry into its words
+        set -- "$1" $entry
+        if [ "$1" = "$2" ]; then shift 2; echo "$*"; return 0; fi
+    done
+    echo "record.sh: unknown log '$1'; known: $(printf '%s\n' "${LOGS[@]}" | cut -d' ' -f1 | xargs)" >&2
+    return 1
 }
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
+if [ ${#names[@]} -eq 0 ]; then
+    for entry in "${LOGS[@]}"; do names+=("${entry%% *}"); done
+fi
 for name in "${names[@]}"; do args_of "$name" > /dev/null; done  # bad names fail before any run
 for name in "${names[@]}"; do
     # shellcheck disable=SC2046  # the arguments are words without spaces

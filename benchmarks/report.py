@@ -32,13 +32,18 @@ TARGETS = [
 ]
 
 
+def log_text(log: str, results: Path = RESULTS) -> str:
+    """The recorded log ``results / log``, or ``""`` if it was not recorded."""
+    path = results / log
+    return path.read_text() if path.is_file() else ""
+
+
 def rows(results: Path = RESULTS) -> list[dict]:
     """One row per target: the printed line, the value, the target and whether it is met
     (``None`` when the log was not recorded or the line has no target)."""
     out = []
     for name, pattern, target, unit in TARGETS:
-        path = results / name
-        text = path.read_text() if path.is_file() else ""
+        text = log_text(name, results)
         match = re.search(pattern, text)
         line = next((ln for ln in text.splitlines() if match and match.group(0) in ln), "")
         value = float(match.group(1)) if match else None
@@ -53,8 +58,7 @@ def rows(results: Path = RESULTS) -> list[dict]:
 def rates(log: str, results: Path = RESULTS) -> dict[str, float]:
     """The img/s of each contender printed in a recorded log, by its printed name
     (e.g. ``"baseline (official algorithm, fp32, NCHW)"``); empty if not recorded."""
-    path = results / log
-    text = path.read_text() if path.is_file() else ""
+    text = log_text(log, results)
     return {m.group(1).strip(): float(m.group(2))
             for m in re.finditer(r"^([^#$\n][^\n]*?)\s+([\d.]+) img/s", text, re.M)}
 
