@@ -15,8 +15,8 @@ SGD (lr 0.1, momentum 0.9, weight decay 5e-4), from the same initial weights:
   too) in train mode, normalisation outside the model, the update, then an extra clean
   forward with autograd on; fp32, NCHW.
 - ``xcf fp32`` / ``xcf bf16``: one step of :func:`xcf.training.train_epoch` with the
-  ``pgd_at`` objective that :func:`xcf.training.build_objective` makes from the paper's
-  :class:`~xcf.training.TrainConfig` (Table 2): augmentation on the device, PGD-10 with
+  ``pgd_at`` objective that :func:`xcf.objectives.build_objective` makes from the paper's
+  :class:`~xcf.config.TrainConfig` (Table 2): augmentation on the device, PGD-10 with
   input gradients only and frozen parameters (model in the config's ``attack_mode``,
   ``eval`` by default; ``--attack-mode train`` attacks in train mode as the official loop
   does), the update; channels_last; ``amp`` none or bf16 autocast.  No clean-accuracy
@@ -44,7 +44,9 @@ except ImportError:  # run as a script: benchmarks/ is on sys.path, the root is 
 import torch  # noqa: E402
 
 from benchmarks import baseline  # noqa: E402
-from xcf.training import TrainConfig, build_objective, sgd, train_epoch  # noqa: E402
+from xcf.config import TrainConfig  # noqa: E402
+from xcf.objectives import build_objective  # noqa: E402
+from xcf.training import sgd, train_epoch  # noqa: E402
 
 
 def xcf_contender(amp: str, batch: int, steps: int, x: torch.Tensor, y: torch.Tensor, *,

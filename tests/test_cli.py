@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import yaml
 
-from xcf import cli, runs
-from xcf.training import TrainConfig
+from xcf import checkpoints, cli, runs
+from xcf.config import TrainConfig
 
 
 def tiny(**overrides):
@@ -79,7 +79,7 @@ def test_measure_refuses_a_checkpoint_of_another_architecture(trained, tmp_path,
     copy = tmp_path / trained.path.name
     shutil.copytree(trained.path, copy)
     other = {"model": "small_cnn", "num_classes": 6, "in_channels": 3, "model_kwargs": {"width": 16}}
-    runs.save_model(runs.build_from_meta(other), other, copy / "checkpoints" / "epoch_0001.pt", epoch=1)
+    checkpoints.save_model(checkpoints.build_from_meta(other), other, copy / "checkpoints" / "epoch_0001.pt", epoch=1)
     assert cli.main(["measure", str(copy), "--epoch", "1"]) == 2
     assert "different architecture" in capsys.readouterr().err
 

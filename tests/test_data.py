@@ -13,8 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from xcf import data
-from xcf.data import (DATASETS, Dataset, DatasetUnavailableError, augment, batches, load,
-                      planted)
+from xcf.data import DATASETS, fashion_mnist, load
+from xcf.data.batching import augment, batches
+from xcf.data.dataset import Dataset, DatasetUnavailableError
+from xcf.data.planted import planted
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -190,7 +192,7 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
 def test_fashion_mnist_from_idx_files(tmp_path):
     rng = np.random.default_rng(0)
     arrays = {}
-    for split, (img, lab) in data._FASHION_FILES.items():
+    for split, (img, lab) in fashion_mnist._FASHION_FILES.items():
         n = 20 if split == "train" else 10
         arrays[split] = (rng.integers(0, 256, (n, 28, 28)), np.arange(n) % 10)
         _write_idx(tmp_path / img, arrays[split][0])
@@ -211,11 +213,11 @@ def test_fashion_mnist_from_idx_files(tmp_path):
 def test_read_idx_rejects_other_files(tmp_path):
     (tmp_path / "bad").write_bytes(b"\x00\x00\x0d\x01" + (3).to_bytes(4, "big") + bytes(12))
     with pytest.raises(ValueError, match="IDX"):
-        data.read_idx(tmp_path / "bad")
+        fashion_mnist.read_idx(tmp_path / "bad")
 
 
 def test_fashion_mnist_absent_says_apt_get(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "FASHION_MNIST_DIRS", (tmp_path / "nowhere",))
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_DIRS", (tmp_path / "nowhere",))
     with pytest.raises(DatasetUnavailableError, match="apt-get install dataset-fashion-mnist"):
         load("fashion-mnist", root=tmp_path, download=False)
 
@@ -228,7 +230,7 @@ def test_fashion_mnist_real_files(tmp_path):
     assert ds.x_train.dtype == torch.float32 and ds.x_train.min() == 0 and ds.x_train.max() == 1
     assert torch.bincount(ds.y_train).tolist() == [6000] * 10
     assert torch.bincount(ds.y_test).tolist() == [1000] * 10
-    assert ds.classes == data.FASHION_MNIST_CLASSES
+    assert ds.classes == fashion_mnist.FASHION_MNIST_CLASSES
     # the mean image of "Trouser" has an empty gap between the legs, "Bag" does not
     mean = lambda k: ds.x_train[ds.y_train == k, 0].mean(0)  # noqa: E731
     assert mean(1)[14:24, 13:15].mean() < mean(8)[14:24, 13:15].mean()

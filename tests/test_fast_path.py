@@ -36,9 +36,11 @@ from benchmarks import baseline  # noqa: E402
 
 from xcf.attacks import PGD  # noqa: E402
 from xcf.attribution import measure  # noqa: E402
-from xcf.data import augment, batches  # noqa: E402
+from xcf.config import TrainConfig  # noqa: E402
+from xcf.data.batching import augment, batches  # noqa: E402
 from xcf.models import preact_resnet18, small_cnn  # noqa: E402
-from xcf.training import TrainConfig, build_objective, sgd, train_epoch  # noqa: E402
+from xcf.objectives import build_objective  # noqa: E402
+from xcf.training import sgd, train_epoch  # noqa: E402
 
 EPS = 8 / 255
 

@@ -13,8 +13,11 @@ import pytest
 import torch
 import yaml
 
-from xcf import runs, training
-from xcf.training import TrainConfig, train
+from xcf import atomic, checkpoints, provenance, runner, runs
+from xcf.config import TrainConfig
+from xcf.data.dataset import stratified_indices
+from xcf.preparation import prepare
+from xcf.runner import train
 
 ROOT = Path(__file__).resolve().parent.parent
 QUIET = dict(progress=False, log=lambda s: None)
@@ -48,15 +51,15 @@ def assert_same_metrics(a, b):
 def test_torn_temp_file_never_replaces_a_good_checkpoint(tmp_path):
     path = tmp_path / "last.pt"
     good = {"model": {"w": torch.arange(5.0)}, "epoch": 3}
-    runs.atomic_torch_save(good, path)
+    atomic.torch_save(good, path)
 
     def torn(f):  # a writer that dies halfway
         f.write(b"PK\x03\x04 half a zip file")
         raise KeyboardInterrupt("killed while writing")
 
     with pytest.raises(KeyboardInterrupt):
-        runs.atomic_write(path, torn)
-    assert torch.equal(runs.load_torch(path)["model"]["w"], torch.arange(5.0))
+        atomic.write(path, torn)
+    assert torch.equal(checkpoints.load_torch(path)["model"]["w"], torch.arange(5.0))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"], "temp file cleaned up"
 
     class Unpicklable:
@@ -64,8 +67,51 @@ def test_torn_temp_file_never_replaces_a_good_checkpoint(tmp_path):
             raise RuntimeError("cannot pickle")
 
     with pytest.raises(RuntimeError, match="cannot pickle"):
-        runs.atomic_torch_save({"model": {"w": torch.zeros(3)}, "bad": Unpicklable()}, path)
-    assert runs.load_torch(path)["epoch"] == 3
+        atomic.torch_save({"model": {"w": torch.zeros(3)}, "bad": Unpicklable()}, path)
+    assert checkpoints.load_torch(path)["epoch"] == 3
+
+
+def test_each_atomic_writer_round_trips_and_leaves_no_temp(tmp_path):
+    atomic.write_bytes(tmp_path / "b.bin", b"\x00\x01")
+    atomic.write_text(tmp_path / "t.txt", "é\n")
+    atomic.write_json(tmp_path / "j.json", {"b": 1, "a": [0.5]})
+    atomic.save_npy(np.arange(4, dtype=np.float32), tmp_path / "m.npy")
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    assert (tmp_path / "t.txt").read_text(encoding="utf-8") == "é\n"
+    assert (tmp_path / "j.json").read_text() == '{\n  "a": [\n    0.5\n  ],\n  "b": 1\n}\n'
+    assert np.load(tmp_path / "m.npy").tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bin", "j.json", "m.npy", "t.txt"]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".x.pt.123.tmp").write_bytes(b"torn")
+    assert [p.name for p in atomic.remove_stale_temps(tmp_path)] == [".x.pt.123.tmp"]
+
+
+def test_runs_go_to_XCF_RUNS_DIR_or_else_runs_in_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("XCF_RUNS_DIR", raising=False)
+    assert runs.default_runs_dir() == Path("runs")
+    run = train(tiny(epochs=1), **QUIET)
+    assert run.path.parent.resolve() == (tmp_path / "runs").resolve()
+    monkeypatch.setenv("XCF_RUNS_DIR", str(tmp_path / "elsewhere"))
+    assert runs.default_runs_dir() == tmp_path / "elsewhere"
+    assert train(tiny(epochs=1), **QUIET).path.parent == tmp_path / "elsewhere"
+
+
+def test_provenance_records_the_git_commit_of_the_working_directory_or_none(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not a git work tree: recorded as unknown, no error
+    assert provenance.git_commit() == {"commit": None, "dirty": None}
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    try:
+        for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"]):
+            subprocess.run(["git", *args], cwd=tmp_path, env=env, check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git is not available")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, env=env, text=True,
+                          capture_output=True, check=True).stdout.strip()
+    assert provenance.environment(torch.device("cpu"))["git"] == {"commit": head, "dirty": False}
+    (tmp_path / "new.txt").write_text("x")
+    assert provenance.git_commit()["dirty"] is True
 
 
 def test_leftover_temp_of_a_killed_writer_is_ignored_and_removed(tmp_path):
@@ -85,10 +131,10 @@ def test_leftover_temp_of_a_killed_writer_is_ignored_and_removed(tmp_path):
 def test_unreadable_checkpoint_is_named(tmp_path):
     bad = tmp_path / "best.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(runs.CheckpointError, match="best.pt is unreadable"):
-        runs.load_torch(bad)
-    with pytest.raises(runs.CheckpointError, match="does not exist"):
-        runs.load_torch(tmp_path / "none.pt")
+    with pytest.raises(checkpoints.CheckpointError, match="best.pt is unreadable"):
+        checkpoints.load_torch(bad)
+    with pytest.raises(checkpoints.CheckpointError, match="does not exist"):
+        checkpoints.load_torch(tmp_path / "none.pt")
 
 
 # ----------------------------------------------------------------------------- keys
@@ -150,7 +196,7 @@ def test_run_folder_holds_config_provenance_metrics_matrices_checkpoints(tmp_pat
     assert run.matrix(4, clean=True).shape == (6, 6)
     names = {p.name for p in (run.path / "checkpoints").iterdir()}
     assert names == {"last.pt", "best.pt", "epoch_0002.pt"}
-    assert runs.load_torch(run.checkpoint_path(2))["epoch"] == 2
+    assert checkpoints.load_torch(run.checkpoint_path(2))["epoch"] == 2
     prov = run.provenance()
     assert prov["versions"]["torch"] == torch.__version__ and "commit" in prov["git"]
     (session,) = prov["sessions"]
@@ -166,8 +212,8 @@ def test_run_folder_holds_config_provenance_metrics_matrices_checkpoints(tmp_pat
 def test_finished_run_is_reused_not_retrained(tmp_path, monkeypatch):
     first = train(tiny(epochs=2), runs_dir=tmp_path, **QUIET)
     stamp = {p: p.stat().st_mtime_ns for p in first.path.rglob("*") if p.is_file()}
-    monkeypatch.setattr(training, "train_epoch", lambda *a, **k: pytest.fail("retrained"))
-    monkeypatch.setattr(training, "prepare", lambda *a, **k: pytest.fail("reloaded data"))
+    monkeypatch.setattr(runner, "train_epoch", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(runner, "prepare", lambda *a, **k: pytest.fail("reloaded data"))
     lines = []
     second = train(tiny(epochs=2), runs_dir=tmp_path, progress=False, log=lines.append)
     assert second.path == first.path and "reusing" in lines[0]
@@ -185,7 +231,7 @@ def test_overwrite_starts_afresh(tmp_path):
 
 def test_a_run_being_trained_is_locked_against_a_second_process(tmp_path):
     cfg = TrainConfig(**tiny(epochs=1))
-    run = runs.Run(tmp_path / f"{training.run_slug(cfg)}-{cfg.key()}")
+    run = runs.Run(tmp_path / f"{runner.run_slug(cfg)}-{cfg.key()}")
     with run.lock():  # as if another process were training it
         with pytest.raises(runs.RunLockedError, match=f"pid {os.getpid()}"):
             train(cfg, runs_dir=tmp_path, **QUIET)
@@ -288,8 +334,8 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_metrics(tmp_path):
     sessions = cut.provenance()["sessions"]
     assert sessions[0]["status"] == "running" and sessions[0]["end"] is None  # the killed one
     assert sessions[1]["status"] == "finished" and sessions[1]["resumed_from_epoch"] == 1
-    ref_best = runs.load_torch(runs.Run(ref_dir).checkpoint_path("best"))
-    cut_best = runs.load_torch(cut.checkpoint_path("best"))
+    ref_best = checkpoints.load_torch(runs.Run(ref_dir).checkpoint_path("best"))
+    cut_best = checkpoints.load_torch(cut.checkpoint_path("best"))
     assert ref_best["epoch"] == cut_best["epoch"]
     assert all(torch.allclose(ref_best["model"][k].float(), cut_best["model"][k].float(), atol=1e-6)
                for k in ref_best["model"])
@@ -314,15 +360,15 @@ def test_each_objective_runs_end_to_end(tmp_path, change):
 def test_autoattack_is_added_to_a_finished_run_without_retraining(tmp_path, monkeypatch):
     run = train(tiny(epochs=1), runs_dir=tmp_path, **QUIET)
     assert "autoattack" not in run.final()
-    monkeypatch.setattr(training, "train_epoch", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(runner, "train_epoch", lambda *a, **k: pytest.fail("retrained"))
     again = train(tiny(epochs=1, autoattack=True, autoattack_n=6), runs_dir=tmp_path, **QUIET)
     assert again.path == run.path
     aa = again.final()["autoattack"]
     # AutoAttack cannot do better than the clean accuracy of the same samples.
     for which in ("best", "last"):
         model = again.load_model(which)
-        setup = training.prepare(TrainConfig(**tiny(epochs=1, autoattack_n=6)))
-        idx = __import__("xcf.data", fromlist=["x"]).stratified_indices(
+        setup = prepare(TrainConfig(**tiny(epochs=1, autoattack_n=6)))
+        idx = stratified_indices(
             setup.y_eval, 6, torch.Generator().manual_seed(0))
         with torch.no_grad():
             clean = (model(setup.x_eval[idx]).argmax(1) == setup.y_eval[idx]).float().mean().item()

@@ -8,10 +8,15 @@ import pytest
 import torch
 
 from conftest import LinearNet, TinyNet
-from xcf import runs, training
+from xcf import checkpoints, objectives, runner, runs, training
 from xcf.attacks import PGD
-from xcf.training import (ConfigError, TrainConfig, make_config, piecewise_lr, select_best,
-                          train, train_epoch)
+from xcf.config import OBJECTIVES, ConfigError, TrainConfig, make_config
+from xcf.posthoc import measure_run
+from xcf.precision import autocast
+from xcf.preparation import prepare, split_holdout
+from xcf.runner import train
+from xcf.selection import select_best
+from xcf.training import piecewise_lr, train_epoch
 
 
 from conftest import tiny_config as tiny  # noqa: E402
@@ -52,13 +57,13 @@ def batch():
 
 def test_standard_loss_is_cross_entropy_on_clean_inputs(batch):
     model, W, x, x_adv, y = batch
-    step = training.Objective().loss(model, x, y, None)
+    step = objectives.Objective().loss(model, x, y, None)
     assert step.loss.item() == pytest.approx(_ce(_logits(W, x.numpy()), y.numpy()), rel=1e-5)
 
 
 def test_pgd_at_loss_is_cross_entropy_on_adversarial_inputs(batch):
     model, W, x, x_adv, y = batch
-    obj = training.AdversarialCE(PGD(eps=0.1, steps=1))
+    obj = objectives.AdversarialCE(PGD(eps=0.1, steps=1))
     step = obj.loss(model, x, y, x_adv)
     assert step.loss.item() == pytest.approx(_ce(_logits(W, x_adv.numpy()), y.numpy()), rel=1e-5)
 
@@ -68,7 +73,7 @@ def test_kd_at_loss_matches_eq3_in_hinton_form(batch, lam, T):
     model, W, x, x_adv, y = batch
     Wt = np.random.default_rng(0).normal(size=W.shape).astype(np.float32)
     teacher = LinearNet(torch.from_numpy(Wt))
-    obj = training.DistillationAT(PGD(eps=0.1, steps=1), teacher, lam=lam, temperature=T)
+    obj = objectives.DistillationAT(PGD(eps=0.1, steps=1), teacher, lam=lam, temperature=T)
     zs, zt = _logits(W, x_adv.numpy()), _logits(Wt, x_adv.numpy())
     want = (1 - lam) * _ce(zs, y.numpy()) + lam * T * T * _kl(zt, zs, T)  # KL(teacher || student)
     assert obj.loss(model, x, y, x_adv).loss.item() == pytest.approx(want, rel=1e-5)
@@ -77,15 +82,15 @@ def test_kd_at_loss_matches_eq3_in_hinton_form(batch, lam, T):
 def test_kd_at_with_lambda_zero_is_pgd_at(batch):
     model, W, x, x_adv, y = batch
     teacher = LinearNet(torch.randn(4, 12))
-    kd = training.DistillationAT(PGD(eps=0.1, steps=1), teacher, lam=0.0, temperature=3.0)
-    at = training.AdversarialCE(PGD(eps=0.1, steps=1))
+    kd = objectives.DistillationAT(PGD(eps=0.1, steps=1), teacher, lam=0.0, temperature=3.0)
+    at = objectives.AdversarialCE(PGD(eps=0.1, steps=1))
     assert kd.loss(model, x, y, x_adv).loss.item() == at.loss(model, x, y, x_adv).loss.item()
 
 
 def test_kd_teacher_gets_no_gradient(batch):
     model, W, x, x_adv, y = batch
     teacher = LinearNet(torch.randn(4, 12))
-    kd = training.DistillationAT(PGD(eps=0.1, steps=1), teacher, lam=0.7, temperature=2.0)
+    kd = objectives.DistillationAT(PGD(eps=0.1, steps=1), teacher, lam=0.7, temperature=2.0)
     kd.loss(model, x, y, x_adv).loss.backward()
     assert teacher.head.weight.grad is None and model.head.weight.grad is not None
 
@@ -93,7 +98,7 @@ def test_kd_teacher_gets_no_gradient(batch):
 @pytest.mark.parametrize("beta", [0.0, 1.0, 6.0])
 def test_trades_loss_matches_formula(batch, beta):
     model, W, x, x_adv, y = batch
-    obj = training.Trades(eps=0.1, alpha=0.025, steps=1, norm="linf", beta=beta)
+    obj = objectives.Trades(eps=0.1, alpha=0.025, steps=1, norm="linf", beta=beta)
     zc, za = _logits(W, x.numpy()), _logits(W, x_adv.numpy())
     want = _ce(zc, y.numpy()) + beta * _kl(zc, za)  # KL(f(x) || f(x_adv))
     assert obj.loss(model, x, y, x_adv).loss.item() == pytest.approx(want, rel=1e-5)
@@ -106,7 +111,7 @@ def test_trades_perturbation_stays_in_ball_and_raises_the_kl(norm, eps):
     g = torch.Generator().manual_seed(1)
     x = torch.rand(8, 1, 8, 8, generator=g)
     before = [p.clone() for p in model.parameters()]
-    x_adv = training.trades_perturb(model, x, eps=eps, alpha=eps / 4, steps=8, norm=norm, generator=g)
+    x_adv = objectives.trades_perturb(model, x, eps=eps, alpha=eps / 4, steps=8, norm=norm, generator=g)
     delta = (x_adv - x).flatten(1)
     size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
     assert (size <= eps + 1e-6).all() and x_adv.min() >= 0 and x_adv.max() <= 1
@@ -121,7 +126,7 @@ def test_trades_perturbation_stays_in_ball_and_raises_the_kl(norm, eps):
 def test_fast_at_uses_fgsm_with_wong_step():
     c = TrainConfig(objective="fast_at", eps=8 / 255).resolved()
     assert c.fast_at.alpha == pytest.approx(1.25 * 8 / 255)
-    obj = training.build_objective(c)
+    obj = objectives.build_objective(c)
     assert obj.name == "fast_at" and obj.attack.alpha == pytest.approx(1.25 * 8 / 255)
 
 
@@ -145,7 +150,7 @@ class Recording:
         return self.inner.loss(model, x, y, x_adv)
 
 
-@pytest.mark.parametrize("name", training.OBJECTIVES)
+@pytest.mark.parametrize("name", OBJECTIVES)
 def test_every_objective_updates_the_weights_and_lowers_its_loss(name):
     # The official code's `none` and `TRADES` modes never call opt.step(); here every
     # objective must change the weights, in a direction that lowers its own loss on the
@@ -154,7 +159,7 @@ def test_every_objective_updates_the_weights_and_lowers_its_loss(name):
     model = LinearNet(0.1 * torch.randn(3, 48, generator=g))
     teacher = LinearNet(torch.randn(3, 48, generator=g))
     c = make_config(tiny(objective=name, eps=8 / 255, **({"kd": {"teacher": "t.pt"}} if name == "kd_at" else {})))
-    obj = Recording(training.build_objective(c.resolved(), teacher))
+    obj = Recording(objectives.build_objective(c.resolved(), teacher))
     x, y = torch.rand(16, 3, 4, 4, generator=g), torch.randint(0, 3, (16,), generator=g)
     before = copy.deepcopy(model)
     stats = train_epoch(model, training.sgd(model, lr=0.05), x, y, epoch=1, lr=0.05,
@@ -226,6 +231,24 @@ def test_select_best_takes_first_maximum_and_ignores_nan():
     assert select_best(rows, "m") == 3
     assert select_best([], "m") is None
     assert select_best([{"epoch": 1, "m": float("nan")}, {"epoch": 2, "m": 0.0}], "m") == 2
+    # a run always has a best checkpoint: with no number at all, its first epoch
+    assert select_best([{"epoch": 1, "m": None}, {"epoch": 2, "m": float("nan")}], "m") == 1
+
+
+def test_the_trainer_keeps_the_epoch_select_best_picks(tmp_path):
+    run = train(tiny(epochs=3), runs_dir=tmp_path, progress=False, log=lambda s: None)
+    rows = run.metrics()
+    best = max(rows, key=lambda r: (r["test_robust_acc"], -r["epoch"]))["epoch"]  # first maximum
+    assert run.best_epoch == best == select_best(rows, "test_robust_acc")
+    assert checkpoints.load_torch(run.checkpoint_path("best"))["epoch"] == best
+
+
+def test_autocast_is_bf16_only_when_asked():
+    a = torch.randn(4, 4)
+    with autocast("bf16", torch.device("cpu")):
+        assert (a @ a).dtype == torch.bfloat16
+    with autocast("none", "cpu"):
+        assert (a @ a).dtype == torch.float32
 
 
 def test_best_checkpoint_is_the_epoch_with_best_test_robust_accuracy(tmp_path):
@@ -237,11 +260,11 @@ def test_best_checkpoint_is_the_epoch_with_best_test_robust_accuracy(tmp_path):
     assert best == rows[int(np.argmax(ra))]["epoch"]  # argmax: first of ties
     assert run.final()["best_epoch"] == best
     # best.pt holds that epoch's weights: identical to the kept checkpoint of that epoch.
-    best_w = runs.load_torch(run.checkpoint_path("best"))["model"]
-    same = runs.load_torch(run.find_checkpoint(best))["model"]
+    best_w = checkpoints.load_torch(run.checkpoint_path("best"))["model"]
+    same = checkpoints.load_torch(run.find_checkpoint(best))["model"]
     assert all(torch.equal(best_w[k], same[k].contiguous()) for k in best_w)
     # ...and re-evaluating it reproduces that epoch's recorded numbers.
-    epoch, numbers, _, _ = training.measure_run(run.path, "best")
+    epoch, numbers, _, _ = measure_run(run.path, "best")
     assert epoch == best
     assert numbers["test_robust_acc"] == rows[best - 1]["test_robust_acc"]
     assert numbers["cas"] == pytest.approx(rows[best - 1]["cas"], abs=1e-6)
@@ -291,7 +314,7 @@ def test_bad_config_names_key_and_allowed_values(change, key, allowed):
 
 
 def test_bad_config_fails_before_any_training(tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "train_epoch", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(runner, "train_epoch", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(ConfigError, match="eval_n"):
         train(tiny(eval_n=3), runs_dir=tmp_path, progress=False)  # 6 classes need >= 6
     with pytest.raises(ConfigError, match="data_kwargs"):
@@ -302,17 +325,17 @@ def test_bad_config_fails_before_any_training(tmp_path, monkeypatch):
 
 
 def test_kd_teacher_must_exist_and_match_the_classes(tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "train_epoch", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(runner, "train_epoch", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(ConfigError, match="kd.teacher.*does not exist"):
         train(tiny(objective="kd_at", kd={"teacher": str(tmp_path / "nope.pt")}),
               runs_dir=tmp_path, progress=False)
     # A 10-class teacher for the 6-class planted task.
     meta = {"model": "small_cnn", "num_classes": 10, "in_channels": 3, "model_kwargs": {"width": 8}}
-    path = runs.save_model(runs.build_from_meta(meta), meta, tmp_path / "teacher10.pt")
+    path = checkpoints.save_model(checkpoints.build_from_meta(meta), meta, tmp_path / "teacher10.pt")
     with pytest.raises(ConfigError, match=r"kd.teacher.*10 classes.*has 6"):
         train(tiny(objective="kd_at", kd={"teacher": str(path)}), runs_dir=tmp_path, progress=False)
     # A raw state dict is not enough to rebuild the teacher.
-    torch.save(runs.build_from_meta(meta).state_dict(), tmp_path / "raw.pt")
+    torch.save(checkpoints.build_from_meta(meta).state_dict(), tmp_path / "raw.pt")
     with pytest.raises(ConfigError, match="not an xcf checkpoint"):
         train(tiny(objective="kd_at", kd={"teacher": str(tmp_path / "raw.pt")}),
               runs_dir=tmp_path, progress=False)
@@ -324,19 +347,19 @@ def test_kd_at_trains_from_a_teacher_run(tmp_path):
                 runs_dir=tmp_path, progress=False, log=lambda s: None)
     assert run.finished and run.path != teacher.path
     prov = run.provenance()["sessions"][-1]
-    assert prov["teacher"]["sha256"] == runs.file_digest(teacher.checkpoint_path("best"))
+    assert prov["teacher"]["sha256"] == checkpoints.file_digest(teacher.checkpoint_path("best"))
 
 
 def test_checkpoint_from_another_architecture_is_refused(tmp_path):
     small = {"model": "small_cnn", "num_classes": 6, "in_channels": 3, "model_kwargs": {"width": 8}}
     wide = dict(small, model_kwargs={"width": 16})
-    path = runs.save_model(runs.build_from_meta(small), small, tmp_path / "small.pt")
-    ckpt = runs.load_torch(path)
-    with pytest.raises(runs.CheckpointError, match=r"model_kwargs.*width=8.*width=16"):
-        runs.load_weights(runs.build_from_meta(wide), ckpt, path, meta=wide)
+    path = checkpoints.save_model(checkpoints.build_from_meta(small), small, tmp_path / "small.pt")
+    ckpt = checkpoints.load_torch(path)
+    with pytest.raises(checkpoints.CheckpointError, match=r"model_kwargs.*width=8.*width=16"):
+        checkpoints.load_weights(checkpoints.build_from_meta(wide), ckpt, path, meta=wide)
     prn = {"model": "preact_resnet18", "num_classes": 6, "in_channels": 3, "model_kwargs": {"width": 4}}
-    with pytest.raises(runs.CheckpointError, match="small_cnn.*does not fit PreActResNet"):
-        runs.load_weights(runs.build_from_meta(prn), ckpt, path)  # no meta: shapes decide
+    with pytest.raises(checkpoints.CheckpointError, match="small_cnn.*does not fit PreActResNet"):
+        checkpoints.load_weights(checkpoints.build_from_meta(prn), ckpt, path)  # no meta: shapes decide
 
 
 # ----------------------------------------------------------------------------- NaN
@@ -354,7 +377,7 @@ def test_nan_loss_stops_with_epoch_and_batch_named_and_keeps_checkpoints(tmp_pat
     state = run.load_state()
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
-    assert runs.load_torch(run.checkpoint_path("best"))["epoch"] == 1
+    assert checkpoints.load_torch(run.checkpoint_path("best"))["epoch"] == 1
     assert run.provenance()["sessions"][-1]["status"] == "failed"
     assert "epoch 2, batch 0" in run.provenance()["sessions"][-1]["error"]
 
@@ -364,25 +387,25 @@ def test_nan_loss_stops_with_epoch_and_batch_named_and_keeps_checkpoints(tmp_pat
 def test_split_holdout_is_disjoint_class_balanced_and_keeps_the_rest():
     y = torch.arange(5).repeat_interleave(20)           # 5 classes x 20
     x = torch.arange(100, dtype=torch.float32).view(100, 1, 1, 1)  # pixel = original index
-    x_tr, y_tr, x_ho, y_ho = training.split_holdout(x, y, 25, seed=0)
+    x_tr, y_tr, x_ho, y_ho = split_holdout(x, y, 25, seed=0)
     assert len(y_ho) == 25 and len(y_tr) == 75
     assert torch.bincount(y_ho, minlength=5).tolist() == [5] * 5
     ids_tr, ids_ho = set(x_tr.flatten().long().tolist()), set(x_ho.flatten().long().tolist())
     assert not ids_tr & ids_ho and ids_tr | ids_ho == set(range(100))
     assert torch.equal(y_ho, y[x_ho.flatten().long()])  # labels travel with their images
-    assert training.split_holdout(x, y, None, seed=0)[2] is None
+    assert split_holdout(x, y, None, seed=0)[2] is None
 
 
 @pytest.mark.parametrize("n", [3, 100, 150])
 def test_split_holdout_refuses_sizes_that_leave_a_class_or_the_training_set_empty(n):
     y = torch.arange(5).repeat_interleave(20)
     with pytest.raises(ConfigError, match="holdout_n"):
-        training.split_holdout(torch.zeros(100, 1, 1, 1), y, n, seed=0)
+        split_holdout(torch.zeros(100, 1, 1, 1), y, n, seed=0)
 
 
 def test_holdout_trains_on_n_train_and_reports_holdout_numbers_each_epoch(tmp_path):
     run = train(tiny(holdout_n=30), runs_dir=tmp_path, progress=False, log=lambda s: None)
-    setup = training.prepare(make_config(tiny(holdout_n=30)))
+    setup = prepare(make_config(tiny(holdout_n=30)))
     assert len(setup.y_train) == 96 and len(setup.y_holdout) == 30
     for row in run.metrics():
         assert row["holdout_n"] == 30

@@ -1,13 +1,18 @@
 """xcf: cross-class features in adversarial training.
 
 Companion library to Wei, Guo & Wang, *Identifying and Understanding Cross-Class
-Features in Adversarial Training*, ICML 2025.  One module per concept:
+Features in Adversarial Training*, ICML 2025.  Each module has one job; the main ones:
 
-- :mod:`xcf.data`         datasets as in-memory tensors, device-side augmentation
+- :mod:`xcf.data`         datasets as in-memory tensors (one loader per module), batching
 - :mod:`xcf.models`       PreActResNet-18, a small CNN, DeiT-Ti; all ``head(features(x))``
 - :mod:`xcf.attacks`      PGD (l-inf, l2) and FGSM with random start
 - :mod:`xcf.attribution`  Algorithm 1, CAS (Eq. 7), instance-wise I-CAS
+- :mod:`xcf.config`       ``TrainConfig`` (Table 2 defaults) and run keys
+- :mod:`xcf.training`     the training loop; :mod:`xcf.runner` trains a config into a run folder
+- :mod:`xcf.runs`         run folders; :mod:`xcf.checkpoints`, :mod:`xcf.atomic` beneath them
 - :mod:`xcf.theory`       the synthetic three-class Gaussian model of Section 4
 """
+
+__all__ = ["__version__"]
 
 __version__ = "0.1.0"

@@ -25,9 +25,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+__all__ = ["Norm", "NORMS", "ModelMode", "Attack", "default_step_size", "attack_mode",
+           "input_gradient", "pgd", "fgsm_rs", "PGD", "FGSMRS", "ascent_direction", "project"]
+
 Norm = Literal["linf", "l2"]
 NORMS = ("linf", "l2")
 ModelMode = Literal["eval", "train"]
+# An attack: ``attack(model, x, y[, generator=...]) -> x_adv`` (PGD, FGSMRS, or any callable).
+Attack = Callable[..., torch.Tensor]
 
 
 def default_step_size(eps: float, norm: Norm) -> float:
@@ -187,11 +192,6 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm) -> tor
     # Clamping to [0, 1] after the ball projection never leaves the ball: each coordinate
     # moves towards x, which is itself in [0, 1].
     return (x + delta).clamp(0.0, 1.0).detach()
-
-
-# The names these had before they were public.
-_ascent_direction = ascent_direction
-_project = project
 
 
 # --------------------------------------------------------------------------- internals

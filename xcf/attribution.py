@@ -15,16 +15,18 @@ class's remainder beyond a multiple of 100 samples, every test sample is used.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .attacks import attack_mode
+from .attacks import Attack, attack_mode
+from .models import check_feature_model
 
-Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+__all__ = ["attribution_vectors", "class_attribution_vectors", "correlation_matrix", "cas",
+           "instance_correlation_matrix", "i_cas", "Measurement", "measure", "bootstrap_cas"]
 
 
 def attribution_vectors(features: torch.Tensor, weight: torch.Tensor,
@@ -128,15 +130,6 @@ class Measurement:
     C_instance: Optional[torch.Tensor] = None   # (K, K), Section 5.3, if instance=True
     i_cas: Optional[float] = None
     features: Optional[torch.Tensor] = None     # (N, n) g(x + delta), if keep_features=True
-    extra: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        """Plain-Python summary for JSON logs."""
-        out = {"cas": self.cas, "accuracy": self.accuracy, "C": self.C.tolist(),
-               "counts": self.counts.tolist()}
-        if self.C_instance is not None:
-            out.update(i_cas=self.i_cas, C_instance=self.C_instance.tolist())
-        return out
 
 
 @torch.no_grad()
@@ -164,35 +157,31 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Optional
         generator: random generator passed to the attack, for reproducibility.
         progress: show a progress bar.
     """
-    from .models import check_feature_model  # local import: models pulls in timm
-
     check_feature_model(model)
     W = model.head.weight.detach()
     K = num_classes or W.shape[0]
     counts = torch.bincount(y.cpu(), minlength=K)
     _check_counts(counts)  # before the attack pass, not after it
     with attack_mode(model, "eval"):  # eval mode, frozen weights; both restored after
-        sums = torch.zeros(K, W.shape[1], dtype=torch.float64, device=W.device)
         kept, correct = [], 0
         for start in tqdm(range(0, len(x), batch_size), disable=not progress, desc="attribution"):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
             if attack is not None:
                 xb = attack(model, xb, yb, generator=generator) if generator is not None else attack(model, xb, yb)
             feats, logits = _features_and_logits(model, xb)
-            feats = feats.float()
             correct += int((logits.argmax(1) == yb).sum())
-            sums.index_add_(0, yb, feats.double())
-            if instance or keep_features:
-                kept.append(feats)
-    A = (sums / counts.to(sums).unsqueeze(1)).float() * W.float()
+            kept.append(feats.float())
+    features = torch.cat(kept)
+    # Class means summed in float64, so that they do not depend on the batch order.
+    A = class_attribution_vectors(features.double(), y.to(features.device), W.double()).float()
     C = correlation_matrix(A)
     result = Measurement(C=C.cpu(), cas=cas(C), accuracy=correct / len(x), attribution=A.cpu(),
                          counts=counts)
     if instance:
-        Ci = instance_correlation_matrix(torch.cat(kept), y, W.float())
+        Ci = instance_correlation_matrix(features, y, W.float())
         result.C_instance, result.i_cas = Ci.cpu(), i_cas(Ci)
     if keep_features:
-        result.features = torch.cat(kept)
+        result.features = features
     return result
 
 

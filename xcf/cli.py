@@ -15,6 +15,8 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
+__all__ = ["main"]
+
 
 def _parse_set(items: Sequence[str]) -> dict:
     """``["epochs=3", "kd.lambda=0.3"]`` -> ``{"epochs": 3, "kd": {"lambda": 0.3}}``
@@ -69,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, train
+    from .config import TrainConfig  # torch loads here, after main() has set OMP_WAIT_POLICY
+    from .runner import train  # noqa: E402  (same reason)
 
     if not args.config.is_file():
         raise FileNotFoundError(f"config file {args.config} not found")
@@ -94,7 +97,7 @@ def _epoch_arg(text: str):
 
 
 def _measure(args: argparse.Namespace) -> int:
-    from .training import measure_run
+    from .posthoc import measure_run  # torch loads here, after OMP_WAIT_POLICY is set
 
     epoch, numbers, adv, clean = measure_run(
         args.run_dir, _epoch_arg(args.epoch), eval_n=args.eval_n, eval_steps=args.steps,
@@ -110,12 +113,12 @@ def _measure(args: argparse.Namespace) -> int:
         for row in adv.C.tolist():
             print("  " + " ".join(f"{v:6.3f}" for v in row))
     if args.json:
-        from .runs import atomic_write_json
+        from .atomic import write_json  # loads torch: after OMP_WAIT_POLICY, like the rest
 
         out = dict(numbers, epoch=epoch, C=adv.C.tolist(), C_clean=clean.C.tolist())
         if args.instance:
             out["C_instance"] = adv.C_instance.tolist()
-        atomic_write_json(args.json, out)
+        write_json(args.json, out)
     return 0
 
 
@@ -126,8 +129,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # before torch loads, so torch is imported only below.  The user's setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = _parser().parse_args(argv)
-    from .runs import CheckpointError, RunLockedError
-    from .training import ConfigError
+    # Imported only now, after OMP_WAIT_POLICY is set: these modules load torch.
+    from .checkpoints import CheckpointError
+    from .config import ConfigError
+    from .runs import RunLockedError
 
     try:
         return _train(args) if args.command == "train" else _measure(args)

@@ -7,43 +7,25 @@ ICML 2025), on adversarial and on clean inputs (Fig. 9), with a bootstrap 95% in
 CAS over the test samples (``cas_ci95``; not in the paper).  Its attack draws from its own
 generator seeded by ``(seed, epoch)`` (:func:`eval_seed`), so the training trajectory does
 not depend on evaluation settings and an epoch's numbers can be recomputed exactly.
-:func:`select_best` picks the best epoch as the paper does (test robust accuracy), and
 :func:`autoattack_accuracy` adds the final AutoAttack evaluation.
 """
 from __future__ import annotations
-
-import math
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from . import runs
 from .attacks import PGD, attack_mode
+from .attribution import bootstrap_cas, measure
 from .config import TrainConfig
+from .data.dataset import stratified_indices
+from .precision import AutocastModel
+from .preparation import Setup
+from .runs import Run
 
-if TYPE_CHECKING:  # xcf.training imports this module
-    from .training import Setup
-
-
-class AutocastModel(nn.Module):
-    """``model`` with its forward and ``features`` run under bf16 autocast and returned in
-    float32, so that attacks and the feature extractor are fast while the attribution
-    statistics of Algorithm 1 (class means, cosines) stay in float32."""
-
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
-        super().__init__()
-        self.model, self.head, self.device_type = model, model.head, device.type
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=self.device_type, dtype=torch.bfloat16):
-            return self.model.features(x).float()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=self.device_type, dtype=torch.bfloat16):
-            return self.model(x).float()
+__all__ = ["BOOTSTRAP_RESAMPLES", "eval_seed", "eval_attack", "evaluate", "evaluate_holdout",
+           "autoattack_accuracy"]
 
 
 # Bootstrap resamples of the test samples behind each epoch's 95% interval of CAS.
@@ -70,8 +52,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainCo
     Fig. 9 (a forward pass only).  Returns ``(numbers, adversarial, clean)`` with the two
     :class:`~xcf.attribution.Measurement` objects.
     """
-    from .attribution import bootstrap_cas, measure
-
     c = config.resolved()
     gen = torch.Generator(device=x.device).manual_seed(eval_seed(c.seed, epoch))
     net = AutocastModel(model, x.device) if amp == "bf16" else model
@@ -94,8 +74,6 @@ def evaluate_holdout(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config:
     """Robust accuracy and CAS on held-out *training* samples (``holdout_n``), attacked as
     the test set is: what a label-free selector may look at without touching test data.
     Its attack has its own generator, so adding a holdout leaves the test numbers alone."""
-    from .attribution import measure
-
     c = config.resolved()
     gen = torch.Generator(device=x.device).manual_seed(eval_seed(c.seed, epoch) + 1)
     net = AutocastModel(model, x.device) if amp == "bf16" else model
@@ -104,23 +82,10 @@ def evaluate_holdout(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config:
     return {"holdout_robust_acc": adv.accuracy, "holdout_cas": adv.cas, "holdout_n": int(len(y))}
 
 
-def select_best(history: Sequence[Mapping[str, Any]], metric: str = "test_robust_acc") -> Optional[int]:
-    """Epoch with the highest ``metric`` (the first one on ties; NaN never wins), as the
-    paper picks its best checkpoint by test robust accuracy."""
-    best_epoch, best = None, -math.inf
-    for row in history:
-        value = row.get(metric)
-        if value is not None and value > best:  # NaN > x is False
-            best_epoch, best = row["epoch"], value
-    return best_epoch
-
-
-def autoattack_accuracy(run: runs.Run, which: str, setup: Setup, progress: bool = False) -> float:
+def autoattack_accuracy(run: Run, which: str, setup: Setup, progress: bool = False) -> float:
     """Robust accuracy under AutoAttack (standard version, torchattacks) of a checkpoint of
     ``run`` on ``autoattack_n`` test samples (default: the evaluation set)."""
-    import torchattacks
-
-    from .data import stratified_indices
+    import torchattacks  # lazily: optional, slow to import, and only needed here
 
     c = setup.config
     x, y = setup.x_eval, setup.y_eval

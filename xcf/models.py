@@ -19,6 +19,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+__all__ = ["MODELS", "FeatureClassifier", "PreActBlock", "PreActResNet",
+           "preact_resnet18", "SmallCNN", "small_cnn", "TimmViT", "deit_tiny", "build",
+           "check_feature_model"]
+
 MODELS: tuple[str, ...] = ("preact_resnet18", "small_cnn", "deit_tiny")
 
 

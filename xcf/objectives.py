@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attacks import FGSMRS, PGD, ascent_direction, attack_mode, input_gradient, project
+from .attacks import FGSMRS, PGD, Attack, ascent_direction, attack_mode, input_gradient, project
 from .config import TrainConfig
 
-Attack = Callable[..., torch.Tensor]
+__all__ = ["cross_entropy", "kl_divergence", "distillation_loss", "trades_loss", "Step",
+           "Objective", "Standard", "AdversarialCE", "DistillationAT", "trades_perturb", "Trades",
+           "build_objective"]
 
 
 # =========================================================================== losses

@@ -4,14 +4,16 @@
 - :mod:`.model`       sampler, f_w, margin / smoothed losses, Lemma 2's delta*, PGD on delta
 - :mod:`.gaussian`    Lemma 1 by integration; a sympy expectation operator
 - :mod:`.symbolic`    derivations: Eq. 29, Eq. 39, optima, eps0, eps1, Lemma 3, Appendix E.5
-- :mod:`.solutions`   numeric functions lambdified from those derivations (validated inputs)
+- this package itself: numeric functions lambdified from those derivations (validated
+  inputs), implemented in the private ``_solutions`` and ``_checks``
 - :mod:`.montecarlo`  sample means with CIs, brute force over the box, training w by PGD
 - :mod:`.plots`       figures for the notebook
 
-Public numeric API: :func:`eps0`, :func:`eps1`, :func:`optimal_w` (and friends).
+Public numeric API: :func:`eps0`, :func:`eps1`, :func:`optimal_w` (and friends), imported
+as ``xcf.theory.eps0``: their one public path (the modules holding them are private).
 """
 from ._checks import check_model
-from .solutions import (all_classes_probability, beta_limit, eps0, eps0_copies, eps1,
+from ._solutions import (all_classes_probability, beta_limit, eps0, eps0_copies, eps1,
                         expected_loss, optimal_w, optimal_w_copies, theorem2_probability,
                         theorem2_sigma1)
 

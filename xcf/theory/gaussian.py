@@ -14,6 +14,8 @@ import functools
 
 import sympy as sp
 
+__all__ = ["z", "phi", "Phi", "lemma1", "linear_gaussian", "expected_max", "expectation"]
+
 z = sp.Symbol("z", real=True)
 
 

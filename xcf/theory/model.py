@@ -17,6 +17,11 @@ import torch
 from ._checks import check_choice, check_copies, check_mu_sigma
 from .structure import EXCLUSIVE, SHARED, SMOOTHING
 
+__all__ = ["class_mask", "sample", "weight_matrix", "logits", "margin", "best_other",
+           "others_sum", "smoothed_loss", "lemma2_delta", "full_adversary_deltas",
+           "single_thread", "pgd_maximise", "worst_case_pairwise", "ADVERSARIES",
+           "METHODS", "robust_loss"]
+
 _DT = torch.float64
 
 
@@ -202,12 +207,13 @@ def robust_loss(x: torch.Tensor, y: torch.Tensor, w1, w2, eps: float, *, beta: f
                 generator: torch.Generator | None = None):
     """Per-sample robust loss (Eq. 10; Eq. 38 when beta > 0) and the perturbation used.
 
-    adversary="lemma2": delta maximises the margin of Eq. 10, as in the paper's proofs; the
-        smoothing term of Eq. 38 is then read at that delta.  method="exact" uses Lemma 2's
-        delta*, method="pgd" finds it by :func:`pgd_maximise` (beta = 0 only: with beta > 0
-        the margin has several maximisers and the smoothing term depends on which one).
-    adversary="full": delta maximises the whole smoothed loss (extension); "exact" takes the
-        better of the two candidates of :func:`full_adversary_deltas`, "pgd" runs PGD on it.
+    - adversary="lemma2": delta maximises the margin of Eq. 10, as in the paper's proofs; the
+      smoothing term of Eq. 38 is then read at that delta.  method="exact" uses Lemma 2's
+      delta*, method="pgd" finds it by :func:`pgd_maximise` (beta = 0 only: with beta > 0
+      the margin has several maximisers and the smoothing term depends on which one).
+    - adversary="full": delta maximises the whole smoothed loss (extension); "exact" takes the
+      better of the two candidates of :func:`full_adversary_deltas`, "pgd" runs PGD on it.
+
     The adversary, and the active j of max_{j != y}, are computed at w clamped below at 1e-9:
     at w2 = 0 every delta_C and both j tie, and the clamp picks the limit w2 -> 0+, whose
     gradient is the right-hand derivative (Danskin's theorem) that projected descent needs.

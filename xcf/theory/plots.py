@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["COLORS", "plot_w_vs_eps", "plot_theorem2", "plot_beta_limit", "plot_copies"]
+
 COLORS = {"w1": "tab:blue", "w2": "tab:orange"}
 
 

@@ -6,6 +6,8 @@ draws exactly those coordinates from N(mu, sigma^2), the others being 0 (Eq. 8).
 """
 from fractions import Fraction
 
+__all__ = ["EXCLUSIVE", "SHARED", "SMOOTHING"]
+
 EXCLUSIVE = ((1, 0, 0), (0, 1, 0), (0, 0, 1))  # x_E,j feeds logit i iff j == i
 SHARED = ((0, 1, 1), (1, 0, 1), (1, 1, 0))     # x_C,j feeds logit i iff j != i
 # Weight of each of the two other logits in the smoothing term, in units of beta:

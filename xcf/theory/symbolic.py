@@ -11,7 +11,7 @@ Pipeline (each step one function):
    with :func:`xcf.theory.gaussian.expectation` (which uses Lemma 1): Eq. 29 and Eq. 39.
 4. :func:`orthant_minimiser`: the minimiser over w >= 0 (KKT); thresholds by solving for eps.
 
-Everything is cached; :mod:`xcf.theory.solutions` lambdifies the results.
+Everything is cached; ``xcf.theory._solutions`` lambdifies the results (public as ``xcf.theory.eps0`` etc.).
 """
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ import sympy as sp
 
 from .gaussian import Phi, expectation, linear_gaussian, phi
 from .structure import EXCLUSIVE, SHARED, SMOOTHING
+
+__all__ = ["lam", "beta", "weights_sym", "sample_sym", "logits_sym", "sign_on_range",
+           "resolve_abs", "worst_case", "common_vertex", "class_loss", "expected_loss",
+           "orthant_minimiser", "threshold", "robust_solution", "smoothed_solution",
+           "copies_solution", "lemma3", "theorem2_probability"]
 
 mu, sigma, eps = sp.symbols("mu sigma epsilon", positive=True)
 lam = sp.Symbol("lambda", positive=True)

@@ -4,19 +4,20 @@ One concept: *ground truth for C*.  The feature attribution correlation matrix C
 Wei, Guo & Wang (ICML 2025, Eq. 5-6) is meant to be large for class pairs that share
 features.  :func:`planted` draws images in which some class pairs provably share a part
 (a glyph) and the rest do not, so a measurement of C can be checked against the known
-``sharing`` matrix.  Load it with ``xcf.data.load("planted", ...)``; it is also
-importable as ``xcf.data.planted``.
+``sharing`` matrix.  Load it with ``xcf.data.load("planted", ...)`` or call
+:func:`planted` directly.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:  # xcf.data imports this module
-    from .data import Dataset
+from .dataset import Dataset
+
+__all__ = ["planted"]
 
 
 def planted(n_train: int = 2400, n_test: int = 600, *, num_classes: int = 6,
@@ -30,7 +31,7 @@ def planted(n_train: int = 2400, n_test: int = 600, *, num_classes: int = 6,
     streams, so the test set does not depend on ``n_train``):
 
     1. **Glyphs.** A bank of random 4x4 binary glyphs, pairwise at Hamming distance >= 4
-       also after a horizontal flip (so :func:`augment` cannot turn one into another).
+       also after a horizontal flip (so :func:`xcf.data.batching.augment` cannot turn one into another).
        Class ``c`` owns the *exclusive* glyph ``E_c``; each pair ``(i, j)`` in ``sharing``
        owns a *shared* glyph ``S_ij``; ``distractors`` more glyphs carry no label
        information.
@@ -57,8 +58,6 @@ def planted(n_train: int = 2400, n_test: int = 600, *, num_classes: int = 6,
     ``layout_train`` / ``layout_test`` ``(N, 4, 4)`` int64: for each quadrant
     ``(glyph id or -1, top, left, side)``.
     """
-    from .data import Dataset  # here, not at the top: xcf.data imports this module
-
     pairs = _check_pairs(sharing, num_classes)
     parts_per_class = [1 + sum(c in p for p in pairs) for c in range(num_classes)]
     if max(parts_per_class) > 4:

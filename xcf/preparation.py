@@ -1,0 +1,158 @@
+"""Setup of a training run: everything built from a config before the first step.
+
+:func:`prepare` loads the data (with the per-epoch evaluation set and an optional held-out
+part of the training set), builds the model, loads and checks the KD teacher, and makes
+the objective, so that every check that can fail does so before any training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from .checkpoints import CheckpointError, build_from_meta, load_weights, read_checkpoint
+from .config import ConfigError, TrainConfig
+from .data import load
+from .data.cifar import NORMALIZATION
+from .data.dataset import Dataset, stratified_indices
+from .objectives import Objective, build_objective
+
+__all__ = ["Setup", "resolve_device", "load_data", "split_holdout", "model_meta", "build_model",
+           "load_teacher", "prepare"]
+
+
+@dataclass
+class Setup:
+    """Everything built from a config before training: checked, on the device."""
+
+    config: TrainConfig                 # resolved
+    device: torch.device
+    x_train: torch.Tensor               # (N, C, H, W) in [0, 1], on device
+    y_train: torch.Tensor               # (N,)
+    x_eval: torch.Tensor                # (eval_n, C, H, W): the per-epoch evaluation set
+    y_eval: torch.Tensor
+    classes: list
+    model: nn.Module
+    meta: dict                          # how to rebuild the model (see xcf.checkpoints)
+    objective: Objective
+    teacher_path: Optional[Path] = None
+    x_holdout: Optional[torch.Tensor] = None  # (holdout_n, C, H, W): training images not trained on
+    y_holdout: Optional[torch.Tensor] = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA if present, else the CPU; a CUDA device that is absent is a
+    :class:`~xcf.config.ConfigError`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", f"{name!r} requested but CUDA is not available", ["auto", "cpu"])
+    return device
+
+
+def load_data(c: TrainConfig) -> tuple[Dataset, torch.Tensor, torch.Tensor]:
+    """The dataset of a resolved config (``n_train`` plus ``holdout_n`` training samples),
+    and its per-epoch evaluation set ``(x_eval, y_eval)``: a class-balanced ``eval_n`` of
+    the test samples."""
+    n_load = None if c.n_train is None else c.n_train + (c.holdout_n or 0)
+    try:
+        ds = load(c.dataset, root=c.data_root, n_train=n_load, n_test=c.n_test,
+                       seed=c.data_seed, **c.data_kwargs)
+    except TypeError as err:  # an unknown keyword of the dataset's loader
+        raise ConfigError("data_kwargs", f"not accepted by dataset {c.dataset!r}: {err}") from err
+    K = ds.num_classes
+    if len(ds.y_test) < K or (c.eval_n is not None and c.eval_n < K):
+        raise ConfigError("eval_n", f"the evaluation set needs at least one sample of each of the "
+                          f"{K} classes (Algorithm 1 averages per class); got "
+                          f"n_test={len(ds.y_test)}, eval_n={c.eval_n}")
+    idx = stratified_indices(ds.y_test, c.eval_n, torch.Generator().manual_seed(c.data_seed))
+    return ds, ds.x_test[idx], ds.y_test[idx]
+
+
+def split_holdout(x: torch.Tensor, y: torch.Tensor, n: Optional[int], seed: int):
+    """``(x_train, y_train, x_holdout, y_holdout)``: a class-balanced ``n`` of the training
+    samples held out (``None``: nothing held out), the rest kept for training, both in
+    their original order."""
+    if not n:
+        return x, y, None, None
+    K = int(y.max()) + 1 if len(y) else 0
+    if not K <= n < len(y):
+        raise ConfigError("holdout_n", f"must hold out at least one sample of each of the {K} "
+                          f"classes and leave some to train on: got {n} of {len(y)} training samples")
+    hold = stratified_indices(y, n, torch.Generator().manual_seed(seed + 1))
+    keep = torch.ones(len(y), dtype=torch.bool)
+    keep[hold] = False
+    return x[keep], y[keep], x[hold], y[hold]
+
+
+def model_meta(c: TrainConfig, num_classes: int, image_shape: Sequence[int]) -> dict:
+    """How to rebuild the model of config ``c`` (saved in every checkpoint)."""
+    kwargs = dict(c.model_kwargs)
+    key = str(c.dataset).lower().replace("_", "-")
+    if c.normalize and key in NORMALIZATION and "mean" not in kwargs:
+        kwargs["mean"], kwargs["std"] = (list(v) for v in NORMALIZATION[key])
+    if c.model.replace("-", "_").lower() == "deit_tiny":
+        kwargs.setdefault("img_size", int(image_shape[-1]))
+    return {"model": c.model, "num_classes": int(num_classes), "in_channels": int(image_shape[0]),
+            "image_shape": [int(s) for s in image_shape], "model_kwargs": kwargs,
+            "dataset": c.dataset}
+
+
+def build_model(c: TrainConfig, meta: dict, device: torch.device) -> nn.Module:
+    """The freshly initialised model of config ``c`` on ``device`` (weights depend on the
+    seed only), in channels-last layout and compiled if the config says so."""
+    torch.manual_seed(c.seed)  # the initial weights depend on the seed only
+    try:
+        model = build_from_meta(meta)
+    except TypeError as err:
+        raise ConfigError("model_kwargs", f"not accepted by model {c.model!r}: {err}") from err
+    model = model.to(device)
+    if c.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if c.compile:
+        model.compile()  # in place: state_dict keys and checkpoints stay as without it
+    return model
+
+
+def load_teacher(c: TrainConfig, meta: dict, device: torch.device) -> tuple[nn.Module, Path]:
+    """The KD teacher, checked against the student's task before any training."""
+    path = Path(c.kd.teacher)
+    if not path.exists():
+        raise ConfigError("kd.teacher", f"{path} does not exist (give an xcf checkpoint .pt "
+                          "or a run folder, relative to the working directory)")
+    try:
+        ckpt, file = read_checkpoint(path, "best")
+    except CheckpointError as err:
+        raise ConfigError("kd.teacher", str(err)) from err
+    t_meta = ckpt["meta"]
+    for field_, what in (("num_classes", "classes"), ("in_channels", "input channels")):
+        if t_meta.get(field_) != meta[field_]:
+            raise ConfigError("kd.teacher", f"the teacher {file} has {t_meta.get(field_)} {what} "
+                              f"but dataset {c.dataset!r} has {meta[field_]}")
+    teacher = build_from_meta(t_meta)
+    load_weights(teacher, ckpt, file)
+    teacher = teacher.to(device).eval()
+    if c.channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
+    return teacher, file
+
+
+def prepare(config: TrainConfig) -> Setup:
+    """Load data, build the model, teacher and objective: every check that can fail does
+    so here, before any training."""
+    c = config.resolved()
+    device = resolve_device(c.device)
+    ds, x_eval, y_eval = load_data(c)
+    x_tr, y_tr, x_ho, y_ho = split_holdout(ds.x_train, ds.y_train, c.holdout_n, c.data_seed)
+    meta = model_meta(c, ds.num_classes, ds.image_shape)
+    model = build_model(c, meta, device)
+    teacher, teacher_path = load_teacher(c, meta, device) if c.objective == "kd_at" else (None, None)
+    move = lambda t: None if t is None else t.to(device)  # noqa: E731
+    return Setup(config=c, device=device, x_train=x_tr.to(device), y_train=y_tr.to(device),
+                 x_eval=x_eval.to(device), y_eval=y_eval.to(device), classes=list(ds.classes),
+                 model=model, meta=meta, objective=build_objective(c, teacher),
+                 teacher_path=teacher_path, x_holdout=move(x_ho), y_holdout=move(y_ho))

@@ -1,0 +1,79 @@
+"""What produced a result: code version, library versions, hardware, command, time.
+
+The git commit is looked up from the working directory (where a user runs ``xcf
+train``), not from where the library is installed: an installed library knows nothing of
+a checkout.  Outside a git work tree, or without git, it is recorded as unknown.
+"""
+from __future__ import annotations
+
+import contextlib
+import platform
+import subprocess
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from . import __version__
+
+__all__ = ["git_commit", "device_description", "environment", "command", "now"]
+
+
+def git_commit(folder: str | Path = ".") -> dict:
+    """``{"commit": sha, "dirty": bool}`` of the git work tree holding ``folder`` (default:
+    the working directory), or ``{"commit": None, "dirty": None}`` when there is none."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def _version(package: str) -> Optional[str]:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def device_description(device: torch.device) -> str:
+    """``"cuda: NVIDIA H100 ..."`` or ``"cpu: <processor>, N threads"``."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{device.type}: {cpu}, {torch.get_num_threads()} threads"
+
+
+def environment(device: torch.device) -> dict:
+    """What produced a result: code version, library versions, hardware."""
+    return {
+        "git": git_commit(),
+        "versions": {"xcf": __version__, "python": platform.python_version(),
+                     "torch": torch.__version__, "torchvision": _version("torchvision"),
+                     "numpy": np.__version__, "timm": _version("timm"),
+                     "torchattacks": _version("torchattacks")},
+        "platform": platform.platform(),
+        "device": device_description(device),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def command() -> str:
+    """How this process was started, e.g. ``.venv/bin/python -m xcf train cfg.yaml``."""
+    return " ".join(getattr(sys, "orig_argv", sys.argv))
+
+
+def now() -> str:
+    """Local time with offset, e.g. ``2026-01-31T12:00:00+0100``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

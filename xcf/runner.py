@@ -1,0 +1,261 @@
+"""Training into a run folder: ``train(config) -> Run``, with resume and reuse.
+
+:func:`train` runs a config (:mod:`xcf.config`) into a run folder (:mod:`xcf.runs`): it
+prepares everything first (:mod:`xcf.preparation`), then for each epoch trains
+(:func:`xcf.training.train_epoch`), evaluates (:func:`xcf.evaluation.evaluate`), picks
+the best epoch (:func:`xcf.selection.select_best`), commits the training state and
+publishes metrics, matrices and checkpoints.  A killed run resumes from its last finished
+epoch with identical results (CPU); a finished run is reused.
+
+Evaluation of an epoch uses its own random generator seeded by ``(seed, epoch)``, so the
+training trajectory does not depend on evaluation settings and ``xcf measure``
+(:func:`xcf.posthoc.measure_run`) can recompute an epoch's numbers exactly.
+
+One row of ``metrics.jsonl`` per epoch (1-based ``epoch``):
+
+- ``lr``; ``train_loss`` (mean objective over the epoch's batches);
+- ``train_robust_acc``: accuracy on the training adversarial examples as they were trained
+  on (train mode; ``null`` for ``standard``); ``train_clean_acc``: accuracy on the clean
+  (augmented) batches, taken in eval mode before each update (free for standard/TRADES;
+  for the other objectives only with ``log_train_clean``, else ``null``: it costs one
+  more forward per batch, 24 instead of 23 forward-equivalents for PGD-10 AT);
+- ``test_clean_acc``, ``test_robust_acc`` (PGD-``eval_steps``), ``cas`` (Eq. 7 of C on
+  those PGD examples, Algorithm 1), ``cas_clean`` (C on clean inputs, as Fig. 9),
+  ``eval_n`` (test samples used), ``cas_ci95``; with ``holdout_n`` also
+  ``holdout_robust_acc``, ``holdout_cas``, ``holdout_n``;
+- ``seconds``: ``{"train": ..., "eval": ...}`` wall-clock times (the only field that
+  differs between a resumed and an uninterrupted run).
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from .atomic import remove_stale_temps
+from .checkpoints import CheckpointError, file_digest, load_weights
+from .config import TrainConfig, make_config
+from .evaluation import autoattack_accuracy, evaluate, evaluate_holdout
+from .preparation import Setup, prepare
+from .provenance import environment, now
+from .runs import Run, default_runs_dir, find_run
+from .selection import select_best
+from .training import piecewise_lr, sgd, train_epoch
+
+__all__ = ["Callback", "train", "run_slug", "summary_line"]
+
+Callback = Callable[[dict, nn.Module, Run], None]
+
+
+def train(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None, *,
+          runs_dir: str | Path | None = None, progress: bool = True,
+          callbacks: Sequence[Callback] = (), overwrite: bool = False,
+          log: Optional[Callable[[str], None]] = None, **overrides: Any) -> Run:
+    """Train (or resume, or reuse) the run of ``config`` and return its :class:`~xcf.runs.Run`.
+
+    ``config``: a :class:`TrainConfig`, a mapping, a YAML path, or ``None`` (Table 2
+    defaults); keyword ``overrides`` go on top, e.g. ``train(dataset="planted", epochs=3)``.
+    The run folder is ``runs_dir/<dataset>-<model>-<objective>-<key>`` (``runs_dir``
+    defaults to ``$XCF_RUNS_DIR`` or ``./runs``).  A finished run is returned as it is
+    (after adding an AutoAttack evaluation if newly requested); an unfinished one resumes
+    from its last finished epoch; ``overwrite=True`` starts afresh.  ``callbacks`` are
+    called as ``cb(metrics_row, model, run)`` after each epoch is saved.
+
+    Raises :class:`ConfigError` (bad config, before training) and ``FloatingPointError``
+    (non-finite loss; the epoch and batch are named and earlier checkpoints kept).
+    """
+    cfg = make_config(config, **overrides)
+    log = log or _default_log
+    run = _locate_run(cfg, runs_dir)
+    if overwrite and run.path.exists():
+        with run.lock():  # refuse to delete a folder another process is training
+            pass
+        shutil.rmtree(run.path)
+    if run.finished:
+        log(f"reusing finished run {run.path}")
+        if cfg.autoattack and "autoattack" not in run.final():
+            setup = prepare(cfg)
+            with run.lock():
+                _finish(run, setup, _history(run), log, progress)
+        return run
+    setup = prepare(cfg)  # every check, before the folder is created or any training
+    with run.lock():
+        _init_run_folder(run, setup)
+        return _Trainer(setup, run, progress=progress, callbacks=callbacks, log=log).run()
+
+
+def _default_log(line: str) -> None:
+    tqdm.write(line, file=sys.stdout)
+    sys.stdout.flush()
+
+
+def run_slug(c: TrainConfig) -> str:
+    """``<dataset>-<model>-<objective>``: the readable part of a run folder's name."""
+    return f"{c.dataset}-{c.model}-{c.objective}".replace("/", "_").lower()
+
+
+def _locate_run(cfg: TrainConfig, runs_dir: str | Path | None) -> Run:
+    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    key = cfg.key()
+    return find_run(root, key) or Run(root / f"{run_slug(cfg)}-{key}")
+
+
+def _init_run_folder(run: Run, setup: Setup) -> None:
+    """Create the folder and config.yaml, or check an existing one matches the config."""
+    cfg = setup.config
+    if (run.path / "config.yaml").is_file():
+        saved = TrainConfig.from_dict(run.config)
+        if saved.identity() != cfg.identity():
+            raise CheckpointError(f"{run.path}/config.yaml does not match the config whose "
+                                  f"key is {cfg.key()}; was it edited? Use overwrite=True "
+                                  "to start this run afresh")
+    else:
+        run.write_config(cfg.to_dict())
+    remove_stale_temps(run.path)
+
+
+def _history(run: Run) -> list[dict]:
+    state = run.load_state()
+    return list(state["history"]) if state else run.metrics()
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    state = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(gen: torch.Generator, state: Mapping[str, Any]) -> None:
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _Trainer:
+    """The epoch loop of :func:`train`: train, evaluate, commit, publish, report."""
+
+    def __init__(self, setup: Setup, run: Run, *, progress: bool,
+                 callbacks: Sequence[Callback], log: Callable[[str], None]) -> None:
+        self.s, self.c, self.run_ = setup, setup.config, run
+        self.progress, self.callbacks, self.log = progress, list(callbacks), log
+        self.optimizer = sgd(setup.model, self.c.lr, self.c.momentum, self.c.weight_decay)
+        self.generator = torch.Generator(device=setup.device).manual_seed(self.c.seed)
+        self.history: list[dict] = []
+        self.best: dict = {"epoch": None, "value": None, "metric": self.c.best_metric}
+
+    def run(self) -> Run:
+        start = self._resume()
+        extra = {"resumed_from_epoch": start} if start else {}
+        if self.s.teacher_path is not None:
+            extra["teacher"] = {"path": str(self.s.teacher_path),
+                                "sha256": file_digest(self.s.teacher_path)}
+        self.run_.start_session(environment(self.s.device), seed=self.c.seed,
+                                device=str(self.s.device), **extra)
+        try:
+            for epoch in range(start + 1, self.c.epochs + 1):
+                self._epoch(epoch)
+            _finish(self.run_, self.s, self.history, self.log, self.progress)
+        except BaseException as err:  # KeyboardInterrupt too: record why the session ended
+            self.run_.end_session("failed", error=f"{type(err).__name__}: {err}")
+            raise
+        self.run_.end_session("finished")
+        return self.run_
+
+    def _resume(self) -> int:
+        state = self.run_.load_state()
+        if state is None:
+            return 0
+        load_weights(self.s.model, state, self.run_.state_path, meta=self.s.meta)
+        self.optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(self.generator, state["rng"])
+        self.history = list(state["history"])
+        self.best = dict(state["best"])
+        self.run_.publish(state)  # repair files a kill may have left unwritten
+        self.log(f"resuming {self.run_.path} after epoch {state['epoch']}")
+        return int(state["epoch"])
+
+    def _epoch(self, epoch: int) -> None:
+        c, s = self.c, self.s
+        lr = piecewise_lr(epoch - 1, c.lr, c.epochs, c.milestones, c.lr_gamma)
+        stats = train_epoch(s.model, self.optimizer, s.x_train, s.y_train, epoch=epoch, lr=lr,
+                            batch_size=c.batch_size, objective=s.objective, augment=c.augment,
+                            generator=self.generator, progress=self.progress, amp=c.amp,
+                            channels_last=c.channels_last, desc=f"epoch {epoch}/{c.epochs}",
+                            log_clean=c.log_train_clean)
+        t0 = time.perf_counter()
+        numbers, adv, clean = evaluate(s.model, s.x_eval, s.y_eval, c, epoch, amp=c.amp)
+        if s.x_holdout is not None:
+            numbers.update(evaluate_holdout(s.model, s.x_holdout, s.y_holdout, c, epoch, amp=c.amp))
+        row = {"epoch": epoch, "lr": lr, "train_loss": stats.loss,
+               "train_clean_acc": stats.clean_accuracy, "train_robust_acc": stats.robust_accuracy,
+               **numbers,
+               "seconds": {"train": stats.seconds, "eval": time.perf_counter() - t0}}
+        self.history.append(row)
+        is_best = self._update_best(row)
+        state = self._state(epoch, adv.C, clean.C, is_best)
+        self.run_.save_state(state)  # the commit point
+        self.run_.publish(state)     # derived files; repeated on resume if killed here
+        self.log(summary_line(row, c.epochs, is_best))
+        for cb in self.callbacks:
+            cb(row, s.model, self.run_)
+
+    def _update_best(self, row: dict) -> bool:
+        """Whether the epoch of ``row`` (the last of the history) is the best so far, by
+        the one rule :func:`xcf.selection.select_best`."""
+        if select_best(self.history, self.c.best_metric) != row["epoch"]:
+            return False
+        self.best.update(epoch=row["epoch"], value=row.get(self.c.best_metric))
+        return True
+
+    def _state(self, epoch: int, C: torch.Tensor, C_clean: torch.Tensor, is_best: bool) -> dict:
+        c = self.c
+        keep_matrix = is_best or epoch == c.epochs or epoch % c.save_matrices_every == 0
+        checkpoints = (["best"] if is_best else []) + ([epoch] if epoch in c.save_checkpoints_at else [])
+        return {
+            "epoch": epoch, "config_key": c.key(), "meta": self.s.meta,
+            "model": self.s.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "rng": _rng_state(self.generator), "history": list(self.history),
+            "best": dict(self.best),
+            "publish": {"matrices": {"C": C, "C_clean": C_clean} if keep_matrix else {},
+                        "checkpoints": checkpoints},
+        }
+
+
+def summary_line(row: Mapping[str, Any], epochs: int, is_best: bool = False) -> str:
+    """One line per epoch, e.g. ``epoch  3/10  lr 0.1  loss 1.234  train 45.2/30.1%
+    test 50.0/33.3%  CAS 12.30 (clean 8.10)  9.5 s  *best``."""
+    pct = lambda v: "  -  " if v is None else f"{100 * v:5.1f}"  # noqa: E731
+    secs = sum(row.get("seconds", {}).values())
+    width = len(str(epochs))
+    return (f"epoch {row['epoch']:>{width}}/{epochs}  lr {row['lr']:.4g}  loss {row['train_loss']:.4f}"
+            f"  train clean/robust {pct(row['train_clean_acc'])}/{pct(row['train_robust_acc'])}%"
+            f"  test clean/robust {pct(row['test_clean_acc'])}/{pct(row['test_robust_acc'])}%"
+            f"  CAS {row['cas']:.2f} (clean {row['cas_clean']:.2f})  {secs:.1f} s"
+            + ("  *best" if is_best else ""))
+
+
+# =========================================================================== after training
+
+def _finish(run: Run, setup: Setup, history: list[dict], log, progress: bool) -> None:
+    """Write final.json (best and last epochs), with AutoAttack results if configured."""
+    c = setup.config
+    best_epoch = select_best(history, c.best_metric)
+    by_epoch = {r["epoch"]: r for r in history}
+    summary = dict(run.final(), epochs=c.epochs, best_epoch=best_epoch,
+                   best_metric=c.best_metric, best=by_epoch.get(best_epoch),
+                   last=history[-1] if history else None, finished_at=now())
+    if c.autoattack:
+        summary["autoattack"] = {which: autoattack_accuracy(run, which, setup, progress)
+                                 for which in ("best", "last")}
+        log(f"AutoAttack accuracy: best {summary['autoattack']['best']:.4f}, "
+            f"last {summary['autoattack']['last']:.4f}")
+    run.write_final(summary)
+    log(f"finished {run.path}: best epoch {best_epoch}")
