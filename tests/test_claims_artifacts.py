@@ -6,9 +6,12 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from xcf import claims
+from xcf.config import TrainConfig
 from xcf.profiles import profile_knobs
+from xcf.runner import run_slug
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "notebooks" / "results" / "cpu"
@@ -59,3 +62,16 @@ def test_claims_table_is_regenerated_from_the_artifacts(found):
     for g in eps_gaps:
         assert f"{g:.2f}" in rows["C3"]["ours"]
     assert all(rows[c]["paper"] == claims.PAPER[c] for c in rows)
+
+
+def test_every_committed_run_folder_is_named_by_its_config_key():
+    """Each folder is ``<slug>-<key>`` of its own config.yaml, so any locator that computes
+    a config's key finds it (after the re-keying to difference-based keys too)."""
+    folders = sorted(p for p in RESULTS.iterdir() if p.is_dir())
+    assert folders
+    for folder in folders:
+        cfg = TrainConfig.from_dict(yaml.safe_load((folder / "config.yaml").read_text()))
+        assert folder.name == f"{run_slug(cfg)}-{cfg.key()}"
+        teacher = cfg.kd.teacher if cfg.objective == "kd_at" else None
+        if teacher:  # the student names a teacher that is committed next to it
+            assert (RESULTS / Path(teacher).name).is_dir(), teacher

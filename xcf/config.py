@@ -1,7 +1,7 @@
 """Training configuration: :class:`TrainConfig`, its sections, and its validation.
 
 One concept: *what defines a run*.  :class:`TrainConfig` holds every knob of
-:func:`xcf.training.train`, with the defaults of Table 2 (Appendix B) of Wei, Guo & Wang
+:func:`xcf.runner.train`, with the defaults of Table 2 (Appendix B) of Wei, Guo & Wang
 (ICML 2025): SGD, momentum 0.9, weight decay 5e-4, batch 128, lr 0.1 decayed x0.1 after
 50% and 75% of 200 epochs, PGD-10 with step eps/4 (l-inf) or eps/8 (l2), eps 8/255 or
 128/255, evaluation with PGD-20.  The sections :class:`KDConfig` (Eq. 3),
@@ -9,30 +9,47 @@ One concept: *what defines a run*.  :class:`TrainConfig` holds every knob of
 
 :func:`make_config` builds a validated config from a config, a mapping or a YAML file;
 every check that needs no data runs here and raises :class:`ConfigError` naming the key.
-:meth:`TrainConfig.key` is the run's identity (:mod:`xcf.runs`).
+
+**Run keys.**  :meth:`TrainConfig.key` names a run's folder (:mod:`xcf.runs`).  It hashes
+only the identity fields whose value differs from :data:`KEY_BASELINE`, a frozen copy of
+the defaults written out literally below, and floats are rounded to 9 significant digits
+first (:func:`canonical`).  So adding a field with a default keeps every existing key (the
+field is at its baseline in every old run), changing a default later keeps the keys of the
+runs made before (their value still equals the frozen baseline), and ``0.0313725490`` and
+``8/255`` give one key.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import difflib
+import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
-from . import runs
+import yaml
+
 from .attacks import NORMS, default_step_size
+from .data import DATASETS
+from .models import MODELS
+
+__all__ = ["OBJECTIVES", "AMP_MODES", "ATTACK_MODES", "BEST_METRICS", "DEVICE_PATTERN",
+           "NON_IDENTITY", "KEY_BASELINE", "KEY_LENGTH", "FLOAT_DIGITS", "ConfigError", "KDConfig",
+           "TradesConfig", "FastATConfig", "TrainConfig", "teacher_identity", "canonical",
+           "config_key", "make_config"]
 
 OBJECTIVES = ("standard", "pgd_at", "kd_at", "fast_at", "trades")
 AMP_MODES = ("none", "bf16")
 ATTACK_MODES = ("eval", "train")
 BEST_METRICS = ("auto", "test_robust_acc", "test_clean_acc")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-# Fields that do not change what a run computes, so they are left out of its key: a run
-# can move to another device, or get an AutoAttack evaluation later, and stay the same run.
-# runtime- or logging-only fields: they do not change the trained weights, so not the run key
+# Runtime- or logging-only fields: they do not change the trained weights, so they are left
+# out of the run key; a run can move to another device, or get an AutoAttack evaluation
+# later, and stay the same run.
 NON_IDENTITY = ("device", "data_root", "autoattack", "autoattack_n", "compile", "log_train_clean")
 
 
@@ -163,8 +180,6 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        import yaml
-
         text = Path(path).read_text()
         try:
             data = yaml.safe_load(text) or {}
@@ -197,23 +212,35 @@ class TrainConfig:
         return dataclasses.replace(self, **updates)
 
     def identity(self) -> dict:
-        """What a run's key is computed from: the resolved config without runtime-only
-        fields (:data:`NON_IDENTITY`) and without the sections of other objectives."""
+        """What a run's key is computed from: the identity fields of the resolved config
+        (no runtime-only field, :data:`NON_IDENTITY`; no section of another objective)
+        whose canonical value differs from the baseline (:data:`KEY_BASELINE`; a field
+        added after it is compared with its own default).  A section is compared field by
+        field.  A KD teacher is named by :func:`teacher_identity`."""
         d = self.resolved().to_dict()
         for key in NON_IDENTITY:
-            d.pop(key)
+            d.pop(key, None)
         active = {"kd_at": "kd", "trades": "trades", "fast_at": "fast_at"}.get(self.objective)
         for name in _SECTIONS:
             if name != active:
                 d.pop(name)
-        if d["holdout_n"] is None:  # runs from before the field existed keep their keys
-            d.pop("holdout_n")
         if active == "kd" and d["kd"]["teacher"]:
             d["kd"]["teacher"] = teacher_identity(d["kd"]["teacher"])
-        return d
+        base = _key_baseline(type(self))
+        diff = {}
+        for name, value in d.items():
+            if name in _SECTIONS:
+                sub = {k: v for k, v in value.items()
+                       if canonical(v) != canonical(base[name].get(k))}
+                if sub:
+                    diff[name] = canonical(sub)
+            elif canonical(value) != canonical(base.get(name)):
+                diff[name] = canonical(value)
+        return diff
 
     def key(self) -> str:
-        return runs.config_key(self.identity())
+        """The run's key: :func:`config_key` of :meth:`identity`."""
+        return config_key(self.identity())
 
 
 def teacher_identity(teacher: str) -> str:
@@ -230,6 +257,56 @@ def teacher_identity(teacher: str) -> str:
 
 _SECTIONS = {"kd": KDConfig, "trades": TradesConfig, "fast_at": FastATConfig}
 _YAML_KEYS = {"lam": "lambda"}
+
+# The identity defaults as of the change to difference-based keys (the resolved Table 2
+# defaults), frozen: do NOT edit a value here when a default changes, or every run made
+# before loses its key.  A new field needs no entry (its own default is its baseline).
+KEY_BASELINE: dict[str, Any] = {
+    "dataset": "cifar10", "data_kwargs": {}, "n_train": None, "n_test": None, "eval_n": None,
+    "holdout_n": None, "data_seed": 0, "augment": True,
+    "model": "preact_resnet18", "model_kwargs": {}, "normalize": True,
+    "objective": "pgd_at", "norm": "linf", "eps": 8 / 255, "alpha": 2 / 255,
+    "attack_steps": 10, "attack_mode": "eval",
+    "kd": {"teacher": None, "lambda": 0.5, "temperature": 2.0},
+    "trades": {"beta": 6.0},
+    "fast_at": {"alpha": 10 / 255},
+    "epochs": 200, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
+    "milestones": [0.5, 0.75], "lr_gamma": 0.1, "seed": 0, "amp": "none",
+    "channels_last": True, "eval_eps": 8 / 255, "eval_steps": 20, "eval_batch_size": 500,
+    "best_metric": "test_robust_acc", "save_matrices_every": 10, "save_checkpoints_at": [],
+}
+KEY_LENGTH = 12  # hex characters of a run key
+FLOAT_DIGITS = 9  # significant digits a float keeps in a key: 0.0313725490 == 8/255
+
+
+def _key_baseline(cls: type) -> dict:
+    """:data:`KEY_BASELINE`, completed with the current defaults of ``cls`` for the fields
+    (and section fields) it lacks."""
+    base = cls().resolved().to_dict()
+    for name, frozen in KEY_BASELINE.items():
+        base[name] = {**base.get(name, {}), **frozen} if name in _SECTIONS else frozen
+    return base
+
+
+def canonical(value: Any) -> Any:
+    """``value`` in the form that is hashed: floats rounded to :data:`FLOAT_DIGITS`
+    significant digits (also inside mappings and lists), tuples as lists, keys as strings."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return float(f"{value:.{FLOAT_DIGITS}g}")
+    if isinstance(value, Mapping):
+        return {str(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return value
+
+
+def config_key(identity: Mapping[str, Any], length: int = KEY_LENGTH) -> str:
+    """Hex digest of an identity: SHA-256 of its canonical JSON (sorted keys, floats by
+    :func:`canonical`), truncated to ``length`` characters."""
+    text = json.dumps(canonical(dict(identity)), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
 def _suggest(key: Any, known: Sequence[str]) -> str:
@@ -308,9 +385,6 @@ def _need_bool(key: str, v: Any) -> None:
 
 def _validate(c: TrainConfig) -> None:
     """Every check that needs no data: types, ranges, choices.  Raises :class:`ConfigError`."""
-    from .data import DATASETS
-    from .models import MODELS
-
     _need_choice("dataset", str(c.dataset).lower().replace("_", "-"), DATASETS)
     _need_choice("model", str(c.model).lower().replace("-", "_"), MODELS)
     _need_choice("objective", c.objective, OBJECTIVES)
