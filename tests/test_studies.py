@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from xcf.runs import Run
-from xcf.studies import (best_last_gap, cas_of, checkpoint, format_table1, saved_matrix_epochs,
-                         spread_epochs, table1_rows, underfitted_epoch)
+from xcf import paper
+from xcf.studies import (best_last_gap, cas_of, checkpoint, eps_label, format_table1,
+                         saved_matrix_epochs, spread_epochs, table1_rows, underfitted_epoch)
 
 RA = [0.20, 0.35, 0.42, 0.40, 0.37]          # best test RA at epoch 3
 CAS = [5.0, 7.0, 9.0, 6.0, 4.0]
@@ -49,6 +50,24 @@ def test_table1_rows_and_text(run):
     assert rows[0]["cas_early"] == 7.0 and rows[0]["ra_early"] == 0.35 and rows[0]["cas_best"] == 9.0
     text = format_table1(rows, {"8/255": (16.7, 36.9, 25.6, 47.8, 9.0, 42.5)})
     assert "9.00" in text and "25.6" in text
+    assert f"epoch {paper.TABLE1_EARLY_EPOCH} / best / last" in text
+
+
+def test_eps_label_is_read_from_the_runs_config(tmp_path):
+    import yaml
+
+    for name, cfg, label in (("c", {"dataset": "cifar10", "eps": 8 / 255}, "8/255"),
+                             ("f", {"dataset": "fashion-mnist", "eps": 0.1}, "0.1")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(cfg))
+        assert eps_label(Run(tmp_path / name)) == label
+
+
+def test_paper_table1_gaps_are_best_minus_last():
+    # Table 1 of the paper, 8/255: CAS 25.6 at the best checkpoint, 9.0 at the last.
+    assert paper.table1_cas_gaps()["8/255"] == pytest.approx(16.6)
+    for cas10, ra10, cas_b, ra_b, cas_l, ra_l in paper.TABLE1.values():
+        assert cas_b > cas_l and ra_b > ra_l   # the paper's robust overfitting
 
 
 def test_cas_of_numpy_matrix():

@@ -6,19 +6,67 @@
 Runs go to ``$XCF_RUNS_DIR`` (default ``runs/<profile>``) and resume if killed; each
 finished run is copied without checkpoints to ``notebooks/results/<profile>/``, which
 the book reads.  Runs train one after another: the machine has 2 cores.
+
+This is the one place that knows the checkout's layout; :mod:`xcf.claims` only decides.
 """
 import argparse
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads: 5x slower here
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+REPOSITORY = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPOSITORY))
 
 from xcf import claims  # noqa: E402
+from xcf.locate import TrainOrReuse  # noqa: E402
 from xcf.profiles import profile_knobs  # noqa: E402
+
+
+def run_studies(P: Mapping[str, Any], export_to: str | Path | None = None,
+                only: Optional[Callable[[str], bool]] = None, profile: str = "cpu") -> dict:
+    """Train (or reuse) every study of ``P`` one after another; export each finished run
+    (without checkpoints) to ``export_to``.  Runs go to ``$XCF_RUNS_DIR``; a killed call
+    resumes where it stopped.  ``only(name)`` picks a subset."""
+    runs = {}
+    announce = lambda name: print(f"== {name}", flush=True)  # noqa: E731
+    for name, run in claims.located_studies(P, TrainOrReuse(profile), only, announce=announce):
+        runs[name] = run
+        if export_to is not None:
+            export_run(run, export_to)
+    return runs
+
+
+def export_run(run, dest: str | Path, root: str | Path | None = None) -> Path:
+    """Copy a finished run folder to ``dest`` without ``checkpoints/`` (small artifacts:
+    config, provenance, metrics, matrices, final summary); replaces an older copy.
+
+    Paths under the repository that the copy's config and provenance name (a KD
+    teacher's) are written relative to the repository root, so tracked results carry no
+    machine's absolute paths.  ``root`` defaults to this checkout (:data:`REPOSITORY`)."""
+    if not run.finished:
+        raise ValueError(f"{run.path} has not finished training; nothing exported")
+    target = Path(dest) / run.path.name
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(run.path, tmp,
+                    ignore=shutil.ignore_patterns("checkpoints", "*.lock", "*.tmp*"))
+    for name in ("config.yaml", "provenance.json"):
+        if (tmp / name).exists():
+            text = (tmp / name).read_text()
+            (tmp / name).write_text(repository_relative(text, root or REPOSITORY))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def repository_relative(text: str, root: str | Path = REPOSITORY) -> str:
+    """``text`` with every absolute path under ``root`` made relative to it
+    (``/home/me/xcf/runs/cpu/a`` becomes ``runs/cpu/a``)."""
+    return text.replace(str(Path(root)).rstrip("/") + "/", "")
 
 
 def main() -> None:
@@ -26,12 +74,14 @@ def main() -> None:
     p.add_argument("--profile", default="cpu", help="profile whose 11_claims section to run")
     p.add_argument("--only", default=None, help="regular expression on study names")
     args = p.parse_args()
-    P = profile_knobs("11_claims", args.profile, ROOT / "notebooks" / "params")
+    P = profile_knobs("11_claims", args.profile, REPOSITORY / "notebooks" / "params")
     if "train" not in P:
-        sys.exit(f"profile {args.profile!r} has no studies in its 11_claims section; use --profile cpu")
-    os.environ.setdefault("XCF_RUNS_DIR", str(ROOT / "runs" / args.profile))
+        sys.exit(f"profile {args.profile!r} has no studies in its 11_claims section; "
+                 "use --profile cpu")
+    os.environ.setdefault("XCF_RUNS_DIR", str(REPOSITORY / "runs" / args.profile))
     only = re.compile(args.only).search if args.only else None
-    claims.run_studies(P, export_to=ROOT / "notebooks" / "results" / args.profile, only=only)
+    run_studies(P, export_to=REPOSITORY / "notebooks" / "results" / args.profile, only=only,
+                profile=args.profile)
 
 
 if __name__ == "__main__":

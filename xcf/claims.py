@@ -1,6 +1,6 @@
-"""The paper's five empirical claims, decided from run folders, and the studies behind them.
+"""The paper's five empirical claims, decided from run folders.
 
-One concept: *does a profile's evidence support each claim?*  The claims (Wei, Guo & Wang,
+One job: *does a profile's evidence support each claim?*  The claims (Wei, Guo & Wang,
 ICML 2025) and the rule that decides each one here:
 
 - **C1** (Section 3.2, Fig. 2, Table 1): CAS at the best checkpoint exceeds CAS at the
@@ -18,28 +18,40 @@ Beyond the paper: :func:`label_free_selection` (choose the epoch by CAS on held-
 *training* samples), :func:`planted_concentration` (where, on planted data with a known
 sharing graph, the CAS drop happens), and the settings search (:func:`overfitting`).
 
-:func:`run_studies` trains (or reuses) every run a profile's ``11_claims`` section names,
-one after another, and :func:`export_run` copies each finished run, without its
-checkpoints, to ``notebooks/results/<profile>/`` where the book reads it.
+:func:`studies_of` names the runs each rule reads and :func:`located_studies` finds them
+with any :mod:`xcf.locate` locator; training and exporting them is ``tools/run_claims.py``'s
+job, so nothing here trains or knows where a checkout keeps its results.
 """
 from __future__ import annotations
 
-import shutil
 import statistics
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import studies
+from . import paper, studies
+from .locate import Committed, kd_overrides
 
+__all__ = ["PAPER", "STATEMENT", "OVERFIT_DROP", "OVERFIT_WINDOW", "COLLAPSE_FRACTION",
+           "studies_of", "fast_settings", "located_studies", "find_studies", "overfitting",
+           "collapse_epoch", "label_free_selection", "planted_concentration", "decide",
+           "sharing_matrix", "markdown_table"]
+
+_T1 = paper.TABLE1["8/255"]
+_GAPS = paper.table1_cas_gaps()
 PAPER = {  # what the paper reports for each claim (CIFAR-10, PreActResNet-18, 200 epochs)
-    "C1": "CAS 25.6 best (epoch 108) vs 9.0 last; RA 47.8% vs 42.5% (Table 1, ε = 8/255)",
-    "C2": "no significant gap between KD-AT's best and last matrices (Fig. 3; values only in the figure)",
+    "C1": f"CAS {_T1[2]} best (epoch {paper.BEST_EPOCH_PGD_AT}) vs {_T1[4]} last; "
+          f"RA {_T1[3]}% vs {_T1[5]}% (Table 1, ε = 8/255)",
+    "C2": "no significant gap between KD-AT's best and last matrices "
+          "(Fig. 3; values only in the figure)",
     "C3": "gap grows from ε = 2/255 to 8/255 (Fig. 4; values only in the figure); "
-          "Table 1's larger ε: 16.6, 10.2, 9.1 at 8, 12, 16/255",
-    "C4": "CAS plummets to 2.1 after catastrophic overfitting, RA near zero (Fig. 7)",
-    "C5": "standard training's CAS well below AT's, which is 'generally > 20' (Fig. 9)",
+          "Table 1's larger ε: " + ", ".join(f"{g}" for g in _GAPS.values())
+          + " at " + ", ".join(e.split("/")[0] for e in _GAPS) + "/255",
+    "C4": f"CAS plummets to {paper.FAST_AT_CAS_AFTER_CO} after catastrophic overfitting, "
+          "RA near zero (Fig. 7)",
+    "C5": "standard training's CAS well below AT's, which is "
+          f"'generally > {paper.AT_CAS_TYPICAL_LOWER_BOUND}' (Fig. 9)",
 }
 STATEMENT = {
     "C1": "PGD-AT: CAS(best) > CAS(last)",
@@ -82,11 +94,6 @@ def fast_settings(P: Mapping[str, Any]) -> list[dict]:
     return list(fast)
 
 
-def kd_overrides(P: Mapping[str, Any], teacher_path: str | Path) -> dict:
-    return {"objective": "kd_at", "kd": {"teacher": str(teacher_path), "lambda": P["kd_lambda"],
-                                         "temperature": P["kd_temperature"]}}
-
-
 def located_studies(P: Mapping[str, Any], locate: Callable[..., Any],
                     only: Optional[Callable[[str], bool]] = None,
                     announce: Optional[Callable[[str], None]] = None) -> Iterator[tuple[str, Any]]:
@@ -107,7 +114,7 @@ def located_studies(P: Mapping[str, Any], locate: Callable[..., Any],
             if teacher is None:
                 yield name, None
                 continue
-            overrides = kd_overrides(P, teacher.path)
+            overrides = kd_overrides(teacher.path, P["kd_lambda"], P["kd_temperature"])
         if announce is not None:
             announce(name)
         run = locate(config, **overrides)
@@ -116,55 +123,10 @@ def located_studies(P: Mapping[str, Any], locate: Callable[..., Any],
         yield name, run
 
 
-def run_studies(P: Mapping[str, Any], export_to: str | Path | None = None,
-                only: Optional[Callable[[str], bool]] = None) -> dict:
-    """Train (or reuse) every study of ``P`` one after another; export each finished run
-    (without checkpoints) to ``export_to``.  Runs go to :func:`xcf.profiles.runs_dir`;
-    a killed call resumes where it stopped.  ``only(name)`` picks a subset."""
-    runs = {}
-    for name, run in located_studies(P, studies.run_study, only,
-                                     announce=lambda name: print(f"== {name}", flush=True)):
-        runs[name] = run
-        if export_to is not None:
-            export_run(run, export_to)
-    return runs
-
-
 def find_studies(root: str | Path, P: Mapping[str, Any]) -> dict:
     """The finished runs of ``P``'s studies under ``root`` (missing ones left out)."""
-    locate = lambda config, **overrides: studies.find_study(root, config, **overrides)  # noqa: E731
+    locate = Committed(root, profile=Path(root).name)
     return {name: run for name, run in located_studies(P, locate) if run is not None}
-
-
-def export_run(run, dest: str | Path, root: str | Path | None = None) -> Path:
-    """Copy a finished run folder to ``dest`` without ``checkpoints/`` (small artifacts:
-    config, provenance, metrics, matrices, final summary); replaces an older copy.
-
-    Paths under the repository that the copy's config and provenance name (a KD
-    teacher's) are written relative to the repository root, so tracked results carry no
-    machine's absolute paths.  ``root`` defaults to this checkout (:data:`REPOSITORY`)."""
-    if not run.finished:
-        raise ValueError(f"{run.path} has not finished training; nothing exported")
-    target = Path(dest) / run.path.name
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(run.path, tmp, ignore=shutil.ignore_patterns("checkpoints", "*.lock", "*.tmp*"))
-    for name in ("config.yaml", "provenance.json"):
-        if (tmp / name).exists():
-            text = (tmp / name).read_text()
-            (tmp / name).write_text(repository_relative(text, root or REPOSITORY))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return target
-
-
-REPOSITORY = Path(__file__).resolve().parent.parent
-
-
-def repository_relative(text: str, root: str | Path = REPOSITORY) -> str:
-    """``text`` with every absolute path under ``root`` made relative to it
-    (``/home/me/xcf/runs/cpu/a`` becomes ``runs/cpu/a``)."""
-    return text.replace(str(Path(root)).rstrip("/") + "/", "")
 
 
 # =========================================================================== measures

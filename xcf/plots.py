@@ -1,6 +1,9 @@
 """Paper-style figures: correlation matrices (Blues, class indices), difference maps, curves."""
 from __future__ import annotations
 
+__all__ = ["correlation_heatmap", "sharing_heatmap", "image_grid", "matrix_grid",
+           "accuracy_curves", "cas_and_accuracy"]
+
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -69,18 +72,27 @@ def image_grid(x, y, classes: Sequence[str], per_class: int = 4, ax=None):
     ax.set_yticks([])
 
 
-def matrix_row(panels: Sequence[tuple], *, vmin: float = 0.0, vmax: float = 1.0,
-               cmap: str = "Blues", size: float = 3.2, suptitle: str | None = None,
-               annotate: bool | None = None):
-    """A row of correlation matrices sharing one colour bar (Figs. 2, 3, 5-10).
+def matrix_grid(panels: Sequence[tuple], *, vmin: float = 0.0, vmax: float = 1.0,
+                cmap: str = "Blues", size: float = 3.4, ncols: int = 3,
+                suptitle: str | None = None, annotate: bool | None = None):
+    """Correlation matrices in rows of at most ``ncols``, sharing one colour bar (Figs. 2,
+    3, 5-10).  At most three a row and 3.4 inches each, so that the class indices of a
+    10 x 10 matrix stay readable when the book scales the figure to its page width.
 
     ``panels``: ``(C, title)`` pairs.  Returns the figure.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels) + 0.8, size), squeeze=False)
+    n = len(panels)
+    cols = max(1, min(ncols, n))
+    nrows = -(-n // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(size * cols + 0.9, (size + 0.35) * nrows),
+                             squeeze=False, layout="constrained")
     im = None
-    for ax, (C, title) in zip(axes[0], panels):
-        im = correlation_heatmap(C, ax, title=title, vmin=vmin, vmax=vmax, cmap=cmap, annotate=annotate)
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+    for ax, (C, title) in zip(axes.flat, panels):
+        im = correlation_heatmap(C, ax, title=title, vmin=vmin, vmax=vmax, cmap=cmap,
+                                 annotate=annotate)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     return fig

@@ -12,6 +12,8 @@ import torch.nn as nn
 
 from .attacks import attack_mode
 
+__all__ = ["target_layer", "gradcam", "best_right_last_wrong", "overlay"]
+
 
 def target_layer(model: nn.Module) -> nn.Module:
     """The last convolution of a CNN, the layer Grad-CAM reads (for PreActResNet-18 the

@@ -12,7 +12,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from . import paper
 from .attribution import cas
+
+__all__ = ["Checkpoint", "row_at", "checkpoint", "saved_matrix_epochs", "spread_epochs",
+           "underfitted_epoch", "best_last_gap", "table1_rows", "format_table1", "pair_mean",
+           "cas_of", "eps_label"]
 
 
 @dataclass
@@ -97,16 +102,19 @@ def table1_rows(runs_by_eps: Mapping[str, object], early_epoch: int) -> list[dic
     return out
 
 
-def format_table1(rows: Sequence[Mapping], paper: Mapping[str, Sequence[float]] | None = None) -> str:
-    """Table 1 as text; ``paper``: ε label -> (CAS, RA%) x (early, best, last) from the paper."""
+def format_table1(rows: Sequence[Mapping],
+                  paper_rows: Mapping[str, Sequence[float]] | None = None) -> str:
+    """Table 1 as text; ``paper_rows``: ε label -> (CAS, RA%) x (early, best, last), as in
+    :data:`xcf.paper.TABLE1`."""
     head = f"{'eps':>8} | {'early CAS/RA':>16} | {'best CAS/RA':>16} | {'last CAS/RA':>16}"
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['eps']:>8} | {r['cas_early']:7.2f}/{r['ra_early']:6.1%}  | "
                      f"{r['cas_best']:7.2f}/{r['ra_best']:6.1%}  | {r['cas_last']:7.2f}/{r['ra_last']:6.1%}")
-    if paper:
-        lines.append("paper (CIFAR-10, PreActResNet-18, epoch 10 / best / last):")
-        for eps, v in paper.items():
+    if paper_rows:
+        lines.append(f"paper (CIFAR-10, PreActResNet-18, epoch {paper.TABLE1_EARLY_EPOCH}"
+                     " / best / last):")
+        for eps, v in paper_rows.items():
             lines.append(f"{eps:>8} | {v[0]:7.1f}/{v[1]:5.1f}%  | {v[2]:7.1f}/{v[3]:5.1f}%  | {v[4]:7.1f}/{v[5]:5.1f}%")
     return "\n".join(lines)
 
@@ -123,46 +131,11 @@ def cas_of(C) -> float:
     return cas(torch.as_tensor(np.asarray(C)))
 
 
-# Numbers the paper prints in its text (CIFAR-10, PreActResNet-18, full protocol).
-PAPER_TABLE1 = {  # eps -> CAS/RA% at epoch 10, best, last (Table 1)
-    "8/255": (16.7, 36.9, 25.6, 47.8, 9.0, 42.5),
-    "12/255": (15.6, 29.8, 18.9, 38.7, 8.7, 34.1),
-    "16/255": (14.4, 23.8, 17.5, 31.3, 8.4, 28.1),
-}
-PAPER_FACTS = {
-    "best_epoch_pgd_at": 108,          # Section 3.2: best test RA at the 108th of 200 epochs
-    "fast_at_cas_after_co": 2.1,       # Section 5.2: CAS after catastrophic overfitting
-    "at_cas_typical_lower_bound": 20,  # Section 5.4: AT's CAS is "generally > 20"
-}
-
-
-def eps_label(eps: float, dataset: str) -> str:
-    """ε as the paper writes it: k/255 for CIFAR and Tiny-ImageNet, plain otherwise."""
+def eps_label(run) -> str:
+    """The ε of a run as the paper writes it, from the run's own config: k/255 for CIFAR
+    and Tiny-ImageNet, plain otherwise (so no notebook names a dataset to get a label)."""
+    cfg = run.config
+    eps, dataset = float(cfg["eps"]), cfg["dataset"]
     if dataset in ("cifar10", "cifar100", "tiny-imagenet"):
         return f"{eps * 255:.0f}/255"
     return f"{eps:g}"
-
-
-def run_study(config: Mapping, **overrides):
-    """Train (or reuse) the run of ``config`` + ``overrides`` without per-epoch output;
-    prints one line saying whether the run was trained or reused, and where it is."""
-    import time
-
-    from .training import train
-
-    start = time.time()
-    said = []
-    run = train(dict(config), progress=False, log=said.append, **overrides)
-    verb = "reused" if any(s.startswith("reusing") for s in said) else f"trained in {time.time() - start:.0f} s"
-    print(f"{run.path.name}: {verb}, best epoch {run.best_epoch} of {len(run.metrics())}")
-    return run
-
-
-def find_study(root, config: Mapping, **overrides):
-    """The finished run of ``config`` + ``overrides`` under ``root``, or ``None``; never trains."""
-    from .config import make_config
-    from .runs import find_run
-
-    cfg = make_config(dict(config), **overrides)
-    run = find_run(root, cfg.key())
-    return run if run is not None and run.finished else None
