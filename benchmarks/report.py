@@ -38,6 +38,16 @@ def log_text(log: str, results: Path = RESULTS) -> str:
     return path.read_text() if path.is_file() else ""
 
 
+# A temporary folder of the recording machine (the inductor cache of a cold compile): it
+# says nothing about the result, and a page must not show paths of the machine it came from.
+_TEMP_PATH = re.compile(r"/tmp/[^\s,]+")
+
+
+def shown_log(log: str, results: Path = RESULTS) -> str:
+    """:func:`log_text` for display: temporary-folder paths read ``<temporary folder>``."""
+    return _TEMP_PATH.sub("<temporary folder>", log_text(log, results))
+
+
 def rows(results: Path = RESULTS) -> list[dict]:
     """One row per target: the printed line, the value, the target and whether it is met
     (``None`` when the log was not recorded or the line has no target)."""

@@ -57,3 +57,13 @@ def test_epochs_wall_time_refuses_a_speed_of_zero():
     import pytest
     with pytest.raises(ValueError, match="images_per_second must be > 0, got 0"):
         report.epochs_wall_time(0)
+
+
+def test_shown_log_hides_temporary_folders_of_the_recording_machine(tmp_path):
+    (tmp_path / "compile_bf16.txt").write_text(
+        "# model PRN18, inductor_cache /tmp/xcf-inductor-NTo3y7, rounds 4\nratio compiled / eager: 1.2x\n")
+    shown = report.shown_log("compile_bf16.txt", tmp_path)
+    assert "/tmp/" not in shown
+    assert "inductor_cache <temporary folder>, rounds 4" in shown
+    assert "ratio compiled / eager: 1.2x" in shown          # the result itself is untouched
+    assert report.shown_log("missing.txt", tmp_path) == ""
