@@ -6,9 +6,9 @@ setup:
 
 ## book: execute every notebook at the smoke profile, then build _build/html
 book: setup
-	.venv/bin/python -m xcf.book --profile smoke
+	.venv/bin/python tools/build_book.py --profile smoke
 
-## test: unit tests, then the notebook tier (papermill, smoke profile)
+## test: unit tests, then the notebook tier (the book's recorded metrics, or papermill at smoke)
 test: setup
 	.venv/bin/python -m pytest
 

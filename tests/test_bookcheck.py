@@ -1,11 +1,18 @@
 """The browser check of the built book finds broken pages, and passes a good one."""
+import importlib.util
 import struct
+import sys
 import zlib
 from pathlib import Path
 
 import pytest
 
-from xcf.bookcheck import check_page, find_chromium, render_dom
+ROOT = Path(__file__).resolve().parent.parent
+# The book check knows the checkout's layout, so it is a script in tools/, not part of xcf.
+_spec = importlib.util.spec_from_file_location("bookcheck", ROOT / "tools" / "bookcheck.py")
+bookcheck = sys.modules["bookcheck"] = importlib.util.module_from_spec(_spec)  # dataclasses look it up
+_spec.loader.exec_module(bookcheck)
+check_page, find_chromium, render_dom = bookcheck.check_page, bookcheck.find_chromium, bookcheck.render_dom
 
 
 def _png(path: Path, w=2, h=2):
@@ -87,3 +94,69 @@ def test_chromium_renders_page(tmp_path):
     page = _page(tmp_path, GOOD + "<img src='fig.png'>")
     dom = render_dom(page, find_chromium())
     assert "bd-article" in dom and check_page(page, dom).problems == []
+
+
+# --- what a reader must not see: the Colab install cell and the build machine's paths ------
+
+COLAB_CELL = ("<div class='cell docutils container'><div class='cell_input docutils container'>"
+              "<pre>try:\n    import google.colab\n    !pip install xcf\nexcept ImportError:\n    pass</pre>"
+              "</div></div>")
+
+
+def test_a_rendered_remove_cell_is_reported(tmp_path):
+    page = _page(tmp_path, GOOD + COLAB_CELL)
+    problems = check_page(page, page.read_text()).problems
+    assert any("remove-cell" in p for p in problems), problems
+
+
+def test_colab_named_outside_the_article_passes(tmp_path):
+    """The theme's launch button names Colab in the page header, which is fine."""
+    page = tmp_path / "page.html"
+    page.write_text("<html><body><header><a href='https://colab.research.google.com/x'>google.colab"
+                    f"</a></header><article class='bd-article'>{GOOD}</article></body></html>")
+    assert check_page(page, page.read_text()).problems == []
+
+
+@pytest.mark.parametrize("printed", [
+    "PosixPath('{repo}/_build/runs/metrics/11_claims.json')",
+    "results in /tmp/pytest-7/runs/fashion-mnist",
+    "saved to /root/.cache/xcf/model.pt",
+])
+def test_an_output_printing_a_build_machine_path_is_reported(tmp_path, printed):
+    text = printed.format(repo=ROOT)
+    page = _page(tmp_path, f"<div class='cell_output docutils container'><pre>{text}</pre></div>")
+    problems = check_page(page, page.read_text()).problems
+    assert any("path of the build machine" in p for p in problems), problems
+
+
+def test_relative_paths_in_outputs_and_absolute_paths_in_code_pass(tmp_path):
+    out = "<div class='cell_output docutils container'><pre>results in notebooks/results/cpu</pre></div>"
+    code = "<div class='cell_input docutils container'><pre>root = '/tmp/example'</pre></div>"
+    page = _page(tmp_path, out + code)
+    assert check_page(page, page.read_text()).problems == []
+
+
+def test_the_repository_path_is_a_forbidden_prefix():
+    assert str(ROOT) in bookcheck.machine_paths()
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="Chromium not installed")
+def test_screenshot_is_a_png_of_the_window_size(tmp_path):
+    page = _page(tmp_path, GOOD)
+    out = bookcheck.screenshot(page, tmp_path / "shots" / "page.png", size=(320, 240))
+    head = out.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", head[16:24]) == (320, 240)
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="Chromium not installed")
+def test_screenshot_command_line(tmp_path):
+    import subprocess
+
+    page = _page(tmp_path, GOOD)
+    out = tmp_path / "cli.png"
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "bookcheck.py"), "--screenshot",
+                           str(page), str(out), "--window-size", "400,300"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert struct.unpack(">II", out.read_bytes()[16:24]) == (400, 300)

@@ -1,10 +1,11 @@
 """Notebook parameters: profile files, overrides, and errors for misspelled knobs."""
+import json
 import types
 
 import pytest
 import yaml
 
-from xcf.profiles import ParameterError, notebook_parameters, record_metrics
+from xcf.profiles import ParameterError, notebook_parameters, params_dir, record_metrics
 
 
 @pytest.fixture
@@ -52,3 +53,43 @@ def test_record_metrics_writes_json_atomically(tmp_path, monkeypatch):
     monkeypatch.setenv("XCF_RUNS_DIR", str(tmp_path))
     path = record_metrics("nb", {"cas": 1.5})
     assert path.read_text().strip().startswith("{") and not list(path.parent.glob("*.tmp"))
+
+
+def test_record_metrics_goes_to_the_trainers_runs_folder(tmp_path, monkeypatch):
+    """No XCF_RUNS_DIR: ./runs of the working directory, the folder train() uses too."""
+    monkeypatch.delenv("XCF_RUNS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    path = record_metrics("nb", {"ra": 0.25})
+    assert path.resolve() == tmp_path / "runs" / "metrics" / "nb.json"
+    assert json.loads(path.read_text()) == {"ra": 0.25}
+
+
+def test_params_are_found_from_the_working_directory_upwards(tmp_path, monkeypatch):
+    monkeypatch.delenv("XCF_PARAMS_DIR", raising=False)
+    repo = tmp_path / "repo"
+    (repo / "notebooks" / "deep").mkdir(parents=True)
+    (repo / "notebooks" / "params").mkdir()
+    (repo / "notebooks" / "params" / "smoke.yaml").write_text(yaml.safe_dump({"nb": {"n": 7}}))
+    monkeypatch.chdir(repo / "notebooks" / "deep")
+    assert params_dir() == repo / "notebooks" / "params"
+    assert notebook_parameters("nb", {"profile": "smoke"}).n == 7
+    monkeypatch.chdir(repo)
+    assert params_dir() == repo / "notebooks" / "params"
+
+
+def test_xcf_params_dir_wins(params, tmp_path, monkeypatch):
+    monkeypatch.setenv("XCF_PARAMS_DIR", str(params))
+    monkeypatch.chdir(tmp_path)
+    assert notebook_parameters("nb", {"profile": "cpu"}).n == 100
+
+
+def test_no_params_anywhere_is_a_clear_error_not_a_path_into_the_install(tmp_path, monkeypatch):
+    monkeypatch.delenv("XCF_PARAMS_DIR", raising=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    if any((d / "params" / "smoke.yaml").is_file() or (d / "notebooks" / "params" / "smoke.yaml").is_file()
+           for d in empty.parents):
+        pytest.skip("a folder above the temp dir holds profile files")
+    with pytest.raises(ParameterError, match="XCF_PARAMS_DIR"):
+        params_dir()

@@ -23,6 +23,12 @@ from typing import Any, Mapping
 
 import yaml
 
+from .atomic import write_json
+from .runs import default_runs_dir
+
+__all__ = ["PROFILES", "ParameterError", "Parameters", "params_dir", "resolve_profile",
+           "profile_knobs", "notebook_parameters", "runs_dir", "record_metrics"]
+
 PROFILES = ("smoke", "cpu", "full")
 # Names IPython/Jupyter put into a kernel's namespace by itself.
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
@@ -43,8 +49,13 @@ class Parameters(dict):
 
 
 def params_dir() -> Path:
-    """Folder holding ``<profile>.yaml``: ``$XCF_PARAMS_DIR``, else ``notebooks/params``
-    found from the working directory upwards (notebooks run with cwd ``notebooks/``)."""
+    """Folder holding ``<profile>.yaml``: ``$XCF_PARAMS_DIR``, else ``params`` or
+    ``notebooks/params`` found from the working directory upwards (notebooks run with cwd
+    ``notebooks/``).
+
+    Never relative to where xcf is installed: after ``pip install .`` that is site-packages,
+    which holds no profile files.  Raises :class:`ParameterError` when none is found.
+    """
     env = os.environ.get("XCF_PARAMS_DIR")
     if env:
         return Path(env)
@@ -53,7 +64,10 @@ def params_dir() -> Path:
         for cand in (d / "params", d / "notebooks" / "params"):
             if (cand / "smoke.yaml").is_file():
                 return cand
-    return Path(__file__).resolve().parent.parent / "notebooks" / "params"
+    raise ParameterError(
+        f"no profile files (params/smoke.yaml or notebooks/params/smoke.yaml) in {here} or "
+        "any folder above it; run the notebook from the repository or set XCF_PARAMS_DIR"
+    )
 
 
 def resolve_profile(profile: str) -> str:
@@ -113,18 +127,13 @@ def _is_parameter(name: str, value: Any) -> bool:
 
 
 def runs_dir() -> Path:
-    """Where notebooks write run folders and metrics: ``$XCF_RUNS_DIR`` or ``./runs``."""
-    return Path(os.environ.get("XCF_RUNS_DIR", "runs"))
+    """Where notebooks write run folders and metrics: the trainer's own default,
+    :func:`xcf.runs.default_runs_dir` (``$XCF_RUNS_DIR`` or ``./runs``)."""
+    return default_runs_dir()
 
 
 def record_metrics(notebook: str, metrics: Mapping[str, Any]) -> Path:
-    """Save a notebook's headline numbers as JSON (atomically), for the notebook tests
-    and the figures notebook to read back.  Returns the path written."""
-    import json
-
-    path = runs_dir() / "metrics" / f"{notebook}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(dict(metrics), indent=2, sort_keys=True))
-    os.replace(tmp, path)
-    return path
+    """Save a notebook's headline numbers as ``<runs_dir>/metrics/<notebook>.json``
+    (atomically), for the notebook tests and the figures notebook to read back.
+    Returns the path written."""
+    return write_json(runs_dir() / "metrics" / f"{notebook}.json", dict(metrics))

@@ -9,9 +9,17 @@ asserts that:
   not empty (width and height > 0);
 - no cell output holds a Python traceback, an error or anything written to stderr;
 - no Markdown table in a cell output was left unrendered (a row of pipes and dashes as text,
-  which is what a renderer without tables makes of ``IPython.display.Markdown`` tables).
+  which is what a renderer without tables makes of ``IPython.display.Markdown`` tables);
+- no cell tagged ``remove-cell`` shows: the page has no Colab install cell (no
+  ``google.colab`` text anywhere in the article);
+- no cell output prints a path of the build machine: the repository's absolute path,
+  ``/root/`` or ``/tmp/`` (a reader's machine has none of them).
 
-    python -m xcf.bookcheck _build/html
+    .venv/bin/python tools/bookcheck.py _build/html
+
+It also takes the screenshots a person would look at (headless Chromium, 1280 px wide)::
+
+    .venv/bin/python tools/bookcheck.py --screenshot _build/html/notebooks/11_claims.html claims.png
 """
 from __future__ import annotations
 
@@ -33,6 +41,18 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 # the dashes into em or en dashes).
 UNRENDERED_TABLE = re.compile(r"\|\s*(?:-{3,}|[\u2014\u2013]+)\s*\|")
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", "---------------------------------------------------------------------------")
+# Text only a cell tagged remove-cell holds: the Colab install cell.
+REMOVED_CELL_MARKERS = ("google.colab",)
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def machine_paths() -> tuple[str, ...]:
+    """Path prefixes of the build machine that no output may print."""
+    return (str(REPOSITORY), "/root/", "/tmp/")
+
+
+def _chromium_args(chromium: str, profile: str) -> list[str]:
+    return [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
 
 
 def find_chromium() -> str | None:
@@ -46,7 +66,7 @@ def find_chromium() -> str | None:
 def render_dom(page: Path, chromium: str, timeout: float = 60) -> str:
     """The page's DOM after loading in headless Chromium."""
     with tempfile.TemporaryDirectory() as profile:
-        out = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+        out = subprocess.run([*_chromium_args(chromium, profile),
                               "--dump-dom", page.resolve().as_uri()],
                              capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0 or "<html" not in out.stdout:
@@ -54,8 +74,32 @@ def render_dom(page: Path, chromium: str, timeout: float = 60) -> str:
     return out.stdout
 
 
+def screenshot(page: Path, out: Path, chromium: str | None = None,
+               size: tuple[int, int] = (1280, 4000), timeout: float = 90) -> Path:
+    """A PNG of ``page`` as headless Chromium draws it in a ``size`` window (width, height):
+    what a reader sees of the top of the page, to check by eye that no install cell shows,
+    no code line runs past the page and the committed cpu results come first."""
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise RuntimeError("no Chromium found; install it with 'apt-get install chromium'")
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run([*_chromium_args(chromium, profile), "--hide-scrollbars",
+                               f"--window-size={size[0]},{size[1]}", f"--screenshot={out}",
+                               Path(page).resolve().as_uri()],
+                              capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0 or not out.is_file() or out.stat().st_size == 0:
+        raise RuntimeError(f"Chromium took no screenshot of {page}: {done.stderr[-500:]}")
+    return out
+
+
+_VOID = ("img", "br", "hr", "meta", "link", "input")
+
+
 class _PageParser(HTMLParser):
-    """Collects article images and the text of cell outputs."""
+    """Collects article images, the text of cell outputs and the article's whole text."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,14 +107,16 @@ class _PageParser(HTMLParser):
         self.images: list[str] = []
         self.error_outputs = 0
         self._output_depth = 0
-        self._stack: list[bool] = []
+        self._article_depth = 0
+        self._stack: list[tuple[bool, bool]] = []
         self.output_text: list[str] = []
+        self.article_text: list[str] = []
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         classes = (a.get("class") or "").split()
-        if tag == "article" or "bd-article" in classes:
-            self.has_article = True
+        is_article = tag == "article" or "bd-article" in classes
+        self.has_article |= is_article
         if tag == "img" and a.get("src"):
             self.images.append(a["src"])
         is_output = "cell_output" in classes or "output" in classes
@@ -78,19 +124,24 @@ class _PageParser(HTMLParser):
         # stderr in a published page is a warning the reader should not have to see.
         if "output" in classes and {"traceback", "stderr", "error"} & set(classes):
             self.error_outputs += 1
-        if tag in ("img", "br", "hr", "meta", "link", "input"):
+        if tag in _VOID:
             return
-        self._stack.append(is_output)
+        self._stack.append((is_output, is_article))
         self._output_depth += is_output
+        self._article_depth += is_article
 
     def handle_endtag(self, tag):
-        if tag in ("img", "br", "hr", "meta", "link", "input") or not self._stack:
+        if tag in _VOID or not self._stack:
             return
-        self._output_depth -= self._stack.pop()
+        is_output, is_article = self._stack.pop()
+        self._output_depth -= is_output
+        self._article_depth -= is_article
 
     def handle_data(self, data):
         if self._output_depth > 0:
             self.output_text.append(data)
+        if self._article_depth > 0:
+            self.article_text.append(data)
 
 
 @dataclass
@@ -100,8 +151,11 @@ class PageReport:
     images: int = 0
 
 
-def check_page(page: Path, dom: str) -> PageReport:
-    """Problems found in one page's DOM (empty list: the page is fine)."""
+def check_page(page: Path, dom: str, forbidden_paths: tuple[str, ...] | None = None) -> PageReport:
+    """Problems found in one page's DOM (empty list: the page is fine).
+
+    ``forbidden_paths``: path prefixes no output may print (default :func:`machine_paths`).
+    """
     p = _PageParser()
     p.feed(dom)
     report = PageReport(page=str(page), images=len(p.images))
@@ -118,6 +172,13 @@ def check_page(page: Path, dom: str) -> PageReport:
         report.problems.append(f"{p.error_outputs} error output(s)")
     if UNRENDERED_TABLE.search(text):
         report.problems.append("a cell output holds a Markdown table printed as text, not rendered")
+    article = "".join(p.article_text)
+    for marker in REMOVED_CELL_MARKERS:
+        if marker in article:
+            report.problems.append(f"the page shows {marker!r}: a cell tagged remove-cell is rendered")
+    for prefix in (machine_paths() if forbidden_paths is None else forbidden_paths):
+        if prefix in text:
+            report.problems.append(f"a cell output prints a path of the build machine ({prefix})")
     return report
 
 
@@ -160,10 +221,19 @@ def check_book(html_dir: Path, chromium: str | None = None) -> list[PageReport]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m xcf.bookcheck", description=__doc__,
+    ap = argparse.ArgumentParser(prog="tools/bookcheck.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("html_dir", nargs="?", default="_build/html", type=Path)
+    ap.add_argument("--screenshot", nargs=2, metavar=("PAGE", "OUT_PNG"), type=Path,
+                    help="save a screenshot of one built page instead of checking the book")
+    ap.add_argument("--window-size", default="1280,4000", metavar="W,H",
+                    help="browser window for --screenshot (default 1280,4000)")
     args = ap.parse_args(argv)
+    if args.screenshot:
+        page, out = args.screenshot
+        w, h = (int(v) for v in args.window_size.split(","))
+        print(f"[bookcheck] screenshot of {page} -> {screenshot(page, out, size=(w, h))}")
+        return 0
     reports = check_book(args.html_dir)
     bad = [r for r in reports if r.problems]
     for r in reports:

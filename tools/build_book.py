@@ -1,13 +1,16 @@
 """Execute the notebooks at a profile with papermill, then build the Jupyter Book.
 
-    python -m xcf.book --profile smoke            # all notebooks of _toc.yml, then the HTML
-    python -m xcf.book --only 02 --no-build       # one notebook, no HTML
+    .venv/bin/python tools/build_book.py --profile smoke       # all notebooks of _toc.yml, then the HTML
+    .venv/bin/python tools/build_book.py --only 02 --no-build  # one notebook, no HTML
 
-After the build, every page is opened in headless Chromium (:mod:`xcf.bookcheck`).
+After the build, every page is opened in headless Chromium (``tools/bookcheck.py``).
 
 Notebooks are committed without outputs.  Executed copies go to ``_build/src/notebooks``
 together with the book's pages and configuration, and ``jupyter-book build`` renders that
 tree (with ``execute_notebooks: off``) into ``_build/html``, warnings as errors.
+
+This script knows the checkout's layout (``_toc.yml``, ``book/``, ``notebooks/``), which is
+why it lives in ``tools/`` and not in the installable library.
 """
 from __future__ import annotations
 
@@ -21,9 +24,14 @@ from pathlib import Path
 
 import yaml
 
-from .profiles import PROFILES
+from xcf.profiles import PROFILES
 
-ROOT = Path(__file__).resolve().parent.parent
+TOOLS = Path(__file__).resolve().parent
+ROOT = TOOLS.parent
+if str(TOOLS) not in sys.path:  # bookcheck.py is a sibling script, not part of xcf
+    sys.path.insert(0, str(TOOLS))
+
+import bookcheck  # noqa: E402
 BOOK_FILES = ("_config.yml", "_toc.yml")
 BOOK_DIRS = ("book",)
 
@@ -95,7 +103,7 @@ def build_html(src: Path, root: Path = ROOT) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m xcf.book", description=__doc__,
+    ap = argparse.ArgumentParser(prog="tools/build_book.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="smoke", choices=PROFILES)
     ap.add_argument("--only", action="append", default=[],
@@ -112,26 +120,24 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(kernel_env(build))
     for nb in notebooks:
         out = build / "src" / nb.relative_to(ROOT)
-        print(f"[xcf.book] executing {nb.relative_to(ROOT)} at profile {args.profile} ...", flush=True)
+        print(f"[build_book] executing {nb.relative_to(ROOT)} at profile {args.profile} ...", flush=True)
         secs = execute(nb, out, args.profile, cwd=nb.parent)
-        print(f"[xcf.book]   done in {secs:.0f} s -> {out.relative_to(ROOT)}", flush=True)
+        print(f"[build_book]   done in {secs:.0f} s -> {out.relative_to(ROOT)}", flush=True)
     if args.no_build:
         return 0
     html = build_html(assemble(build))
-    print(f"[xcf.book] book written to {html.relative_to(ROOT)}/index.html")
+    print(f"[build_book] book written to {html.relative_to(ROOT)}/index.html")
     return browser_check(html)
 
 
 def browser_check(html: Path) -> int:
-    """Open every page in headless Chromium (xcf.bookcheck).  Without Chromium the check
-    is skipped with a note, except in CI (``CI`` set), where it must run."""
-    from . import bookcheck
-
+    """Open every page in headless Chromium (tools/bookcheck.py).  Without Chromium the
+    check is skipped with a note, except in CI (``CI`` set), where it must run."""
     if bookcheck.find_chromium() is None:
         if os.environ.get("CI"):
-            print("[xcf.book] Chromium is required in CI for the browser check", file=sys.stderr)
+            print("[build_book] Chromium is required in CI for the browser check", file=sys.stderr)
             return 1
-        print("[xcf.book] note: Chromium not found, browser check skipped "
+        print("[build_book] note: Chromium not found, browser check skipped "
               "(apt-get install chromium)", file=sys.stderr)
         return 0
     return bookcheck.main([str(html)])
