@@ -40,3 +40,39 @@ def test_every_function_on_the_equations_page_exists():
         except (ImportError, AttributeError):
             missing.append(name)
     assert not missing, f"names on book/equations.md that do not exist: {missing}"
+
+
+def _public_modules() -> set[str]:
+    import pkgutil
+
+    import xcf
+
+    return {m.name for m in pkgutil.walk_packages(xcf.__path__, "xcf.")
+            if not any(part.startswith("_") for part in m.name.split("."))}
+
+
+def test_the_api_page_documents_every_public_module_and_only_those():
+    text = (ROOT / "book" / "api.md").read_text()
+    documented = re.findall(r"^\.\. automodule:: (\S+)\s*$", text, re.M)
+    assert len(documented) == len(set(documented)), "a module is documented twice"
+    public = _public_modules()
+    assert len(public) > 20
+    assert set(documented) == public, (f"missing from book/api.md: {sorted(public - set(documented))}; "
+                                      f"not public modules: {sorted(set(documented) - public)}")
+
+
+def test_the_api_page_is_in_the_table_of_contents():
+    assert "file: book/api" in (ROOT / "_toc.yml").read_text()
+
+
+def test_the_book_loads_the_css_that_wraps_long_code_lines():
+    import yaml
+
+    sphinx = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]
+    static = sphinx["config"]["html_static_path"]
+    css = [ROOT / d / f for d in static for f in sphinx["config"]["html_css_files"]]
+    assert static == ["book/_static"] and css and all(p.is_file() for p in css)
+    text = "".join(p.read_text() for p in css)
+    assert re.search(r"div\.cell_input pre[^{]*\{[^}]*white-space:\s*pre-wrap", text, re.S)
+    assert re.search(r"div\.cell_output pre[^{]*\{[^}]*white-space:\s*pre-wrap", text, re.S)
+    assert "sphinx.ext.autodoc" in sphinx["extra_extensions"]
