@@ -1,8 +1,15 @@
-"""Notebook tier: execute each notebook with papermill at the smoke profile (pyhf style:
-kernel ``python3``, explicit cwd, ``MPLBACKEND=agg``), then read the metrics it recorded
-back and check them against tolerances."""
+"""Notebook tier: the metrics each notebook recorded at the smoke profile, checked against
+tolerances.
+
+CI builds the book first (which executes every notebook at smoke) and points
+``XCF_TEST_RUNS_DIR`` at its ``_build/runs``: each test then reads the metrics that build
+recorded there, so CI executes each notebook once.  Without them (``make test`` alone, or
+a notebook edited after the build) the test executes the notebook itself with papermill
+(pyhf style: kernel ``python3``, explicit cwd, ``MPLBACKEND=agg``).  What the book never
+runs, a misspelled parameter or an unknown profile, is always executed here."""
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -43,9 +50,49 @@ def run_notebook(name: str, tmp_path: Path, runs: Path | None = None, **paramete
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def book_metrics(name: str) -> dict | None:
+    """The metrics the book build recorded for ``name`` at smoke, or None.
+
+    Only ``$XCF_TEST_RUNS_DIR`` is read (never a default folder, where an old build may
+    linger), and only a record newer than the notebook itself and made at smoke."""
+    given = os.environ.get("XCF_TEST_RUNS_DIR")
+    if not given:
+        return None
+    path = Path(given) / "metrics" / f"{name}.json"
+    if not path.is_file() or path.stat().st_mtime < (NOTEBOOKS / f"{name}.ipynb").stat().st_mtime:
+        return None
+    m = json.loads(path.read_text())
+    return m if m.get("profile") == "smoke" else None
+
+
+def notebook_metrics(name: str, tmp_path: Path, runs: Path | None = None) -> dict:
+    """What the book recorded for ``name`` (see :func:`book_metrics`), else what executing
+    it here records."""
+    recorded = book_metrics(name)
+    return recorded if recorded is not None else run_notebook(name, tmp_path, runs)
+
+
+def test_book_metrics_are_used_only_when_fresh_and_at_smoke(tmp_path, monkeypatch):
+    """The reuse rule itself: a missing, stale or non-smoke record means execute."""
+    name = "02_measuring_cross_class_features"
+    monkeypatch.delenv("XCF_TEST_RUNS_DIR", raising=False)
+    assert book_metrics(name) is None
+    monkeypatch.setenv("XCF_TEST_RUNS_DIR", str(tmp_path))
+    assert book_metrics(name) is None
+    path = tmp_path / "metrics" / f"{name}.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"profile": "cpu", "x": 1}))
+    assert book_metrics(name) is None
+    path.write_text(json.dumps({"profile": "smoke", "x": 1}))
+    assert book_metrics(name) == {"profile": "smoke", "x": 1}
+    old = (NOTEBOOKS / f"{name}.ipynb").stat().st_mtime - 60
+    os.utime(path, (time.time(), old))
+    assert book_metrics(name) is None
+
+
 @pytest.mark.notebook
 def test_02_measuring_ranks_planted_pairs_first(tmp_path):
-    m = run_notebook("02_measuring_cross_class_features", tmp_path)
+    m = notebook_metrics("02_measuring_cross_class_features", tmp_path)
     assert m["profile"] == "smoke"
     assert m["top_pairs_are_shared"] is True
     assert m["min_c_shared"] - m["max_c_other"] >= 0.3      # same margin as the unit test
@@ -75,7 +122,7 @@ def _ra_above_chance(gap: dict, margin: float = 0.1) -> None:
 
 @pytest.mark.notebook
 def test_03_at_dynamics(tmp_path, runs_root):
-    m = run_notebook("03_at_dynamics", tmp_path, runs_root)
+    m = notebook_metrics("03_at_dynamics", tmp_path, runs_root)
     _ra_above_chance(m)
     assert set(m["overfit_by_eps"]) == {"0.05", "0.1", "0.15"}
     assert all(v >= 0 for v in m["overfit_by_eps"].values())  # peak minus last is never negative
@@ -83,14 +130,14 @@ def test_03_at_dynamics(tmp_path, runs_root):
 
 @pytest.mark.notebook
 def test_04_soft_labels(tmp_path, runs_root):
-    m = run_notebook("04_soft_labels", tmp_path, runs_root)
+    m = notebook_metrics("04_soft_labels", tmp_path, runs_root)
     _ra_above_chance(m["kd"])
     _ra_above_chance(m["pgd_at"])
 
 
 @pytest.mark.notebook
 def test_05_perturbation_bound(tmp_path, runs_root):
-    m = run_notebook("05_perturbation_bound", tmp_path, runs_root)
+    m = notebook_metrics("05_perturbation_bound", tmp_path, runs_root)
     rows = m["table1"]
     assert [r["eps"] for r in rows] == ["0.1", "0.15", "0.2"]
     # Independent truth: a larger attack radius leaves a trained model less robust
@@ -103,7 +150,7 @@ def test_05_perturbation_bound(tmp_path, runs_root):
 
 @pytest.mark.notebook
 def test_06_norms_datasets_architectures(tmp_path, runs_root):
-    m = run_notebook("06_norms_datasets_architectures", tmp_path, runs_root)
+    m = notebook_metrics("06_norms_datasets_architectures", tmp_path, runs_root)
     assert set(m) >= {"planted-10", "l2", "deit_tiny"}
     _ra_above_chance(m["l2"])
     _ra_above_chance(m["planted-10"])
@@ -112,7 +159,7 @@ def test_06_norms_datasets_architectures(tmp_path, runs_root):
 
 @pytest.mark.notebook
 def test_07_fast_at(tmp_path, runs_root):
-    m = run_notebook("07_fast_at", tmp_path, runs_root)
+    m = notebook_metrics("07_fast_at", tmp_path, runs_root)
     assert isinstance(m["collapsed"], bool)
     assert m["collapsed"] == (m["ra_last"] < 0.5 * m["ra_best"])
     assert m["ra_best"] > CHANCE_10
@@ -120,21 +167,21 @@ def test_07_fast_at(tmp_path, runs_root):
 
 @pytest.mark.notebook
 def test_08_instance_wise_and_standard(tmp_path, runs_root):
-    m = run_notebook("08_instance_wise_and_standard", tmp_path, runs_root)
+    m = notebook_metrics("08_instance_wise_and_standard", tmp_path, runs_root)
     assert len(m["i_cas"]) == 4 and all(0 <= v <= 90 for v in m["i_cas"].values())
     assert 0 <= m["standard_cas"] <= 90 and 0 <= m["at_cas"] <= 90
 
 
 @pytest.mark.notebook
 def test_09_saliency(tmp_path, runs_root):
-    m = run_notebook("09_saliency", tmp_path, runs_root)
+    m = notebook_metrics("09_saliency", tmp_path, runs_root)
     assert m["n"] >= 1, "some test sample must be right for best and wrong for last"
     assert 0 < m["spread_best"] <= 1 and 0 < m["spread_last"] <= 1
 
 
 @pytest.mark.notebook
 def test_10_figures_finds_this_profile(tmp_path, runs_root):
-    m = run_notebook("10_figures", tmp_path, runs_root)
+    m = notebook_metrics("10_figures", tmp_path, runs_root)
     assert "smoke" in m["profiles_found"]
 
 
@@ -145,7 +192,7 @@ def test_11_claims_regenerates_its_verdicts_from_the_committed_results(tmp_path,
     from xcf import claims
     from xcf.profiles import profile_knobs
 
-    m = run_notebook("11_claims", tmp_path, runs_root)
+    m = notebook_metrics("11_claims", tmp_path, runs_root)
     S = profile_knobs("11_claims", "cpu", NOTEBOOKS / "params")
     found = claims.find_studies(NOTEBOOKS / "results" / "cpu", S)
     assert m["results"] == "cpu" and m["n_found"] == len(found)
@@ -154,7 +201,7 @@ def test_11_claims_regenerates_its_verdicts_from_the_committed_results(tmp_path,
 
 @pytest.mark.notebook
 def test_12_performance_runs_both_benchmarks_live(tmp_path, runs_root):
-    m = run_notebook("12_performance", tmp_path, runs_root)
+    m = notebook_metrics("12_performance", tmp_path, runs_root)
     assert set(m["live_ratios"]) == {"train_step fp32", "train_step bf16", "attribution fp32", "attribution bf16"}
     # Even on a busy machine xcf does less work than the official algorithm (23F vs 34F a step).
     assert all(r > 1.0 for r in m["live_ratios"].values()), m["live_ratios"]
