@@ -295,7 +295,7 @@ def test_table2_defaults():
     ({"epochs": 2.5}, "epochs", "integer >= 1"),
     ({"lr": -0.1}, "lr", "> 0"),
     ({"lr": float("nan")}, "lr", "finite"),
-    ({"eps": -1}, "eps", ">= 0"),
+    ({"eps": -1}, "eps", "0 < eps <= 1"),  # issue 14: eps 0 is refused too
     ({"batch_size": 0}, "batch_size", ">= 1"),
     ({"epoch": 3}, "epoch", "did you mean 'epochs'"),
     ({"objective": "kd_at"}, "kd.teacher", "needs a teacher"),

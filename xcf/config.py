@@ -38,7 +38,8 @@ from .data import DATASETS
 from .models import MODELS
 
 __all__ = ["OBJECTIVES", "AMP_MODES", "ATTACK_MODES", "BEST_METRICS", "DEVICE_PATTERN",
-           "NON_IDENTITY", "KEY_BASELINE", "KEY_LENGTH", "FLOAT_DIGITS", "ConfigError", "KDConfig",
+           "NON_IDENTITY", "KEY_BASELINE", "KEY_LENGTH", "FLOAT_DIGITS", "ConfigError",
+           "ConfigFileError", "LINF_EPS_MAX", "L2_EPS_MAX", "read_config_file", "KDConfig",
            "TradesConfig", "FastATConfig", "TrainConfig", "teacher_identity", "canonical",
            "config_key", "make_config"]
 
@@ -63,6 +64,59 @@ class ConfigError(ValueError):
         if self.allowed is not None:
             text += f"; allowed values: {', '.join(map(str, self.allowed))}"
         super().__init__(text)
+
+
+class ConfigFileError(ConfigError):
+    """A config file cannot be used as a whole: missing, unreadable, not YAML, empty, or not
+    a mapping.  The message names the file (and the line, for a YAML syntax error)."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.key = "<file>"
+        self.allowed = None
+        ValueError.__init__(self, f"config file {path}: {problem}")
+
+
+# Upper bounds of the attack radius, in [0, 1] pixel units.  l-inf: a radius of 1 already
+# allows any image; the paper uses 8/255.  l2: generous (the paper uses 128/255 ~ 0.5; the
+# diameter of a 32x32x3 image in [0, 1] is about 55).
+LINF_EPS_MAX = 1.0
+L2_EPS_MAX = 64.0
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The mapping a YAML config file holds; :class:`ConfigFileError` naming the file when it
+    is missing, unreadable, not valid YAML (with the line), empty or comment-only (which
+    would otherwise mean the CIFAR-10 / 200-epoch defaults), or not a mapping."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigFileError(path, "does not exist")
+    if path.is_dir():
+        raise ConfigFileError(path, "is a directory; give a YAML file (see configs/)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigFileError(path, f"cannot be read ({err})") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigFileError(path, f"is not valid YAML{where}: {what}") from err
+    if data is None:
+        raise ConfigFileError(path, "is empty (or holds only comments); write the config keys "
+                              "in it, e.g. start from configs/smoke.yaml (an empty config "
+                              "would mean the full CIFAR-10, 200-epoch defaults)")
+    if not isinstance(data, Mapping):
+        raise ConfigFileError(path, f"must hold a mapping of config keys to values, got a "
+                              f"{type(data).__name__} ({_short(data)})")
+    return dict(data)
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 @dataclass
@@ -162,8 +216,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name, cls in _SECTIONS.items():
             value = getattr(self, name)
-            if isinstance(value, Mapping):
+            if value is None:
+                setattr(self, name, cls())
+            elif isinstance(value, Mapping):
                 setattr(self, name, _section_from_dict(name, cls, value))
+            elif not isinstance(value, cls):
+                keys = [_YAML_KEYS.get(f.name, f.name) for f in dataclasses.fields(cls)]
+                raise ConfigError(name, f"must be a mapping with the keys {', '.join(keys)}, "
+                                  f"got {_short(value)}")
+        _coerce_numbers(self)
         _validate(self)
 
     # ------------------------------------------------------------------ conversions
@@ -180,12 +241,8 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        text = Path(path).read_text()
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError("<file>", f"{path} is not valid YAML ({err})") from err
-        return cls.from_dict(data)
+        """Build from a YAML file (see :func:`read_config_file` for what the file must be)."""
+        return cls.from_dict(read_config_file(path))
 
     def to_dict(self) -> dict:
         """Plain-Python form, YAML-ready; sections use their YAML keys (``kd.lambda``)."""
@@ -351,6 +408,32 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+# Fields (and section fields) that hold a float: a string that reads as a number (YAML 1.1
+# reads ``1e-3``, without a dot, as a string) is taken as that float before validation.
+_FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "lr_gamma", "eps", "eval_eps", "alpha")
+_FLOAT_SECTION_FIELDS = {"kd": ("lam", "temperature"), "trades": ("beta",), "fast_at": ("alpha",)}
+_FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _as_float(v: Any) -> Any:
+    if isinstance(v, str) and _FLOAT_TEXT.match(v.strip()):
+        return float(v.strip())
+    return v
+
+
+def _coerce_numbers(c: "TrainConfig") -> None:
+    """Numbers written as strings (``lr: 1e-3``) become floats; anything else is left for
+    :func:`_validate` to judge."""
+    for name in _FLOAT_FIELDS:
+        setattr(c, name, _as_float(getattr(c, name)))
+    for section, names in _FLOAT_SECTION_FIELDS.items():
+        sub = getattr(c, section)
+        for name in names:
+            setattr(sub, name, _as_float(getattr(sub, name)))
+    if isinstance(c.milestones, (list, tuple)):
+        c.milestones = [_as_float(m) for m in c.milestones]
+
+
 def _need_int(key: str, v: Any, low: int, optional: bool = False) -> None:
     if v is None and optional:
         return
@@ -359,7 +442,7 @@ def _need_int(key: str, v: Any, low: int, optional: bool = False) -> None:
 
 
 def _need_number(key: str, v: Any, *, low: float | None = None, high: float | None = None,
-                 strict_low: bool = False, optional: bool = False) -> None:
+                 strict_low: bool = False, optional: bool = False, hint: str = "") -> None:
     if v is None and optional:
         return
     ok = _is_number(v) and (low is None or (v > low if strict_low else v >= low)) \
@@ -369,8 +452,9 @@ def _need_number(key: str, v: Any, *, low: float | None = None, high: float | No
         if low is not None:
             bound.append(f"{'>' if strict_low else '>='} {low}")
         if high is not None:
-            bound.append(f"<= {high}")
-        raise ConfigError(key, f"must be a finite number {' and '.join(bound)}, got {v!r}")
+            bound.append(f"<= {high:g}")
+        raise ConfigError(key, f"must be a finite number {' and '.join(bound)}"
+                          f"{' or null' if optional else ''}, got {v!r}{hint}")
 
 
 def _need_choice(key: str, v: Any, allowed: Sequence[str]) -> None:
@@ -381,6 +465,10 @@ def _need_choice(key: str, v: Any, allowed: Sequence[str]) -> None:
 def _need_bool(key: str, v: Any) -> None:
     if not isinstance(v, bool):
         raise ConfigError(key, f"must be true or false, got {v!r}", [True, False])
+
+
+# model_kwargs that size a layer: integers >= 1 (checked here, before any data is loaded).
+_MODEL_SIZES = ("width", "img_size", "patch_size", "depth", "num_heads", "embed_dim")
 
 
 def _validate(c: TrainConfig) -> None:
@@ -397,6 +485,9 @@ def _validate(c: TrainConfig) -> None:
     for key in ("data_kwargs", "model_kwargs"):
         if not isinstance(getattr(c, key), Mapping):
             raise ConfigError(key, f"must be a mapping, got {getattr(c, key)!r}")
+    for name, value in c.model_kwargs.items():
+        if name in _MODEL_SIZES:
+            _need_int(f"model_kwargs.{name}", value, 1)
     for key in ("augment", "normalize", "channels_last", "compile", "log_train_clean", "autoattack"):
         _need_bool(key, getattr(c, key))
     for key in ("n_train", "n_test", "eval_n", "holdout_n", "autoattack_n"):
@@ -412,9 +503,14 @@ def _validate(c: TrainConfig) -> None:
     _need_number("momentum", c.momentum, low=0, high=1)
     _need_number("weight_decay", c.weight_decay, low=0)
     _need_number("lr_gamma", c.lr_gamma, low=0, strict_low=True)
-    _need_number("eps", c.eps, low=0, optional=True)
-    _need_number("eval_eps", c.eval_eps, low=0, optional=True)
-    _need_number("alpha", c.alpha, low=0, strict_low=True, optional=True)
+    high = LINF_EPS_MAX if c.norm == "linf" else L2_EPS_MAX
+    hint = (f" (the attack radius in [0, 1] pixel units: 0 < eps <= {high:g} for {c.norm}; "
+            f"the paper uses {'8/255' if c.norm == 'linf' else '128/255'})")
+    _need_number("eps", c.eps, low=0, high=high, strict_low=True, optional=True, hint=hint)
+    _need_number("eval_eps", c.eval_eps, low=0, high=high, optional=True,
+                 hint=hint.replace("0 < eps", "0 <= eval_eps"))
+    _need_number("alpha", c.alpha, low=0, high=high, strict_low=True, optional=True,
+                 hint=" (the attack step size; null: eps/4 for linf, eps/8 for l2)")
     if not isinstance(c.milestones, (list, tuple)):
         raise ConfigError("milestones", f"must be a list of fractions of the epochs, got {c.milestones!r}")
     for m in c.milestones:
