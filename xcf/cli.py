@@ -43,9 +43,9 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xcf", description="Train runs and measure cross-class "
+    p = _Parser(prog="xcf", description="Train runs and measure cross-class "
                                 "features (Wei, Guo & Wang, ICML 2025).")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train (or resume, or reuse) the run of a YAML config")
     t.add_argument("config", type=Path, help="YAML file with TrainConfig keys (see configs/)")
@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("measure", help="recompute C, CAS and robust accuracy of a checkpoint")
     m.add_argument("run_dir", type=Path)
-    m.add_argument("--epoch", default="best", help="epoch number, 'best' or 'last' (default best)")
+    m.add_argument("--epoch", type=_epoch_arg, default="best", help="epoch number, 'best' or 'last' (default best)")
     m.add_argument("--eval-n", type=int, default=None, help="test samples (default: the run's eval_n)")
     m.add_argument("--steps", type=int, default=None, help="PGD steps (default: the run's eval_steps)")
     m.add_argument("--eps", type=float, default=None, help="attack radius (default: the run's eval_eps)")
@@ -71,21 +71,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import TrainConfig  # torch loads here, after main() has set OMP_WAIT_POLICY
+    from .config import TrainConfig, read_config_file  # torch loads here, after main() has set OMP_WAIT_POLICY
     from .runner import train  # noqa: E402  (same reason)
 
-    if not args.config.is_file():
-        raise FileNotFoundError(f"config file {args.config} not found")
-    raw = yaml.safe_load(args.config.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{args.config} must hold a mapping of config keys")
+    raw = read_config_file(args.config)  # ConfigFileError naming the file (and line)
+    if args.runs_dir is not None and args.runs_dir.exists() and not args.runs_dir.is_dir():
+        raise ValueError(f"--runs-dir {args.runs_dir} is a file, not a folder; give a folder "
+                         "(it is created if missing)")
     raw = _merge(raw, _parse_set(args.overrides))
     if args.device:
         raw["device"] = args.device
     cfg = TrainConfig.from_dict(raw)
     run = train(cfg, runs_dir=args.runs_dir, progress=not args.no_progress, overwrite=args.overwrite)
     final = run.final()
-    best = final.get("best") or {}
+    best = final.get("best")
+    if not isinstance(best, dict) or not isinstance(best.get("test_robust_acc"), (int, float)):
+        raise ValueError(f"{run.path / 'final.json'} lacks the best epoch's metrics ('best'); it "
+                         "was edited or truncated: rerun with --overwrite, or restore it")
     print(f"run folder: {run.path}")
     print(f"best epoch {final.get('best_epoch')}: test robust {best.get('test_robust_acc', float('nan')):.4f}, "
           f"CAS {best.get('cas', float('nan')):.2f}")
@@ -93,14 +95,32 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _epoch_arg(text: str):
-    return text if text in ("best", "last") else int(text)
+    """``best``, ``last`` or an epoch number >= 1 (an argparse type)."""
+    if text in ("best", "last"):
+        return text
+    try:
+        epoch = int(text)
+    except ValueError:
+        epoch = 0
+    if epoch < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an epoch: give best, last or an "
+                                         "epoch number N >= 1")
+    return epoch
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, exiting 2 with one ``xcf: error: ...`` line (the usage is left out)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"xcf: error: {message} (see xcf {self.prog.split()[-1]} --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _measure(args: argparse.Namespace) -> int:
     from .posthoc import measure_run  # torch loads here, after OMP_WAIT_POLICY is set
 
     epoch, numbers, adv, clean = measure_run(
-        args.run_dir, _epoch_arg(args.epoch), eval_n=args.eval_n, eval_steps=args.steps,
+        args.run_dir, args.epoch, eval_n=args.eval_n, eval_steps=args.steps,
         eval_eps=args.eps, instance=args.instance, device=args.device, progress=not args.no_progress)
     line = (f"epoch {epoch}: test clean {numbers['test_clean_acc']:.4f}  robust "
             f"{numbers['test_robust_acc']:.4f}  CAS {numbers['cas']:.3f}  "
@@ -132,20 +152,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # Imported only now, after OMP_WAIT_POLICY is set: these modules load torch.
     from .checkpoints import CheckpointError
     from .config import ConfigError
+    from .data.dataset import DatasetUnavailableError
     from .runs import RunLockedError
 
     try:
         return _train(args) if args.command == "train" else _measure(args)
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"xcf {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except (FloatingPointError, RunLockedError) as err:
         print(f"xcf {args.command}: training stopped: {err}", file=sys.stderr)
         return 1
+    except (ConfigError, CheckpointError, OSError, ValueError, yaml.YAMLError) as err:
+        return _user_error(args.command, err)
+    except DatasetUnavailableError as err:  # a RuntimeError, but the user's to fix
+        return _user_error(args.command, err)
     except KeyboardInterrupt:
         print(f"xcf {args.command}: interrupted; the same command resumes from the last "
               "finished epoch", file=sys.stderr)
         return 130
+
+
+def _user_error(command: str, err: BaseException) -> int:
+    """Exit status 2 and one line on stderr: ``xcf train: error: ...``."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        text += f": {err.filename}"
+    print(f"xcf {command}: error: {text}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,16 +1,17 @@
 """Post-hoc measurement: recompute a saved checkpoint's evaluation (``xcf measure``)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 from .checkpoints import Which, build_from_meta, load_torch, load_weights
-from .config import make_config
+from .config import TrainConfig, make_config
 from .evaluation import evaluate
 from .preparation import load_data, model_meta, resolve_device
-from .runs import Run
+from .runs import Run, RunFileError
 
 __all__ = ["measure_run"]
 
@@ -26,16 +27,33 @@ def measure_run(run_dir: str | Path, which: Which = "best", *, eval_n: Optional[
     :func:`xcf.evaluation.evaluate`.
     """
     run = Run(run_dir)
-    if not (run.path / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run.path} is not a run folder (no config.yaml)")
+    saved = run.config  # RunFileError naming the file if missing or garbled
+    config_file = run.path / "config.yaml"
+    try:
+        key = TrainConfig.from_dict(saved).key()
+    except ValueError as err:
+        raise RunFileError(f"{config_file} is not a valid config ({err})") from err
+    if re.fullmatch(r"[0-9a-f]{12}", run.key) and key != run.key:
+        raise RunFileError(f"{config_file} gives the run key {key}, but the folder's key is "
+                           f"{run.key}: config.yaml was edited; restore it (or train the "
+                           "edited config as a run of its own)")
     overrides = {k: v for k, v in dict(eval_n=eval_n, eval_steps=eval_steps, eval_eps=eval_eps,
                                        device=device).items() if v is not None}
     cfg = make_config(run.config, **overrides).resolved()
     path = run.find_checkpoint(which)
     ckpt = load_torch(path)
+    saved_meta = ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
+    if ckpt.get("config_key") not in (None, key):
+        raise RunFileError(f"checkpoint {path} is of run {ckpt['config_key']}, not of "
+                           f"{config_file} (key {key})")
+    if saved_meta.get("dataset") not in (None, saved.get("dataset")):
+        raise RunFileError(f"checkpoint {path} was trained on {saved_meta['dataset']!r} but "
+                           f"{config_file} says dataset {saved.get('dataset')!r}")
+    if "num_classes" not in saved_meta:
+        raise RunFileError(f"checkpoint {path} has no model meta (num_classes); not an xcf checkpoint")
     dev = resolve_device(cfg.device)
     _, x_eval, y_eval = load_data(cfg)
-    meta = model_meta(cfg, ckpt["meta"]["num_classes"], x_eval.shape[1:])
+    meta = model_meta(cfg, saved_meta["num_classes"], x_eval.shape[1:])
     model = build_from_meta(meta)
     load_weights(model, ckpt, path, meta=meta)
     model = model.to(dev).eval()

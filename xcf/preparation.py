@@ -62,8 +62,11 @@ def load_data(c: TrainConfig) -> tuple[Dataset, torch.Tensor, torch.Tensor]:
     try:
         ds = load(c.dataset, root=c.data_root, n_train=n_load, n_test=c.n_test,
                        seed=c.data_seed, **c.data_kwargs)
-    except TypeError as err:  # an unknown keyword of the dataset's loader
-        raise ConfigError("data_kwargs", f"not accepted by dataset {c.dataset!r}: {err}") from err
+    except (TypeError, ValueError) as err:  # an unknown keyword or bad value for the loader
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError("data_kwargs", f"{dict(c.data_kwargs)!r} not accepted by dataset "
+                          f"{c.dataset!r}: {err}") from err
     K = ds.num_classes
     if len(ds.y_test) < K or (c.eval_n is not None and c.eval_n < K):
         raise ConfigError("eval_n", f"the evaluation set needs at least one sample of each of the "
@@ -108,8 +111,10 @@ def build_model(c: TrainConfig, meta: dict, device: torch.device) -> nn.Module:
     torch.manual_seed(c.seed)  # the initial weights depend on the seed only
     try:
         model = build_from_meta(meta)
-    except TypeError as err:
-        raise ConfigError("model_kwargs", f"not accepted by model {c.model!r}: {err}") from err
+    except (TypeError, ValueError, RuntimeError, AssertionError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError("model_kwargs", f"{dict(c.model_kwargs)!r} not accepted by model "
+                          f"{c.model!r}: {first}") from err
     model = model.to(device)
     if c.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -41,11 +41,16 @@ from .checkpoints import (FORMAT_VERSION, STATE_FORMAT, CheckpointError, Which, 
                           find_checkpoint, load_model, load_torch, model_checkpoint)
 from .provenance import command, now
 
-__all__ = ["Run", "RunLockedError", "find_run", "default_runs_dir"]
+__all__ = ["Run", "RunLockedError", "RunFileError", "find_run", "default_runs_dir"]
 
 
 class RunLockedError(RuntimeError):
     """Another live process is working on the same run folder."""
+
+
+class RunFileError(ValueError):
+    """A file of a run folder is missing, garbled, or disagrees with the rest of the run;
+    the message names the file."""
 
 
 def default_runs_dir() -> Path:
@@ -91,7 +96,17 @@ class Run:
     @property
     def config(self) -> dict:
         """The resolved configuration this run was created with."""
-        return yaml.safe_load((self.path / "config.yaml").read_text())
+        path = self.path / "config.yaml"
+        if not path.is_file():
+            raise RunFileError(f"{self.path} is not a run folder (no config.yaml)")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise RunFileError(f"{path} is unreadable ({str(err).splitlines()[0]})") from err
+        if not isinstance(data, dict) or not data:
+            raise RunFileError(f"{path} must hold the run's config mapping, got {data!r:.60}; "
+                               "it was emptied or edited")
+        return data
 
     @property
     def finished(self) -> bool:
@@ -100,7 +115,15 @@ class Run:
     def final(self) -> dict:
         """Summary written when training finished ({} before that)."""
         path = self.path / "final.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise RunFileError(f"{path} is unreadable ({err})") from err
+        if not isinstance(data, dict):
+            raise RunFileError(f"{path} must hold a JSON object, got {data!r:.60}")
+        return data
 
     def provenance(self) -> dict:
         path = self.path / "provenance.json"
