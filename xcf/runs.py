@@ -39,6 +39,7 @@ import yaml
 from . import atomic
 from .checkpoints import (FORMAT_VERSION, STATE_FORMAT, CheckpointError, Which, checkpoint_path,
                           find_checkpoint, load_model, load_torch, model_checkpoint)
+from .config import ConfigFileError, read_config_file
 from .provenance import command, now
 
 __all__ = ["Run", "RunLockedError", "RunFileError", "find_run", "default_runs_dir"]
@@ -100,10 +101,10 @@ class Run:
         if not path.is_file():
             raise RunFileError(f"{self.path} is not a run folder (no config.yaml)")
         try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-            raise RunFileError(f"{path} is unreadable ({str(err).splitlines()[0]})") from err
-        if not isinstance(data, dict) or not data:
+            data = read_config_file(path)  # the config reader's checks, as a run-file error
+        except ConfigFileError as err:
+            raise RunFileError(f"{err}; the run folder's config was emptied or edited") from err
+        if not data:
             raise RunFileError(f"{path} must hold the run's config mapping, got {data!r:.60}; "
                                "it was emptied or edited")
         return data
