@@ -32,7 +32,8 @@ def test_committed_finds_only_finished_runs_of_the_same_config(tmp_path):
 def test_kd_overrides_name_the_teacher_run_and_eq3_knobs():
     assert L.kd_overrides("results/cpu/a-run", 0.5, 2.0) == {
         "objective": "kd_at", "kd": {"teacher": "results/cpu/a-run", "lambda": 0.5,
-                                     "temperature": 2.0}}
+                                     "temperature": 2.0, "form": "eq3"}}
+    assert L.kd_overrides("r", 0.3, 4.0, "hinton")["kd"]["form"] == "hinton"
 
 
 def test_kd_pair_finds_the_student_of_the_teacher_it_found(tmp_path):

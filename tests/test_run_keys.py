@@ -34,13 +34,6 @@ class KDPlus(config.KDConfig):
     warmup: int = 0
 
 
-@dataclass
-class AttackModeTrain(TrainConfig):
-    """TrainConfig after issue 15: the training attack runs in train mode by default."""
-
-    attack_mode: str = "train"
-
-
 SETTINGS = [
     {},
     {"dataset": "planted", "model": "small_cnn", "epochs": 3, "eps": 0.1, "n_train": 120},
@@ -72,16 +65,27 @@ def test_a_new_section_field_with_a_default_keeps_the_key():
 
 
 def test_changing_a_default_later_keeps_the_keys_of_older_runs():
-    """Issue 15 will make attack_mode "train" the default.  A run made before says
-    ``attack_mode: eval`` in its config.yaml and must keep its key; a new run at the new
-    default is a different run and gets another key."""
+    """attack_mode's default changed from eval to train, and kd.form came in with default
+    eq3, after the keys were frozen (issue 15).  A run made before says ``attack_mode:
+    eval`` in its config.yaml (and, for KD, used the T^2 form, ``form: hinton``): its key
+    must not move, so neither value is part of its identity.  A new run at the new defaults
+    is a different run and carries them in its identity."""
     for settings in SETTINGS:
-        old = make_config(settings)
-        saved = old.to_dict()                    # what config.yaml holds
-        assert saved["attack_mode"] == "eval"
-        assert AttackModeTrain.from_dict(saved).key() == old.key()
-    assert AttackModeTrain().key() != TrainConfig().key()
-    assert AttackModeTrain().key() == make_config(attack_mode="train").key()
+        saved = {**make_config(settings).to_dict(), "attack_mode": "eval"}
+        if saved["objective"] == "kd_at":
+            saved["kd"] = {**saved["kd"], "form": "hinton"}
+        older = make_config(saved)
+        assert "attack_mode" not in older.identity()
+        assert "form" not in older.identity().get("kd", {})
+        newer = make_config(settings)
+        assert newer.identity()["attack_mode"] == "train"
+        assert newer.key() != older.key()
+        if saved["objective"] == "kd_at":
+            assert newer.identity()["kd"]["form"] == "eq3"
+    # A committed run of before the change, by its folder name (tests/test_claims_artifacts
+    # checks every committed folder the same way).
+    eps01 = make_config(dataset="fashion-mnist", model="small_cnn", attack_mode="eval")
+    assert "attack_mode" not in eps01.identity()
 
 
 def test_two_spellings_of_a_number_give_one_key():
@@ -103,7 +107,7 @@ def test_canonical_rounds_floats_to_nine_significant_digits_everywhere():
 
 
 @pytest.mark.parametrize("change", [
-    {"eps": 0.1}, {"seed": 1}, {"epochs": 3}, {"attack_mode": "train"}, {"amp": "bf16"},
+    {"eps": 0.1}, {"seed": 1}, {"epochs": 3}, {"attack_mode": "eval"}, {"amp": "bf16"},
     {"holdout_n": 300}, {"model_kwargs": {"width": 32}}, {"objective": "trades"},
     {"objective": "trades", "trades": {"beta": 1.0}},
 ])
@@ -121,19 +125,22 @@ def test_runtime_fields_and_other_objectives_sections_do_not_change_the_key():
 def test_the_key_hashes_the_difference_from_the_baseline_by_hand():
     """SHA-256 of the canonical JSON of only the changed fields, 12 hex characters."""
     cfg = make_config(seed=3, eps=0.1)
-    diff = {"seed": 3, "eps": 0.1, "alpha": 0.025, "eval_eps": 0.1}  # alpha, eval_eps follow eps
+    # alpha and eval_eps follow eps; attack_mode train differs from the frozen eval
+    diff = {"seed": 3, "eps": 0.1, "alpha": 0.025, "eval_eps": 0.1, "attack_mode": "train"}
     assert cfg.identity() == diff
     text = json.dumps(diff, sort_keys=True, separators=(",", ":"))
     assert cfg.key() == hashlib.sha256(text.encode()).hexdigest()[:12]
     assert re.fullmatch(r"[0-9a-f]{12}", cfg.key())
-    assert make_config().identity() == {}
+    # the defaults at the freeze hash to the empty difference
+    assert make_config(attack_mode="eval").identity() == {}
     assert config_key({}) == hashlib.sha256(b"{}").hexdigest()[:12]
 
 
 # Identity defaults changed after the baseline was frozen (name -> the frozen value); the
-# baseline keeps the old value so that older runs keep their keys.  Issue 15 adds
-# "attack_mode": "eval" here when it makes "train" the default.
-CHANGED_DEFAULTS: dict = {}
+# baseline keeps the old value so that older runs keep their keys.  kd.form is a field
+# added after the freeze whose entry is the behaviour of the runs made before (T^2).
+CHANGED_DEFAULTS: dict = {"attack_mode": "eval"}
+ADDED_WITH_OLD_BEHAVIOUR: dict = {"kd": {"form": "hinton"}}
 
 
 def test_the_baseline_is_the_resolved_default_config_it_was_frozen_from():
@@ -142,6 +149,8 @@ def test_the_baseline_is_the_resolved_default_config_it_was_frozen_from():
         d.pop(key)
     assert set(KEY_BASELINE) <= set(d), "the baseline names a field that does not exist"
     frozen_at = {**{k: d[k] for k in KEY_BASELINE}, **CHANGED_DEFAULTS}
+    for section, fields in ADDED_WITH_OLD_BEHAVIOUR.items():
+        frozen_at[section] = {**frozen_at[section], **fields}
     assert canonical(frozen_at) == canonical(KEY_BASELINE)
 
 
@@ -151,4 +160,4 @@ def test_the_teacher_is_named_by_its_folder_not_its_location():
                         kd={"teacher": "/elsewhere/notebooks/results/cpu/t-pgd_at-0123456789ab"})
     other = make_config(objective="kd_at", kd={"teacher": "runs/cpu/t-pgd_at-ba9876543210"})
     assert here.key() == moved.key() != other.key()
-    assert here.identity()["kd"] == {"teacher": "t-pgd_at-0123456789ab"}
+    assert here.identity()["kd"] == {"teacher": "t-pgd_at-0123456789ab", "form": "eq3"}

@@ -68,15 +68,30 @@ def test_pgd_at_loss_is_cross_entropy_on_adversarial_inputs(batch):
     assert step.loss.item() == pytest.approx(_ce(_logits(W, x_adv.numpy()), y.numpy()), rel=1e-5)
 
 
+@pytest.mark.parametrize("form, scale", [("eq3", lambda T: 1.0), ("hinton", lambda T: T * T)])
 @pytest.mark.parametrize("lam,T", [(0.3, 4.0), (1.0, 1.0), (0.5, 2.0)])
-def test_kd_at_loss_matches_eq3_in_hinton_form(batch, lam, T):
+def test_kd_at_loss_matches_eq3_as_printed_and_in_hinton_form(batch, lam, T, form, scale):
+    """Eq. 3 as printed: (1-lam) CE + lam KL(teacher || student) at temperature T; the
+    Hinton form multiplies the KL term by T^2 (numpy, by hand)."""
     model, W, x, x_adv, y = batch
     Wt = np.random.default_rng(0).normal(size=W.shape).astype(np.float32)
     teacher = LinearNet(torch.from_numpy(Wt))
-    obj = objectives.DistillationAT(PGD(eps=0.1, steps=1), teacher, lam=lam, temperature=T)
+    obj = objectives.DistillationAT(PGD(eps=0.1, steps=1), teacher, lam=lam, temperature=T,
+                                    form=form)
     zs, zt = _logits(W, x_adv.numpy()), _logits(Wt, x_adv.numpy())
-    want = (1 - lam) * _ce(zs, y.numpy()) + lam * T * T * _kl(zt, zs, T)  # KL(teacher || student)
+    want = (1 - lam) * _ce(zs, y.numpy()) + lam * scale(T) * _kl(zt, zs, T)
     assert obj.loss(model, x, y, x_adv).loss.item() == pytest.approx(want, rel=1e-5)
+
+
+def test_kd_form_defaults_to_eq3_as_printed_and_rejects_others():
+    from xcf.config import ConfigError, make_config
+
+    assert make_config().kd.form == "eq3"
+    with pytest.raises(ConfigError, match=r"kd\.form.*'hinten'.*hinton"):
+        make_config(objective="kd_at", kd={"teacher": "runs/t", "form": "hinten"})
+    with pytest.raises(ValueError, match="'t2'"):
+        objectives.distillation_loss(torch.zeros(2, 3), torch.zeros(2, 3),
+                                     torch.tensor([0, 1]), 0.5, 2.0, form="t2")
 
 
 def test_kd_at_with_lambda_zero_is_pgd_at(batch):

@@ -114,7 +114,8 @@ def located_studies(P: Mapping[str, Any], locate: Callable[..., Any],
             if teacher is None:
                 yield name, None
                 continue
-            overrides = kd_overrides(teacher.path, P["kd_lambda"], P["kd_temperature"])
+            overrides = kd_overrides(teacher.path, P["kd_lambda"], P["kd_temperature"],
+                                     P.get("kd_form", "eq3"))
         if announce is not None:
             announce(name)
         run = locate(config, **overrides)

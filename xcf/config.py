@@ -37,7 +37,7 @@ from .attacks import NORMS, default_step_size
 from .data import DATASETS
 from .models import MODELS
 
-__all__ = ["OBJECTIVES", "AMP_MODES", "ATTACK_MODES", "BEST_METRICS", "DEVICE_PATTERN",
+__all__ = ["OBJECTIVES", "AMP_MODES", "ATTACK_MODES", "KD_FORMS", "BEST_METRICS", "DEVICE_PATTERN",
            "NON_IDENTITY", "KEY_BASELINE", "KEY_LENGTH", "FLOAT_DIGITS", "ConfigError",
            "ConfigFileError", "LINF_EPS_MAX", "L2_EPS_MAX", "read_config_file", "KDConfig",
            "TradesConfig", "FastATConfig", "TrainConfig", "teacher_identity", "canonical",
@@ -45,7 +45,8 @@ __all__ = ["OBJECTIVES", "AMP_MODES", "ATTACK_MODES", "BEST_METRICS", "DEVICE_PA
 
 OBJECTIVES = ("standard", "pgd_at", "kd_at", "fast_at", "trades")
 AMP_MODES = ("none", "bf16")
-ATTACK_MODES = ("eval", "train")
+ATTACK_MODES = ("train", "eval")  # train: the official loop (model.train() before the attack)
+KD_FORMS = ("eq3", "hinton")
 BEST_METRICS = ("auto", "test_robust_acc", "test_clean_acc")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # Runtime- or logging-only fields: they do not change the trained weights, so they are left
@@ -121,11 +122,17 @@ def _short(value: Any, width: int = 60) -> str:
 
 @dataclass
 class KDConfig:
-    """KD-AT settings (Eq. 3).  The paper gives no values; lambda 0.5 and T 2 are ours."""
+    """KD-AT settings (Eq. 3).  The paper gives no values; lambda 0.5 and T 2 are ours.
+
+    ``form``: ``eq3``, Eq. 3 as printed, ``(1 - lam) CE + lam KL`` (the default: the
+    official code has no KD, so the printed equation is the spec), or ``hinton``, the
+    Hinton et al. (2015) form ``(1 - lam) CE + lam T^2 KL`` of the KD-AT code the paper
+    builds on (Chen et al. 2021); see :func:`xcf.objectives.distillation_loss`."""
 
     teacher: Optional[str] = None   # xcf checkpoint file, or a run folder (its best.pt)
     lam: float = 0.5                # YAML key: lambda
     temperature: float = 2.0
+    form: str = "eq3"
 
 
 @dataclass
@@ -187,7 +194,7 @@ class TrainConfig:
     eps: Optional[float] = None
     alpha: Optional[float] = None
     attack_steps: int = 10
-    attack_mode: str = "eval"
+    attack_mode: str = "train"
     kd: KDConfig = field(default_factory=KDConfig)
     trades: TradesConfig = field(default_factory=TradesConfig)
     fast_at: FastATConfig = field(default_factory=FastATConfig)
@@ -317,14 +324,17 @@ _YAML_KEYS = {"lam": "lambda"}
 
 # The identity defaults as of the change to difference-based keys (the resolved Table 2
 # defaults), frozen: do NOT edit a value here when a default changes, or every run made
-# before loses its key.  A new field needs no entry (its own default is its baseline).
+# before loses its key.  A new field needs no entry (its own default is its baseline),
+# unless the runs made before it behaved like another value: then that value is its
+# entry (kd.form: the KD runs before the field existed used the T^2 "hinton" form).
+# Defaults changed since the freeze: attack_mode (eval -> train), kd.form (new, eq3).
 KEY_BASELINE: dict[str, Any] = {
     "dataset": "cifar10", "data_kwargs": {}, "n_train": None, "n_test": None, "eval_n": None,
     "holdout_n": None, "data_seed": 0, "augment": True,
     "model": "preact_resnet18", "model_kwargs": {}, "normalize": True,
     "objective": "pgd_at", "norm": "linf", "eps": 8 / 255, "alpha": 2 / 255,
     "attack_steps": 10, "attack_mode": "eval",
-    "kd": {"teacher": None, "lambda": 0.5, "temperature": 2.0},
+    "kd": {"teacher": None, "lambda": 0.5, "temperature": 2.0, "form": "hinton"},
     "trades": {"beta": 6.0},
     "fast_at": {"alpha": 10 / 255},
     "epochs": 200, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
@@ -538,3 +548,4 @@ def _validate_objective(c: TrainConfig) -> None:
                               f"checkpoint (.pt) or of a run folder, got {c.kd.teacher!r}")
         _need_number("kd.lambda", c.kd.lam, low=0, high=1)
         _need_number("kd.temperature", c.kd.temperature, low=0, strict_low=True)
+        _need_choice("kd.form", c.kd.form, KD_FORMS)

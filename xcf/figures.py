@@ -85,10 +85,11 @@ def fig2_three_stages(locate: Locator, train: Config):
                              f"ε={studies.eps_label(run)}" + _tag(locate.profile))
 
 
-def fig3ab_kd(locate: Locator, teacher: Config, kd_lambda: float, kd_temperature: float):
-    """Fig. 3a/b: best and last checkpoint of KD-AT (Eq. 3), taught by the best checkpoint
-    of the PGD-AT run of ``teacher``; that run's best and last follow, for comparison."""
-    at, kd = kd_pair(locate, teacher, kd_lambda, kd_temperature)
+def fig3ab_kd(locate: Locator, teacher: Config, kd_lambda: float, kd_temperature: float,
+              kd_form: str = "eq3"):
+    """Fig. 3a/b: best and last checkpoint of KD-AT (Eq. 3, in ``kd_form``), taught by the
+    best checkpoint of the PGD-AT run of ``teacher``; that run's best and last follow."""
+    at, kd = kd_pair(locate, teacher, kd_lambda, kd_temperature, kd_form)
     if kd is None:
         return _missing("Fig. 3a/b", locate)
     cps = _best_last(kd) + _best_last(at)

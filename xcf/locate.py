@@ -85,19 +85,23 @@ class Committed:
         return run if run is not None and run.finished else None
 
 
-def kd_overrides(teacher_path: str | Path, kd_lambda: float, kd_temperature: float) -> dict:
+def kd_overrides(teacher_path: str | Path, kd_lambda: float, kd_temperature: float,
+                 kd_form: str = "eq3") -> dict:
     """The overrides that turn a PGD-AT config into its KD-AT student (Eq. 3), taught by
-    the best checkpoint of the run folder ``teacher_path``."""
+    the best checkpoint of the run folder ``teacher_path``; ``kd_form``: ``eq3`` (as
+    printed) or ``hinton`` (with T^2), :class:`xcf.config.KDConfig`."""
     return {"objective": "kd_at", "kd": {"teacher": str(teacher_path), "lambda": kd_lambda,
-                                         "temperature": kd_temperature}}
+                                         "temperature": kd_temperature, "form": kd_form}}
 
 
 def kd_pair(locate: Locator, config: Mapping[str, Any], kd_lambda: float,
-            kd_temperature: float) -> tuple[Optional[Any], Optional[Any]]:
+            kd_temperature: float, kd_form: str = "eq3"
+            ) -> tuple[Optional[Any], Optional[Any]]:
     """``(teacher, student)``: the PGD-AT run of ``config`` and its KD-AT student (either
     ``None`` when ``locate`` finds nothing; the student is never looked for without its
     teacher)."""
     teacher = locate(config)
     if teacher is None:
         return None, None
-    return teacher, locate(config, **kd_overrides(teacher.path, kd_lambda, kd_temperature))
+    return teacher, locate(config, **kd_overrides(teacher.path, kd_lambda, kd_temperature,
+                                                  kd_form))

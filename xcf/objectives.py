@@ -53,25 +53,32 @@ def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor,
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                      y: torch.Tensor, lam: float, temperature: float) -> torch.Tensor:
-    """KD-AT loss, Eq. 3, in the standard Hinton et al. (2015) form:
+                      y: torch.Tensor, lam: float, temperature: float,
+                      form: str = "eq3") -> torch.Tensor:
+    """KD-AT loss, Eq. 3, on student logits ``s`` and teacher logits ``t`` ``(B, K)`` of
+    the *same* adversarial input x + delta:
 
-        (1 - lam) * CE(s, y) + lam * T^2 * KL(softmax(t / T) || softmax(s / T))
+    - ``form="eq3"`` (default), Eq. 3 as printed:
+      ``(1 - lam) * CE(s, y) + lam * KL(softmax(t / T) || softmax(s / T))``;
+    - ``form="hinton"``, the Hinton et al. (2015) form of the KD-AT code the paper builds
+      on (Chen et al. 2021): the soft term times ``T^2``, which keeps its gradient scale
+      independent of T.  At lam 0.5 and T 2 its soft term weighs 2, against 0.5 in Eq. 3.
 
-    with ``s``, ``t`` the student's and teacher's logits ``(B, K)`` on the *same*
-    adversarial input x + delta.  Eq. 3 prints ``KL(f(theta, x+delta)/T, f(theta_0,
-    x+delta)/T)``, student first; read literally as KL(p || q) that would be
-    KL(student || teacher).  We use the teacher as the reference distribution, as in
-    Hinton et al. and in the KD-AT code the paper builds on (Chen et al. 2021), which is the
-    usual meaning of a "KL term against the teacher".  The T^2 factor, absent from Eq. 3,
-    keeps the gradient scale of the soft term independent of T (Hinton et al.); at
-    ``lam = 0`` the loss is exactly the PGD-AT cross-entropy.
+    KL direction: the teacher is the reference distribution in both forms.  Eq. 3 writes
+    ``KL(f(theta, x+delta)/T, f(theta_0, x+delta)/T)``, student first: the argument order
+    of ``torch.nn.functional.kl_div(student_log_probs, teacher_probs)``, which computes
+    KL(teacher || student), and the direction of Hinton et al.  At ``lam = 0`` the loss
+    is exactly the PGD-AT cross-entropy.
     """
+    if form not in ("eq3", "hinton"):
+        raise ValueError(f"form must be 'eq3' (Eq. 3 as printed) or 'hinton' (with T^2), "
+                         f"got {form!r}")
     ce = cross_entropy(student_logits, y)
     if lam == 0:
         return ce
     kl = kl_divergence(teacher_logits, student_logits, temperature)
-    return (1 - lam) * ce + lam * temperature ** 2 * kl
+    scale = temperature ** 2 if form == "hinton" else 1.0
+    return (1 - lam) * ce + lam * scale * kl
 
 
 def trades_loss(clean_logits: torch.Tensor, adv_logits: torch.Tensor, y: torch.Tensor,
@@ -143,9 +150,11 @@ class DistillationAT(AdversarialCE):
     """KD-AT (Eq. 3): adversarial examples against the student's cross-entropy, then
     :func:`distillation_loss` against a frozen teacher on the same adversarial input."""
 
-    def __init__(self, attack: Attack, teacher: nn.Module, lam: float, temperature: float) -> None:
+    def __init__(self, attack: Attack, teacher: nn.Module, lam: float, temperature: float,
+                 form: str = "eq3") -> None:
         super().__init__(attack, "kd_at")
         self.teacher, self.lam, self.temperature = teacher.eval(), lam, temperature
+        self.form = form
         for p in self.teacher.parameters():
             p.requires_grad_(False)
 
@@ -153,7 +162,8 @@ class DistillationAT(AdversarialCE):
         logits = model(x_adv)
         with torch.no_grad():
             teacher_logits = self.teacher(x_adv)
-        loss = distillation_loss(logits, teacher_logits, y, self.lam, self.temperature)
+        loss = distillation_loss(logits, teacher_logits, y, self.lam, self.temperature,
+                                 self.form)
         return Step(loss, logits, None, logits)
 
 
@@ -210,5 +220,5 @@ def build_objective(c: TrainConfig, teacher: Optional[nn.Module] = None) -> Obje
         return Trades(c.eps, c.alpha, c.attack_steps, c.norm, c.trades.beta, c.attack_mode)
     attack = PGD(eps=c.eps, steps=c.attack_steps, norm=c.norm, alpha=c.alpha, model_mode=c.attack_mode)
     if c.objective == "kd_at":
-        return DistillationAT(attack, teacher, c.kd.lam, c.kd.temperature)
+        return DistillationAT(attack, teacher, c.kd.lam, c.kd.temperature, c.kd.form)
     return AdversarialCE(attack, "pgd_at")
