@@ -21,6 +21,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = [
     ("train_step.txt", r"ratio xcf bf16 / baseline: ([\d.]+)x", 3.5, "x"),
     ("train_step.txt", r"ratio xcf fp32 / baseline: ([\d.]+)x", 1.8, "x"),
+    ("train_step.txt", r"ratio xcf fp32 eval-mode attack \(a deviation\) / baseline: ([\d.]+)x",
+     None, "x"),
     ("train_step_compiled.txt", r"ratio xcf bf16 / baseline: ([\d.]+)x", 3.5, "x"),
     ("train_step_compiled.txt", r"ratio xcf fp32 / baseline: ([\d.]+)x", 1.8, "x"),
     ("attribution.txt", r"ratio xcf bf16 / baseline: ([\d.]+)x", 3.0, "x"),

@@ -7,7 +7,7 @@ import pytest
 from xcf.runs import Run
 from xcf import paper
 from xcf.studies import (best_last_gap, cas_of, checkpoint, eps_label, format_table1,
-                         saved_matrix_epochs, spread_epochs, table1_rows, underfitted_epoch)
+                         saved_matrix_epochs, even_epochs, nearest_epochs, table1_rows, underfitted_epoch)
 
 RA = [0.20, 0.35, 0.42, 0.40, 0.37]          # best test RA at epoch 3
 CAS = [5.0, 7.0, 9.0, 6.0, 4.0]
@@ -39,8 +39,14 @@ def test_best_and_last_checkpoints(run):
 def test_epoch_selection(run):
     assert saved_matrix_epochs(run) == [1, 2, 3, 5]
     assert underfitted_epoch(run) == 2              # 0.65 * 3 ~ 2, before the best epoch
-    assert spread_epochs([1, 2, 3, 5], 2) == [1, 5]
-    assert spread_epochs([1, 2, 3, 5], 9) == [1, 2, 3, 5]
+    # saved: every epoch to 50, then every 10, plus early "new best" epochs
+    saved = list(range(1, 51)) + [60, 70, 80, 90, 100]
+    assert even_epochs(saved, 100, 4) == [25, 50, 70, 100]   # 75 -> 70 (tie 70/80: earlier)
+    # 25 -> 12 (tie 12/38: earlier), 50 -> 38, 75 and 100 -> 100
+    assert even_epochs([1, 2, 3, 12, 38, 100], 100, 4) == [12, 38, 100]
+    assert nearest_epochs([10, 20], [14, 16, 30]) == [10, 20]
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        even_epochs(saved, 100, 0)
     with pytest.raises(FileNotFoundError):
         checkpoint(run, 4)
 

@@ -7,7 +7,8 @@ Runs go to ``$XCF_RUNS_DIR`` (default ``runs/<profile>``) and resume if killed; 
 finished run is copied without checkpoints to ``notebooks/results/<profile>/``, which
 the book reads.  Runs train one after another: the machine has 2 cores.
 
-This is the one place that knows the checkout's layout; :mod:`xcf.claims` only decides.
+This is the one place that knows the checkout's layout; :mod:`xcf.study_plan` names the
+runs and :mod:`xcf.claims` decides.
 """
 import argparse
 import os
@@ -21,7 +22,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads: 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from xcf import claims  # noqa: E402
+from xcf.study_plan import located_studies  # noqa: E402
 from xcf.locate import TrainOrReuse  # noqa: E402
 from xcf.profiles import profile_knobs  # noqa: E402
 
@@ -33,7 +34,7 @@ def run_studies(P: Mapping[str, Any], export_to: str | Path | None = None,
     resumes where it stopped.  ``only(name)`` picks a subset."""
     runs = {}
     announce = lambda name: print(f"== {name}", flush=True)  # noqa: E731
-    for name, run in claims.located_studies(P, TrainOrReuse(profile), only, announce=announce):
+    for name, run in located_studies(P, TrainOrReuse(profile), only, announce=announce):
         runs[name] = run
         if export_to is not None:
             export_run(run, export_to)

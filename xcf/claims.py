@@ -1,299 +1,349 @@
-"""The paper's five empirical claims, decided from run folders.
+"""The rule book: the paper's five empirical claims, decided from run folders.
 
-One job: *does a profile's evidence support each claim?*  The claims (Wei, Guo & Wang,
-ICML 2025) and the rule that decides each one here:
+One job: *does the evidence support each claim?*  Every page that states a verdict calls
+these rules (the section pages on their own runs, the Claims page on the whole study), so
+a claim is decided one way everywhere.  Each rule has a **premise**, the situation the
+claim speaks about; where the premise did not occur the verdict is *not tested*, never
+*does not hold*.  Rules over seeds decide each seed and say how many agree:
 
-- **C1** (Section 3.2, Fig. 2, Table 1): CAS at the best checkpoint exceeds CAS at the
-  last one for PGD-AT.  Decided on every seed: *holds* if the gap is positive in all.
-- **C2** (Section 3.3, Fig. 3): KD-AT's best-last CAS gap is smaller than PGD-AT's (the
-  teacher's run, same seed).
-- **C3** (Section 3.3, Fig. 4): the gap grows with ε: *holds* if it rises strictly over
-  the sorted ε values (at least three).
-- **C4** (Section 5.2, Fig. 7): fast AT loses CAS when robust accuracy collapses
-  (catastrophic overfitting, :func:`collapse_epoch`); *not tested* without a collapse.
-- **C5** (Section 5.4, Fig. 9): standard training (clean inputs, last epoch) has lower
-  CAS than PGD-AT (best checkpoint).
+- *holds*: every tested seed agrees; *does not hold*: none does; *mixed*: some do;
+- *inconclusive* (C3 only): a positive but not significant rank correlation;
+- *not tested*: no run met the premise; *not run*: there are no runs.
 
-Beyond the paper: :func:`label_free_selection` (choose the epoch by CAS on held-out
-*training* samples), :func:`planted_concentration` (where, on planted data with a known
-sharing graph, the CAS drop happens), and the settings search (:func:`overfitting`).
+The claims (Wei, Guo & Wang, ICML 2025):
 
-:func:`studies_of` names the runs each rule reads and :func:`located_studies` finds them
-with any :mod:`xcf.locate` locator; training and exporting them is ``tools/run_claims.py``'s
-job, so nothing here trains or knows where a checkout keeps its results.
+- **C1** (Sec. 3.2, Fig. 2, Table 1): in PGD-AT, CAS at the best checkpoint exceeds CAS
+  at the last one, beyond the bootstrap 95% intervals of both (``cas_ci95``; a point
+  comparison where a run has none).  Premise: the run robust-overfits (RA best > RA last).
+  :func:`c1` also decides the rows across norms and architectures (Figs. 5-6).
+- **C2** (Sec. 3.3, Fig. 3): KD-AT's best-last CAS gap is smaller than PGD-AT's, seed by
+  seed (the teacher's run).  Premise: PGD-AT's gap is positive.
+- **C3** (Secs. 3.3, 5.1, Fig. 4, Table 1): over ε, the CAS gap moves with the RA gap:
+  Spearman's rank correlation over (ε, seed) points, seeds pooled; premise: at least
+  :data:`C3_MIN_EPS` values of ε and an RA gap that varies.  :func:`c3_large_eps` checks
+  Table 1's pattern above the ε of the largest RA gap: early CAS, best CAS and the gap
+  all fall with ε.
+- **C4** (Sec. 5.2, Fig. 7): fast AT loses CAS at catastrophic overfitting (test RA at
+  most :data:`xcf.diagnostics.COLLAPSE_FRACTION` of its best at a later epoch).
+  Premise: a collapse; every setting tried is listed.
+- **C5** (Sec. 5.4, Fig. 9): standard training's clean CAS (last epoch) is below
+  PGD-AT's (best checkpoint) and flat over the second half of training (its linear trend
+  changes it by at most :data:`C5_FLAT` of its mean).
+
+:func:`decide` applies them to the runs that :mod:`xcf.study_plan` names.
 """
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
+from scipy import stats
 
-from . import paper, studies
-from .locate import Committed, kd_overrides
+from . import diagnostics, paper, studies
+from .study_plan import fast_settings, kd_forms, seeds_of
 
-__all__ = ["PAPER", "STATEMENT", "OVERFIT_DROP", "OVERFIT_WINDOW", "COLLAPSE_FRACTION",
-           "studies_of", "fast_settings", "located_studies", "find_studies", "overfitting",
-           "collapse_epoch", "label_free_selection", "planted_concentration", "decide",
-           "sharing_matrix", "markdown_table"]
+__all__ = ["PAPER", "STATEMENT", "VERDICTS", "C3_MIN_EPS", "C3_ALPHA", "C5_FLAT", "Verdict",
+           "tally", "c1", "c2", "c3", "c3_large_eps", "c4", "c5", "decide"]
 
 _T1 = paper.TABLE1["8/255"]
 _GAPS = paper.table1_cas_gaps()
 PAPER = {  # what the paper reports for each claim (CIFAR-10, PreActResNet-18, 200 epochs)
     "C1": f"CAS {_T1[2]} best (epoch {paper.BEST_EPOCH_PGD_AT}) vs {_T1[4]} last; "
           f"RA {_T1[3]}% vs {_T1[5]}% (Table 1, ε = 8/255)",
+    "C1 across": "best > last for ℓ2, CIFAR-100, Tiny-ImageNet and DeiT-Ti "
+                 "(Figs. 5-6; values only in the figures)",
     "C2": "no significant gap between KD-AT's best and last matrices "
           "(Fig. 3; values only in the figure)",
-    "C3": "gap grows from ε = 2/255 to 8/255 (Fig. 4; values only in the figure); "
-          "Table 1's larger ε: " + ", ".join(f"{g}" for g in _GAPS.values())
-          + " at " + ", ".join(e.split("/")[0] for e in _GAPS) + "/255",
+    "C3": "gap grows from ε = 2/255 to 8/255 (Fig. 4; values only in the figure) and "
+          "shrinks at larger ε with the RA gap (Table 1)",
+    "C3 large ε": "Table 1, ε " + ", ".join(e.split("/")[0] for e in _GAPS) + "/255: gaps "
+                  + ", ".join(f"{g}" for g in _GAPS.values())
+                  + "; early and best CAS fall with ε",
     "C4": f"CAS plummets to {paper.FAST_AT_CAS_AFTER_CO} after catastrophic overfitting, "
           "RA near zero (Fig. 7)",
     "C5": "standard training's CAS well below AT's, which is "
-          f"'generally > {paper.AT_CAS_TYPICAL_LOWER_BOUND}' (Fig. 9)",
+          f"'generally > {paper.AT_CAS_TYPICAL_LOWER_BOUND}', and stable (Fig. 9)",
 }
 STATEMENT = {
     "C1": "PGD-AT: CAS(best) > CAS(last)",
     "C2": "KD-AT's CAS gap < PGD-AT's",
-    "C3": "CAS gap grows with ε",
+    "C3": "the CAS gap moves with the RA gap over ε",
+    "C3 large ε": "at large ε, early CAS, best CAS and the gap fall with ε",
     "C4": "fast AT loses CAS at catastrophic overfitting",
-    "C5": "standard training has lower CAS than AT",
+    "C5": "standard training: clean CAS below AT's, flat in the second half",
 }
-OVERFIT_DROP = 0.03      # a run robust-overfits if test RA falls >= 3 points after its peak
-OVERFIT_WINDOW = 5       # ... judged on 5-epoch trailing means of test and train RA
-COLLAPSE_FRACTION = 0.25  # catastrophic overfitting: test RA at most 1/4 of its peak
+VERDICTS = ("holds", "mixed", "inconclusive", "does not hold", "not tested", "not run")
+C3_MIN_EPS = 6     # ε values C3 needs, from small to large
+C3_ALPHA = 0.05    # significance of the rank correlation
+C5_FLAT = 0.10     # "flat": the second half's linear trend moves clean CAS <= 10% of its mean
 
 
-# =========================================================================== the studies
+@dataclass
+class Verdict:
+    """One claim decided: the verdict, our numbers, the premise and how it fared, how
+    many seeds (or runs) agree of those tested, and what the paper reports."""
 
-def studies_of(P: Mapping[str, Any]) -> Iterator[tuple[str, dict, dict]]:
-    """``(name, config, overrides)`` of every run the ``11_claims`` section ``P`` names,
-    in the order they must train (a KD student after its teacher)."""
-    base = P["train"]
-    for probe in P.get("search", []):
-        yield f"search: {probe['label']}", base, dict(probe["overrides"])
-    for seed in P["seeds"]:
-        yield f"C1 seed {seed}", base, {"seed": seed}
-    yield "C2 KD-AT", base, {"objective": "kd_at", "kd": None}  # teacher filled in at run time
-    for eps in P["eps_list"]:
-        yield f"C3 eps {eps:g}", base, {"eps": eps}
-    for setting in fast_settings(P):
-        yield f"C4 fast AT {setting['label']}", base, dict(setting["overrides"])
-    yield "C5 standard", base, {"objective": "standard"}
-    if P.get("planted"):
-        yield "planted", base, dict(P["planted"])
+    claim: str
+    statement: str
+    verdict: str
+    ours: str
+    premise: str
+    paper: str
+    agree: Optional[int] = None
+    tested: Optional[int] = None
 
+    def row(self) -> dict:
+        return asdict(self)
 
-def fast_settings(P: Mapping[str, Any]) -> list[dict]:
-    """The fast-AT settings to try for C4, in order: ``{label, overrides}`` each (a single
-    mapping of overrides is one setting labelled by its ε and step)."""
-    fast = P["fast"]
-    if isinstance(fast, Mapping):
-        fast = [{"label": f"ε {fast.get('eps')}, step {fast.get('fast_at', {}).get('alpha')}", "overrides": fast}]
-    return list(fast)
+    def say(self, profile: Optional[str] = None) -> str:
+        """The verdict as a page prints it: claim, statement, verdict, our numbers,
+        the premise, and the paper's numbers."""
+        at = f" at the {profile} profile" if profile else ""
+        return (f"{self.claim}, {self.statement}: {self.verdict}{at}\n  ours: {self.ours}\n"
+                f"  premise: {self.premise}\n  paper: {self.paper}")
 
 
-def located_studies(P: Mapping[str, Any], locate: Callable[..., Any],
-                    only: Optional[Callable[[str], bool]] = None,
-                    announce: Optional[Callable[[str], None]] = None) -> Iterator[tuple[str, Any]]:
-    """``(name, run)`` for every study of ``P`` (those ``only(name)`` keeps), where ``run``
-    is ``locate(config, **overrides)`` and may be ``None`` if ``locate`` finds nothing.
+def tally(outcomes: Sequence[Optional[bool]]) -> tuple[str, int, int]:
+    """``(verdict, agree, tested)`` of per-seed outcomes (``None``: premise not met)."""
+    if not outcomes:
+        return "not run", 0, 0
+    tested = [o for o in outcomes if o is not None]
+    agree = sum(bool(o) for o in tested)
+    if not tested:
+        return "not tested", 0, 0
+    verdict = "holds" if agree == len(tested) else "does not hold" if agree == 0 else "mixed"
+    return verdict, agree, len(tested)
 
-    The KD student's teacher is the run of C1's first seed: the one already located,
-    or located first (``locate(config, seed=...)``) when ``only`` skipped it.  Without a
-    teacher the student is yielded as ``None``.  ``announce(name)`` is called before each
-    study is located (a training locator prints it)."""
-    teacher = None
-    first_seed = f"C1 seed {P['seeds'][0]}"
-    for name, config, overrides in studies_of(P):
-        if only is not None and not only(name):
+
+def _verdict(claim: str, verdict: str, ours: str, premise: str, agree=None, tested=None,
+             statement: Optional[str] = None, paper_key: Optional[str] = None) -> Verdict:
+    return Verdict(claim, statement or STATEMENT[claim], verdict, ours, premise,
+                   PAPER[paper_key or claim], agree, tested)
+
+
+def _ms(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
+    v = [scale * x for x in values]
+    if len(v) == 1:
+        return f"{v[0]:.{digits}f}"
+    return f"{statistics.mean(v):.{digits}f} ± {statistics.stdev(v):.{digits}f}"
+
+
+def _ci(row: Mapping) -> Optional[tuple[float, float]]:
+    ci = row.get("cas_ci95")
+    return (float(ci[0]), float(ci[1])) if ci else None
+
+
+# =========================================================================== the rules
+
+def c1(runs: Sequence[Any], claim: str = "C1", label: Optional[str] = None) -> Verdict:
+    """C1 on PGD-AT runs (one per seed): CAS(best) > CAS(last) beyond both bootstrap
+    intervals, in each run that robust-overfits."""
+    statement = STATEMENT["C1"] + (f", {label}" if label else "")
+    paper_key = "C1" if label is None else "C1 across"
+    if not runs:
+        return _verdict(claim, "not run", "-", "-", statement=statement, paper_key=paper_key)
+    outcomes, gaps, beyond = [], [], []
+    for run in runs:
+        g = studies.best_last_gap(run)
+        gaps.append(g)
+        rows = run.metrics()
+        b, last = studies.row_at(rows, g["best_epoch"]), rows[-1]
+        ci_b, ci_l = _ci(b), _ci(last)
+        clear = ci_b[0] > ci_l[1] if ci_b and ci_l else g["cas_gap"] > 0
+        beyond.append(clear)
+        outcomes.append(clear if g["ra_gap"] > 0 else None)
+    verdict, agree, tested = tally(outcomes)
+    n = len(runs)
+    ours = (f"{n} seed{'s' * (n > 1)}: CAS best {_ms([g['cas_best'] for g in gaps])} vs last "
+            f"{_ms([g['cas_last'] for g in gaps])}, gap {_ms([g['cas_gap'] for g in gaps])}; "
+            f"RA best {_ms([g['ra_best'] for g in gaps], 100, 1)}% vs last "
+            f"{_ms([g['ra_last'] for g in gaps], 100, 1)}%; beyond the 95% intervals in "
+            f"{agree}/{tested} tested seeds")
+    premise = (f"robust overfitting (RA best > last) in {tested}/{n} seeds")
+    return _verdict(claim, verdict, ours, premise, agree, tested, statement, paper_key)
+
+
+def c2(pairs: Sequence[tuple[Any, Any]], form: Optional[str] = None) -> Verdict:
+    """C2 on ``(PGD-AT run, its KD-AT student)`` pairs, one per seed."""
+    claim = "C2" + (f" ({form})" if form else "")
+    statement = STATEMENT["C2"] + (f", KD in the {form} form" if form else "")
+    if not pairs:
+        return _verdict(claim, "not run", "-", "-", statement=statement, paper_key="C2")
+    g_at = [studies.best_last_gap(at) for at, _ in pairs]
+    g_kd = [studies.best_last_gap(kd) for _, kd in pairs]
+    outcomes = [(k["cas_gap"] < a["cas_gap"]) if a["cas_gap"] > 0 else None
+                for a, k in zip(g_at, g_kd)]
+    verdict, agree, tested = tally(outcomes)
+    n = len(pairs)
+    ours = (f"{n} seed{'s' * (n > 1)}: gap KD-AT {_ms([k['cas_gap'] for k in g_kd])} "
+            f"({_ms([k['cas_best'] for k in g_kd])} → {_ms([k['cas_last'] for k in g_kd])}) vs "
+            f"PGD-AT {_ms([a['cas_gap'] for a in g_at])}; RA drop KD-AT "
+            f"{_ms([k['ra_gap'] for k in g_kd], 100, 1)} vs PGD-AT "
+            f"{_ms([a['ra_gap'] for a in g_at], 100, 1)} points; smaller in {agree}/{tested}")
+    premise = f"PGD-AT's CAS gap > 0 in {tested}/{n} seeds"
+    return _verdict(claim, verdict, ours, premise, agree, tested, statement, "C2")
+
+
+def _eps_points(eps_runs: Sequence[tuple[float, int, Any]]) -> list[dict]:
+    pts = []
+    for eps, seed, run in eps_runs:
+        g = studies.best_last_gap(run)
+        pts.append({"eps": float(eps), "seed": seed, "cas_gap": g["cas_gap"],
+                    "ra_gap": g["ra_gap"], "run": run})
+    return pts
+
+
+def c3(eps_runs: Sequence[tuple[float, int, Any]]) -> Verdict:
+    """C3 on ``(ε, seed, run)`` triples: Spearman's ρ between CAS gap and RA gap over all
+    points (seeds pooled); per seed, the sign of ρ over that seed's ε values."""
+    if not eps_runs:
+        return _verdict("C3", "not run", "-", "-")
+    pts = _eps_points(eps_runs)
+    eps_values = sorted({p["eps"] for p in pts})
+    ra = [p["ra_gap"] for p in pts]
+    by_eps = ", ".join(
+        f"ε {e:g}: CAS gap {_ms([p['cas_gap'] for p in pts if p['eps'] == e])}, RA gap "
+        f"{_ms([p['ra_gap'] for p in pts if p['eps'] == e], 100, 1)} pts" for e in eps_values)
+    premise = (f"{len(eps_values)} ε values (needs ≥ {C3_MIN_EPS}); RA gap "
+               f"{'varies' if np.ptp(ra) > 0 else 'constant'}")
+    if len(eps_values) < C3_MIN_EPS or np.ptp(ra) == 0:
+        return _verdict("C3", "not tested", by_eps, premise)
+    rho, p = stats.spearmanr([q["cas_gap"] for q in pts], ra)
+    seeds = sorted({q["seed"] for q in pts})
+    per_seed = []
+    for s in seeds:
+        mine = [q for q in pts if q["seed"] == s]
+        if len(mine) >= 3 and np.ptp([q["ra_gap"] for q in mine]) > 0:
+            r, _ = stats.spearmanr([q["cas_gap"] for q in mine], [q["ra_gap"] for q in mine])
+            per_seed.append(bool(r > 0))
+    agree = sum(per_seed)
+    verdict = ("holds" if rho > 0 and p < C3_ALPHA else
+               "does not hold" if not rho > 0 else "inconclusive")
+    ours = (f"Spearman ρ = {rho:.2f} (p = {p:.3f}, {len(pts)} points); positive in "
+            f"{agree}/{len(per_seed)} seeds. {by_eps}")
+    return _verdict("C3", verdict, ours, premise, agree, len(per_seed))
+
+
+def c3_large_eps(eps_runs: Sequence[tuple[float, int, Any]], early_epoch: int) -> Verdict:
+    """Table 1's large-ε pattern: for the ε values from the one with the largest mean RA
+    gap upwards, the mean early CAS (at ``early_epoch``), the mean best CAS and the mean
+    CAS gap each fall with ε (strictly, from one ε to the next)."""
+    if not eps_runs:
+        return _verdict("C3 large ε", "not run", "-", "-")
+    pts = _eps_points(eps_runs)
+    eps_values = sorted({p["eps"] for p in pts})
+    mean = lambda key, e: statistics.mean(q[key] for q in pts if q["eps"] == e)  # noqa: E731
+    peak = max(eps_values, key=lambda e: mean("ra_gap", e))
+    large = [e for e in eps_values if e >= peak]
+    premise = (f"{len(large)} ε values from the largest RA gap (ε {peak:g}) up "
+               "(needs ≥ 2)")
+    if len(large) < 2:
+        return _verdict("C3 large ε", "not tested", "-", premise)
+    for q in pts:
+        rows = q["run"].metrics()
+        q["cas_early"] = studies.row_at(rows, min(early_epoch, rows[-1]["epoch"]))["cas"]
+        q["cas_best"] = studies.best_last_gap(q["run"])["cas_best"]
+    parts = {}
+    for key, what in (("cas_early", f"early CAS (epoch {early_epoch})"),
+                      ("cas_best", "best CAS"), ("cas_gap", "CAS gap")):
+        m = [mean(key, e) for e in large]
+        parts[what] = (all(b < a for a, b in zip(m, m[1:])), m)
+    agree = sum(ok for ok, _ in parts.values())
+    verdict = "holds" if agree == 3 else "does not hold" if agree == 0 else "mixed"
+    ours = "; ".join(f"{what} {'falls' if ok else 'does not fall'}: "
+                     + ", ".join(f"{v:.2f}" for v in m) for what, (ok, m) in parts.items())
+    ours += " (at ε " + ", ".join(f"{e:g}" for e in large) + ")"
+    return _verdict("C3 large ε", verdict, ours, premise, agree, 3)
+
+
+def c4(fast_runs: Sequence[tuple[str, Any]]) -> Verdict:
+    """C4 on ``(label, run)`` of every fast-AT setting (and seed) tried: in each run
+    that collapses, CAS at the collapse is below CAS at the best checkpoint."""
+    if not fast_runs:
+        return _verdict("C4", "not run", "-", "-")
+    outcomes, lines = [], []
+    for label, run in fast_runs:
+        co = diagnostics.collapse_epoch(run)
+        best = studies.checkpoint(run, "best")
+        if co is None:
+            outcomes.append(None)
+            lines.append(f"{label}: no collapse (RA {best.robust_acc:.1%} at best, "
+                         f"{run.metrics()[-1]['test_robust_acc']:.1%} at the end)")
             continue
-        if overrides.get("objective") == "kd_at":
-            teacher = teacher or locate(config, seed=P["seeds"][0])
-            if teacher is None:
-                yield name, None
-                continue
-            overrides = kd_overrides(teacher.path, P["kd_lambda"], P["kd_temperature"],
-                                     P.get("kd_form", "eq3"))
-        if announce is not None:
-            announce(name)
-        run = locate(config, **overrides)
-        if name == first_seed:
-            teacher = run
-        yield name, run
+        r = studies.row_at(run.metrics(), co)
+        outcomes.append(bool(r["cas"] < best.cas))
+        lines.append(f"{label}: CAS {best.cas:.2f} at best (epoch {best.epoch}, RA "
+                     f"{best.robust_acc:.1%}) vs {r['cas']:.2f} at collapse (epoch {co}, RA "
+                     f"{r['test_robust_acc']:.1%})")
+    verdict, agree, tested = tally(outcomes)
+    premise = (f"catastrophic overfitting (RA ≤ {diagnostics.COLLAPSE_FRACTION:g} × best "
+               f"later) in {tested} of {len(fast_runs)} runs tried")
+    return _verdict("C4", verdict, "; ".join(lines), premise, agree, tested)
 
 
-def find_studies(root: str | Path, P: Mapping[str, Any]) -> dict:
-    """The finished runs of ``P``'s studies under ``root`` (missing ones left out)."""
-    locate = Committed(root, profile=Path(root).name)
-    return {name: run for name, run in located_studies(P, locate) if run is not None}
-
-
-# =========================================================================== measures
-
-def overfitting(run, window: int = OVERFIT_WINDOW) -> dict:
-    """Robust overfitting of one run, judged on ``window``-epoch trailing means so that a
-    single lucky evaluation (500 test images: about 2 points of standard error) neither
-    makes nor hides it: the peak of the smoothed test RA, its value over the last
-    ``window`` epochs, the drop, and whether the smoothed train robust accuracy kept
-    rising.  The raw peak (the test-RA-selected best epoch) is reported beside it."""
+def _second_half_change(run) -> tuple[float, float]:
+    """(change of clean CAS over the second half by its linear trend, its mean there)."""
     rows = run.metrics()
-    w = max(1, min(window, len(rows)))
-    train_key = "train_robust_acc" if rows[-1].get("train_robust_acc") is not None else "train_clean_acc"
-    test = np.array([r["test_robust_acc"] for r in rows], dtype=float)
-    train = np.array([r[train_key] for r in rows], dtype=float)
-    smooth = lambda a: np.convolve(a, np.ones(w) / w, mode="valid")  # noqa: E731  trailing means
-    s_test, s_train = smooth(test), smooth(train)
-    peak = int(np.argmax(s_test))  # first maximum
-    best = int(np.argmax(test))
-    drop = float(s_test[peak] - s_test[-1])
-    rising = bool(s_train[-1] > s_train[peak])
-    return {"window": w, "peak_epoch": rows[peak + w - 1]["epoch"], "epochs": rows[-1]["epoch"],
-            "ra_peak": float(s_test[peak]), "ra_last": float(s_test[-1]), "ra_drop": drop,
-            "train_ra_at_peak": float(s_train[peak]), "train_ra_last": float(s_train[-1]),
-            "raw_best_epoch": rows[best]["epoch"], "raw_ra_best": float(test[best]),
-            "raw_ra_last": float(test[-1]), "overfits": bool(drop >= OVERFIT_DROP and rising)}
+    half = rows[len(rows) // 2:]
+    e = np.array([r["epoch"] for r in half], dtype=float)
+    v = np.array([r["cas_clean"] for r in half], dtype=float)
+    if len(half) < 2:
+        return 0.0, float(v.mean())
+    slope = np.polyfit(e, v, 1)[0]
+    return float(slope * (e[-1] - e[0])), float(v.mean())
 
 
-def collapse_epoch(run, fraction: float = COLLAPSE_FRACTION) -> Optional[int]:
-    """First epoch after the best whose test robust accuracy is at most ``fraction`` of
-    the best (catastrophic overfitting, Section 5.2); ``None`` if it never collapses."""
-    rows = run.metrics()
-    best = max(rows, key=lambda r: r["test_robust_acc"])
-    for r in rows:
-        if r["epoch"] > best["epoch"] and r["test_robust_acc"] <= fraction * best["test_robust_acc"]:
-            return int(r["epoch"])
-    return None
+def c5(pairs: Sequence[tuple[Any, Any]]) -> Verdict:
+    """C5 on ``(standard run, PGD-AT run)`` pairs, one per seed."""
+    if not pairs:
+        return _verdict("C5", "not run", "-", "-")
+    outcomes, std_cas, at_cas, changes = [], [], [], []
+    for std, at in pairs:
+        s = float(std.metrics()[-1]["cas_clean"])
+        a = studies.checkpoint(at, "best").cas
+        change, level = _second_half_change(std)
+        flat = abs(change) <= C5_FLAT * abs(level)
+        outcomes.append(bool(s < a and flat))
+        std_cas.append(s)
+        at_cas.append(a)
+        changes.append(change)
+    verdict, agree, tested = tally(outcomes)
+    n = len(pairs)
+    ours = (f"{n} seed{'s' * (n > 1)}: standard {_ms(std_cas)} (clean, last epoch) vs PGD-AT "
+            f"{_ms(at_cas)} (best); second-half trend {_ms(changes)} CAS "
+            f"(flat: ≤ {C5_FLAT:.0%} of its mean); both in {agree}/{tested}")
+    return _verdict("C5", verdict, ours, "none (both runs exist)", agree, tested)
 
 
-def label_free_selection(run) -> dict:
-    """Beyond the paper: pick the epoch with the highest CAS on held-out *training*
-    samples (no test labels) and compare its test RA with the test-RA-selected best; the
-    held-out robust accuracy (a plain validation split) is shown as the usual alternative."""
-    rows = run.metrics()
-    if "holdout_cas" not in rows[0]:
-        raise ValueError(f"{run.path.name} has no held-out measurements; train it with holdout_n")
-    pick = lambda key: max(rows, key=lambda r: r[key])  # noqa: E731  first maximum
-    test, by_cas, by_val = pick("test_robust_acc"), pick("holdout_cas"), pick("holdout_robust_acc")
-    return {"test_best_epoch": test["epoch"], "test_best_ra": test["test_robust_acc"],
-            "cas_epoch": by_cas["epoch"], "cas_ra": by_cas["test_robust_acc"],
-            "cas_regret": test["test_robust_acc"] - by_cas["test_robust_acc"],
-            "holdout_ra_epoch": by_val["epoch"], "holdout_ra_ra": by_val["test_robust_acc"],
-            "holdout_ra_regret": test["test_robust_acc"] - by_val["test_robust_acc"],
-            "last_ra": rows[-1]["test_robust_acc"],
-            "last_regret": test["test_robust_acc"] - rows[-1]["test_robust_acc"]}
-
-
-def planted_concentration(run, sharing: np.ndarray) -> dict:
-    """Beyond the paper: on planted data, the change of C from the best to the last epoch
-    on the planted sharing pairs and on all other pairs, and the share of the CAS drop
-    (positive parts, Eq. 7) that the sharing pairs carry."""
-    best, last = studies.checkpoint(run, "best"), studies.checkpoint(run, "last")
-    share = np.asarray(sharing, dtype=bool)
-    other = ~share & ~np.eye(len(share), dtype=bool)
-    pos_drop = np.clip(best.C, 0, None) - np.clip(last.C, 0, None)
-    total = float(pos_drop[share | other].sum())
-    return {"best_epoch": best.epoch, "last_epoch": last.epoch, "cas_best": best.cas,
-            "cas_last": last.cas, "C_share_best": studies.pair_mean(best.C, share),
-            "C_share_last": studies.pair_mean(last.C, share),
-            "C_other_best": studies.pair_mean(best.C, other),
-            "C_other_last": studies.pair_mean(last.C, other),
-            "drop_share_of_cas_drop": float(pos_drop[share].sum()) / total if total else float("nan"),
-            "share_fraction_of_pairs": float(share.sum() / (share | other).sum())}
-
-
-# =========================================================================== verdicts
-
-def _mean_sd(values: Sequence[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
-
+# =========================================================================== the study
 
 def decide(found: Mapping[str, Any], P: Mapping[str, Any]) -> list[dict]:
-    """One row per claim: ``claim``, ``statement``, ``ours`` (numbers), ``verdict``
-    (holds / does not hold / not tested / not run), ``paper``."""
-    rows = []
-
-    def add(claim: str, verdict: str, ours: str) -> None:
-        rows.append({"claim": claim, "statement": STATEMENT[claim], "ours": ours,
-                     "verdict": verdict, "paper": PAPER[claim]})
-
-    seeds = [found[f"C1 seed {s}"] for s in P["seeds"] if f"C1 seed {s}" in found]
-    if seeds:
-        gaps = [studies.best_last_gap(r) for r in seeds]
-        cas_gaps = [g["cas_gap"] for g in gaps]
-        add("C1", "holds" if all(g > 0 for g in cas_gaps) else "does not hold",
-            f"{len(seeds)} seeds: CAS best {_mean_sd([g['cas_best'] for g in gaps])} vs last "
-            f"{_mean_sd([g['cas_last'] for g in gaps])}, gap {_mean_sd(cas_gaps)} "
-            f"(positive in {sum(g > 0 for g in cas_gaps)}/{len(gaps)}); RA best "
-            f"{_mean_sd([100 * g['ra_best'] for g in gaps])}% vs last {_mean_sd([100 * g['ra_last'] for g in gaps])}%")
-    else:
-        add("C1", "not run", "-")
-
-    at = found.get(f"C1 seed {P['seeds'][0]}")
-    kd = found.get("C2 KD-AT")
-    if at is not None and kd is not None:
-        g_at, g_kd = studies.best_last_gap(at), studies.best_last_gap(kd)
-        add("C2", "holds" if g_kd["cas_gap"] < g_at["cas_gap"] else "does not hold",
-            f"gap KD-AT {g_kd['cas_gap']:.2f} ({g_kd['cas_best']:.2f} → {g_kd['cas_last']:.2f}) vs "
-            f"PGD-AT {g_at['cas_gap']:.2f}; RA drop KD-AT {100 * g_kd['ra_gap']:.1f} vs PGD-AT "
-            f"{100 * g_at['ra_gap']:.1f} points")
-    else:
-        add("C2", "not run", "-")
-
-    eps_runs = [(e, found[f"C3 eps {e:g}"]) for e in sorted(P["eps_list"]) if f"C3 eps {e:g}" in found]
-    if len(eps_runs) >= 3:
-        g = [studies.best_last_gap(r)["cas_gap"] for _, r in eps_runs]
-        grows = all(b > a for a, b in zip(g, g[1:]))
-        add("C3", "holds" if grows else "does not hold",
-            "gap " + ", ".join(f"{v:.2f} (ε {e:g})" for (e, _), v in zip(eps_runs, g)))
-    else:
-        add("C3", "not run", "-")
-
-    fast_runs = [(f["label"], found[f"C4 fast AT {f['label']}"]) for f in fast_settings(P)
-                 if f"C4 fast AT {f['label']}" in found]
-    collapsed = [(label, run, collapse_epoch(run)) for label, run in fast_runs]
-    hit = next(((label, run, co) for label, run, co in collapsed if co is not None), None)
-    tried = "; ".join(
-        f"{label}: no collapse (RA {studies.checkpoint(run, 'best').robust_acc:.1%} at best, "
-        f"{run.metrics()[-1]['test_robust_acc']:.1%} at the end)"
-        for label, run, co in collapsed if co is None)
-    if hit is not None:
-        label, run, co = hit
-        best = studies.checkpoint(run, "best")
-        r = studies.row_at(run.metrics(), co)
-        add("C4", "holds" if r["cas"] < best.cas else "does not hold",
-            f"{label}: CAS {best.cas:.2f} at best (epoch {best.epoch}, RA {best.robust_acc:.1%}) vs "
-            f"{r['cas']:.2f} at collapse (epoch {co}, RA {r['test_robust_acc']:.1%})"
-            + (f"; also tried {tried}" if tried else ""))
-    elif fast_runs:
-        add("C4", "not tested", tried)
-    else:
-        add("C4", "not run", "-")
-
-    std = found.get("C5 standard")
-    if std is not None and at is not None:
-        std_cas = float(std.metrics()[-1]["cas_clean"])
-        at_cas = studies.checkpoint(at, "best").cas
-        add("C5", "holds" if std_cas < at_cas else "does not hold",
-            f"standard {std_cas:.2f} (clean, last epoch) vs PGD-AT {at_cas:.2f} (best)")
-    else:
-        add("C5", "not run", "-")
-    return rows
-
-
-def sharing_matrix(num_classes: int, pairs: Sequence[Sequence[int]]) -> np.ndarray:
-    """The (K, K) boolean ground truth of planted sharing ``pairs`` (symmetric, no diagonal)."""
-    S = np.zeros((num_classes, num_classes), dtype=bool)
-    for i, j in pairs:
-        S[i, j] = S[j, i] = True
-    return S
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """A Markdown table of ``rows`` (for ``IPython.display.Markdown``)."""
-    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        out.append("| " + " | ".join(str(r.get(c, "")).replace("|", "/") for c in columns) + " |")
-    return "\n".join(out)
+    """One row per claim (:meth:`Verdict.row`) from the runs of :mod:`xcf.study_plan`'s
+    names in ``found`` (missing runs are left out of each rule)."""
+    get = lambda name: found.get(name)  # noqa: E731
+    c1_runs = {s: get(f"C1 seed {s}") for s in P["seeds"]}
+    out = [c1([r for r in c1_runs.values() if r is not None])]
+    for row in P.get("across", []):
+        runs = [get(f"C1 {row['label']} seed {s}") for s in seeds_of(P, "across")]
+        out.append(c1([r for r in runs if r is not None], claim=f"C1 {row['label']}",
+                      label=row["label"]))
+    forms = kd_forms(P)
+    for form in forms:
+        pairs = [(c1_runs.get(s), get(f"C2 KD-AT {form} seed {s}")) for s in seeds_of(P, "kd")]
+        out.append(c2([(a, k) for a, k in pairs if a is not None and k is not None],
+                      form=form if len(forms) > 1 else None))
+    eps_runs = [(e, s, get(f"C3 eps {e:g} seed {s}")) for e in P.get("eps_list", [])
+                for s in seeds_of(P, "eps")]
+    eps_runs = [t for t in eps_runs if t[2] is not None]
+    out.append(c3(eps_runs))
+    early = P.get("early_epoch") or max(1, round(paper.TABLE1_EARLY_EPOCH / paper.EPOCHS
+                                                 * P["train"].get("epochs", paper.EPOCHS)))
+    out.append(c3_large_eps(eps_runs, early))
+    fast = [(f"{f['label']} (seed {s})", get(f"C4 fast AT {f['label']} seed {s}"))
+            for f in fast_settings(P) for s in seeds_of(P, "fast")]
+    out.append(c4([(label, r) for label, r in fast if r is not None]))
+    std = [(get(f"C5 standard seed {s}"), c1_runs.get(s)) for s in seeds_of(P, "standard")]
+    out.append(c5([(s, a) for s, a in std if s is not None and a is not None]))
+    return [v.row() for v in out]

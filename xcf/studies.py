@@ -15,9 +15,10 @@ import numpy as np
 from . import paper
 from .attribution import cas
 
-__all__ = ["Checkpoint", "row_at", "checkpoint", "saved_matrix_epochs", "spread_epochs",
+__all__ = ["Checkpoint", "row_at", "checkpoint", "saved_matrix_epochs", "nearest_epochs",
+           "even_epochs",
            "underfitted_epoch", "best_last_gap", "table1_rows", "format_table1", "pair_mean",
-           "cas_of", "eps_label"]
+           "cas_of", "eps_label", "markdown_table"]
 
 
 @dataclass
@@ -63,13 +64,26 @@ def saved_matrix_epochs(run, clean: bool = False) -> list[int]:
     return sorted(int(p.stem[len(prefix):]) for p in (run.path / "matrices").glob(f"{prefix}*.npy"))
 
 
-def spread_epochs(available: Sequence[int], n: int) -> list[int]:
-    """``n`` epochs spread evenly over ``available`` (always the first and the last)."""
+def nearest_epochs(available: Sequence[int], targets: Sequence[float]) -> list[int]:
+    """For each target epoch the nearest one in ``available`` (the earlier on a tie), in
+    order and without repeats."""
     available = sorted(available)
-    if n >= len(available):
-        return list(available)
-    idx = np.linspace(0, len(available) - 1, n).round().astype(int)
-    return [available[i] for i in sorted(set(idx.tolist()))]
+    out: list[int] = []
+    for t in targets:
+        e = min(available, key=lambda a: (abs(a - t), a))
+        if e not in out:
+            out.append(e)
+    return out
+
+
+def even_epochs(available: Sequence[int], last_epoch: int, n: int) -> list[int]:
+    """``n`` epochs evenly spaced over training, at k/n of ``last_epoch`` for k = 1..n
+    (n = 4: 25, 50, 75 and 100%, as Fig. 9's epochs 50, 100, 150, 200 of 200), each the
+    nearest saved one in ``available``.  Spacing by epoch, not over the saved list,
+    which early "new best" epochs dominate."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    return nearest_epochs(available, [last_epoch * k / n for k in range(1, n + 1)])
 
 
 def underfitted_epoch(run, fraction: float = 0.65) -> int:
@@ -139,3 +153,11 @@ def eps_label(run) -> str:
     if dataset in ("cifar10", "cifar100", "tiny-imagenet"):
         return f"{eps * 255:.0f}/255"
     return f"{eps:g}"
+
+
+def markdown_table(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
+    """A Markdown table of ``rows`` (for ``IPython.display.Markdown``)."""
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        out.append("| " + " | ".join(str(r.get(c, "")).replace("|", "/") for c in columns) + " |")
+    return "\n".join(out)

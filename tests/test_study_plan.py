@@ -1,0 +1,53 @@
+"""xcf.study_plan: the names, order and teachers of the Claims page's runs."""
+from xcf import study_plan
+
+
+class _Found:
+    def __init__(self, label):
+        self.path = label
+
+
+def test_a_single_fast_setting_is_labelled_by_its_eps_and_step():
+    assert study_plan.fast_settings({"fast": {"objective": "fast_at", "eps": 0.1,
+                                              "fast_at": {"alpha": 0.2}}}) == [
+        {"label": "ε 0.1, step 0.2",
+         "overrides": {"objective": "fast_at", "eps": 0.1, "fast_at": {"alpha": 0.2}}}]
+
+
+def test_studies_name_every_claim_seed_and_put_teachers_first():
+    P = {"train": {}, "seeds": [0, 1], "kd_forms": ["eq3", "hinton"], "kd_seeds": [1],
+         "eps_list": [0.05, 0.2], "eps_seeds": [0], "fast": [{"label": "x", "overrides": {}}],
+         "standard_seeds": [2], "across": [{"label": "w16", "overrides": {"model": "m"}}]}
+    names = [s.name for s in study_plan.studies_of(P)]
+    assert names == ["C1 seed 0", "C1 seed 1", "C2 KD-AT eq3 seed 1", "C2 KD-AT hinton seed 1",
+                     "C3 eps 0.05 seed 0", "C3 eps 0.2 seed 0", "C4 fast AT x seed 0",
+                     "C4 fast AT x seed 1", "C5 standard seed 2", "C1 w16 seed 0",
+                     "C1 w16 seed 1"]
+    across = [s for s in study_plan.studies_of(P) if s.name == "C1 w16 seed 1"][0]
+    assert across.overrides == {"model": "m", "seed": 1}
+
+
+def test_each_kd_student_is_taught_by_the_c1_run_of_its_own_seed():
+    P = {"train": {}, "seeds": [0, 1], "eps_list": [], "fast": [], "kd_lambda": 0.5,
+         "kd_temperature": 2, "kd_forms": ["eq3", "hinton"], "standard_seeds": []}
+    calls = []
+
+    def locate(config, **overrides):
+        calls.append(overrides)
+        kd = overrides.get("kd") or {}
+        if kd:
+            return _Found(f"{kd['form']} student of {kd['teacher']}")
+        return _Found(f"seed {overrides.get('seed')}")
+
+    found = dict(study_plan.located_studies(P, locate))
+    assert found["C2 KD-AT eq3 seed 1"].path == "eq3 student of seed 1"
+    assert found["C2 KD-AT hinton seed 0"].path == "hinton student of seed 0"
+    assert len(calls) == len(found)  # no teacher was located twice
+    calls.clear()  # C1 skipped: each teacher is located first, once
+    only = dict(study_plan.located_studies(P, locate, only=lambda n: n.startswith("C2")))
+    assert list(only) == ["C2 KD-AT eq3 seed 0", "C2 KD-AT eq3 seed 1",
+                          "C2 KD-AT hinton seed 0", "C2 KD-AT hinton seed 1"]
+    assert [c for c in calls if "kd" not in c] == [{"seed": 0}, {"seed": 1}]
+    # without a teacher the student is reported missing, and nothing is located for it
+    nothing = dict(study_plan.located_studies(P, lambda config, **o: None))
+    assert nothing["C2 KD-AT eq3 seed 0"] is None

@@ -1,0 +1,133 @@
+"""The runs behind the Claims page: which runs each claim reads, and how to find them.
+
+One job: *name the studies*.  An ``11_claims`` section of a profile (``P``) lists a base
+training setting (``train``) and, per claim, what varies; :func:`studies_of` turns it into
+named :class:`Study` entries, in the order they must train (a KD student after its
+teacher), and :func:`located_studies` finds each one with any :mod:`xcf.locate` locator.
+The rules that decide the claims on these runs are :mod:`xcf.claims`; training and
+exporting them is ``tools/run_claims.py``'s job.
+
+Keys of ``P`` (each list of seeds defaults to ``seeds``):
+
+- ``seeds``: C1's PGD-AT seeds; ``kd_seeds``, ``eps_seeds``, ``fast_seeds``,
+  ``standard_seeds``, ``across_seeds``: the seeds of C2, C3, C4, C5 and of the rows across
+  norms and architectures;
+- ``kd_lambda``, ``kd_temperature`` and ``kd_forms`` (or one ``kd_form``): C2's KD-AT, one
+  student per form and seed, taught by the best checkpoint of C1's run of that seed;
+- ``eps_list``: C3's ε values; ``fast``: C4's fast-AT settings (``{label, overrides}``);
+- ``across``: ``{label, overrides}`` rows that repeat C1 under another norm or model;
+- ``search``: settings tried for robust overfitting; ``planted``: the planted-data run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Optional
+
+from .locate import Committed, kd_overrides
+
+__all__ = ["Study", "studies_of", "fast_settings", "kd_forms", "seeds_of", "located_studies",
+           "find_studies"]
+
+
+@dataclass
+class Study:
+    """One named run of the Claims page: ``config`` with ``overrides``; a KD student
+    also names its teacher's seed and its KD form (its teacher is found at run time)."""
+
+    name: str
+    config: Mapping[str, Any]
+    overrides: dict = field(default_factory=dict)
+    teacher_seed: Optional[int] = None
+    kd_form: Optional[str] = None
+
+    def __iter__(self):  # unpacks as (name, config, overrides)
+        return iter((self.name, self.config, self.overrides))
+
+
+def seeds_of(P: Mapping[str, Any], claim: str) -> list[int]:
+    """The seeds of ``claim`` (``kd``, ``eps``, ``fast``, ``standard``, ``across``):
+    ``P[claim + '_seeds']``, or C1's ``seeds``."""
+    return list(P.get(f"{claim}_seeds", P["seeds"]))
+
+
+def kd_forms(P: Mapping[str, Any]) -> list[str]:
+    """The KD forms C2 runs (:class:`xcf.config.KDConfig`): ``kd_forms``, or ``kd_form``."""
+    return list(P.get("kd_forms") or [P.get("kd_form", "eq3")])
+
+
+def fast_settings(P: Mapping[str, Any]) -> list[dict]:
+    """The fast-AT settings to try for C4, in order: ``{label, overrides}`` each (a single
+    mapping of overrides is one setting labelled by its ε and step)."""
+    fast = P.get("fast", [])
+    if isinstance(fast, Mapping):
+        step = fast.get("fast_at", {}).get("alpha")
+        fast = [{"label": f"ε {fast.get('eps')}, step {step}", "overrides": fast}]
+    return list(fast)
+
+
+def studies_of(P: Mapping[str, Any]) -> Iterator[Study]:
+    """Every run the ``11_claims`` section ``P`` names, teachers before students."""
+    base = P["train"]
+    for probe in P.get("search", []):
+        yield Study(f"search: {probe['label']}", base, dict(probe["overrides"]))
+    for seed in P["seeds"]:
+        yield Study(f"C1 seed {seed}", base, {"seed": seed})
+    for form in kd_forms(P):
+        for seed in seeds_of(P, "kd"):
+            yield Study(f"C2 KD-AT {form} seed {seed}", base, {"objective": "kd_at"},
+                        teacher_seed=seed, kd_form=form)
+    for eps in P.get("eps_list", []):
+        for seed in seeds_of(P, "eps"):
+            yield Study(f"C3 eps {eps:g} seed {seed}", base, {"eps": eps, "seed": seed})
+    for setting in fast_settings(P):
+        for seed in seeds_of(P, "fast"):
+            yield Study(f"C4 fast AT {setting['label']} seed {seed}", base,
+                        {**setting["overrides"], "seed": seed})
+    for seed in seeds_of(P, "standard"):
+        yield Study(f"C5 standard seed {seed}", base, {"objective": "standard", "seed": seed})
+    for row in P.get("across", []):
+        for seed in seeds_of(P, "across"):
+            yield Study(f"C1 {row['label']} seed {seed}", base, {**row["overrides"], "seed": seed})
+    if P.get("planted"):
+        yield Study("planted", base, dict(P["planted"]))
+
+
+def located_studies(P: Mapping[str, Any], locate: Callable[..., Any],
+                    only: Optional[Callable[[str], bool]] = None,
+                    announce: Optional[Callable[[str], None]] = None
+                    ) -> Iterator[tuple[str, Any]]:
+    """``(name, run)`` for every study of ``P`` (those ``only(name)`` keeps); ``run`` is
+    ``locate(config, **overrides)`` and may be ``None`` if ``locate`` finds nothing.
+
+    A KD student's teacher is C1's run of the same seed: the one already located, or
+    located first (``locate(config, seed=...)``) when ``only`` skipped it.  Without a
+    teacher the student is yielded as ``None`` and nothing is located for it.
+    ``announce(name)`` is called before each study is located (a training locator
+    prints it)."""
+    c1: dict[int, Any] = {}
+    for study in studies_of(P):
+        if only is not None and not only(study.name):
+            continue
+        overrides = study.overrides
+        if study.teacher_seed is not None:
+            seed = study.teacher_seed
+            if seed not in c1:
+                c1[seed] = locate(study.config, seed=seed)
+            if c1[seed] is None:
+                yield study.name, None
+                continue
+            overrides = {**kd_overrides(c1[seed].path, P["kd_lambda"], P["kd_temperature"],
+                                        study.kd_form), "seed": seed}
+        if announce is not None:
+            announce(study.name)
+        run = locate(study.config, **overrides)
+        if study.name.startswith("C1 seed "):
+            c1[overrides["seed"]] = run
+        yield study.name, run
+
+
+def find_studies(root: str | Path, P: Mapping[str, Any]) -> dict:
+    """The finished runs of ``P``'s studies under ``root`` (missing ones left out)."""
+    locate = Committed(root, profile=Path(root).name)
+    return {name: run for name, run in located_studies(P, locate) if run is not None}
