@@ -1,5 +1,6 @@
 """Run folders: atomic writes, config keys, reuse of finished runs, and resume after a
 crash or a SIGKILL giving the same metrics as an uninterrupted run."""
+import json
 import os
 import re
 import signal
@@ -324,6 +325,11 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_metrics(tmp_path):
     cut = runs.Run(cut_dir)
     assert [r["epoch"] for r in cut.metrics()] == [1], "killed in the middle of epoch 2"
     assert cut.load_state()["epoch"] == 1 and not cut.finished
+    # The killed session still says "running" in the file, but no live process holds the
+    # lock (the kernel dropped it with the process): it is shown as interrupted.
+    raw = json.loads((cut_dir / "provenance.json").read_text())
+    assert raw["sessions"][-1]["status"] == "running" and not cut.locked
+    assert cut.status == "interrupted"
 
     again = _cli(cfg_path, tmp_path / "cut", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     out, _ = again.communicate(timeout=300)
@@ -332,7 +338,9 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_metrics(tmp_path):
     assert_same_metrics(runs.Run(ref_dir).metrics(), cut.metrics())
     assert cut_dir.name == ref_dir.name
     sessions = cut.provenance()["sessions"]
-    assert sessions[0]["status"] == "running" and sessions[0]["end"] is None  # the killed one
+    raw = json.loads((cut_dir / "provenance.json").read_text())["sessions"]
+    assert [r["status"] for r in raw] == ["interrupted", "finished"]  # written on resume
+    assert sessions[0]["status"] == "interrupted" and sessions[0]["end"] is None  # the killed one
     assert sessions[1]["status"] == "finished" and sessions[1]["resumed_from_epoch"] == 1
     ref_best = checkpoints.load_torch(runs.Run(ref_dir).checkpoint_path("best"))
     cut_best = checkpoints.load_torch(cut.checkpoint_path("best"))

@@ -23,6 +23,8 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .attacks import Attack, attack_mode
+from .inputs import (MatrixError, check_batch_size, check_count, check_features, check_images,
+                     check_labels, check_lengths, check_matrix, check_num_classes)
 from .models import check_feature_model
 
 __all__ = ["attribution_vectors", "class_attribution_vectors", "correlation_matrix", "cas",
@@ -39,7 +41,10 @@ def attribution_vectors(features: torch.Tensor, weight: torch.Tensor,
         labels: the class each row is attributed to, (N,).
     Returns:
         A_{y_k}(x_k) = g(x_k) * W[y_k], (N, n).
+    Raises :class:`xcf.inputs.InputError` for shapes that disagree, labels outside
+    ``[0, K)`` or non-finite values.
     """
+    check_features(features, labels, weight)
     return features * weight[labels]
 
 
@@ -52,8 +57,10 @@ def class_attribution_vectors(features: torch.Tensor, labels: torch.Tensor,
         labels: true labels, (N,).
         weight: W, (K, n).
     Returns:
-        (K, n).  Raises ``ValueError`` if a class has no sample.
+        (K, n).  Raises ``ValueError`` if a class has no sample, and
+        :class:`xcf.inputs.InputError` for bad shapes, labels or non-finite values.
     """
+    check_features(features, labels, weight)
     sums, counts = _class_feature_sums(features, labels, weight.shape[0])
     _check_counts(counts)
     return sums / counts.unsqueeze(1) * weight
@@ -66,21 +73,23 @@ def correlation_matrix(A: torch.Tensor) -> torch.Tensor:
         A: class attribution vectors, (K, n).
     Returns:
         C, (K, K), symmetric, ones on the diagonal.
+    Raises :class:`xcf.inputs.MatrixError` for an empty, non-2-D or non-finite ``A``.
     """
-    if A.dim() != 2:
-        raise ValueError(f"expected attribution vectors of shape (K, n), got {tuple(A.shape)}")
+    check_matrix(A, "A", square=False)
     norms = A.norm(dim=1)
     zero = torch.nonzero(norms == 0).flatten().tolist()
     if zero:
-        raise ValueError(f"attribution vector of class(es) {zero} is all zeros; cosine similarity is undefined")
+        raise MatrixError(f"attribution vector of class(es) {zero} is all zeros; cosine "
+                          "similarity is undefined (a dead head row or all-zero features?)")
     unit = A / norms.unsqueeze(1)
     return (unit @ unit.T).clamp(-1.0, 1.0)
 
 
 def cas(C: torch.Tensor) -> float:
-    """Class Attribution Similarity, Eq. 7: sum of the positive off-diagonal entries of C."""
-    if C.dim() != 2 or C.shape[0] != C.shape[1]:
-        raise ValueError(f"expected a square (K, K) matrix, got {tuple(C.shape)}")
+    """Class Attribution Similarity, Eq. 7: sum of the positive off-diagonal entries of C.
+
+    ``C``: (K, K), finite, K >= 1 (:class:`xcf.inputs.MatrixError` otherwise)."""
+    check_matrix(C, "C")
     off = ~torch.eye(C.shape[0], dtype=torch.bool, device=C.device)
     return float(C.clamp(min=0)[off].sum())
 
@@ -98,6 +107,8 @@ def instance_correlation_matrix(features: torch.Tensor, labels: torch.Tensor,
     Returns:
         (K, K).
     """
+    check_features(features, labels, weight)
+    check_count(chunk, "chunk", 1, 1024)
     K = weight.shape[0]
     counts = torch.bincount(labels, minlength=K)
     _check_counts(counts)
@@ -156,10 +167,18 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Optional
         keep_features: return the (N, n) features g(x + delta) (for :func:`bootstrap_cas`).
         generator: random generator passed to the attack, for reproducibility.
         progress: show a progress bar.
+
+    Every input is checked before the attack pass (:mod:`xcf.inputs`): images finite and
+    in [0, 1] (with or without an attack), integer labels in ``[0, K)``, one label per
+    image, ``batch_size >= 1`` and ``num_classes`` equal to the head's outputs.
     """
     check_feature_model(model)
     W = model.head.weight.detach()
-    K = num_classes or W.shape[0]
+    K = check_num_classes(num_classes, W.shape[0])
+    check_images(x)
+    check_labels(y, K)
+    check_lengths(x, y)
+    check_batch_size(batch_size)
     counts = torch.bincount(y.cpu(), minlength=K)
     _check_counts(counts)  # before the attack pass, not after it
     with attack_mode(model, "eval"):  # eval mode, frozen weights; both restored after
@@ -199,8 +218,8 @@ def bootstrap_cas(features: torch.Tensor, labels: torch.Tensor, weight: torch.Te
     Returns:
         (n_boot,) CAS values.
     """
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    check_count(n_boot, "n_boot", 1, 200)
+    check_features(features, labels, weight)
     K = weight.shape[0]
     _check_counts(torch.bincount(labels.cpu(), minlength=K))
     feats = features.double()

@@ -35,14 +35,16 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, or does not fit the model it is loaded into."""
 
 
-def load_torch(path: str | Path) -> dict:
+def load_torch(path: str | Path, *, mmap: bool = False) -> dict:
     """``torch.load`` with ``weights_only=True`` (no code runs while loading) onto the CPU;
-    a missing or unreadable file raises :class:`CheckpointError` naming it."""
+    a missing or unreadable file raises :class:`CheckpointError` naming it.  ``mmap=True``
+    maps the tensors instead of reading them: cheap when only the small entries (epoch,
+    history) are wanted."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:  # truncated zip, pickle error, ...
         raise CheckpointError(f"checkpoint {path} is unreadable ({err})") from err
 

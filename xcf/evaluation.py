@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 from .attacks import PGD, attack_mode
 from .attribution import bootstrap_cas, measure
-from .config import TrainConfig
+from .config import AMP_MODES, TrainConfig
 from .data.dataset import stratified_indices
+from .inputs import ArgumentError, check_count, check_images, check_labels, check_lengths
 from .precision import AutocastModel
 from .preparation import Setup
 from .runs import Run
@@ -33,7 +34,10 @@ BOOTSTRAP_RESAMPLES = 200
 
 
 def eval_seed(seed: int, epoch: int) -> int:
-    """Seed of epoch ``epoch``'s evaluation attack: independent of the training stream."""
+    """Seed of epoch ``epoch``'s evaluation attack: independent of the training stream.
+    ``seed`` and ``epoch`` are integers >= 0 (:class:`xcf.inputs.ArgumentError` otherwise)."""
+    check_count(seed, "seed", 0, 0)
+    check_count(epoch, "epoch", 0, 1)
     return int(np.random.SeedSequence([seed, epoch, 0x5EED]).generate_state(1)[0])
 
 
@@ -51,10 +55,14 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainCo
     CAS together; a second pass on clean inputs gives clean accuracy and the clean C of
     Fig. 9 (a forward pass only).  Returns ``(numbers, adversarial, clean)`` with the two
     :class:`~xcf.attribution.Measurement` objects.
+
+    ``x``: (N, C, H, W) in [0, 1]; ``y``: (N,) labels of the model's classes; ``amp``:
+    one of :data:`xcf.config.AMP_MODES`.  Checked before either pass (:mod:`xcf.inputs`).
     """
+    _check_eval_inputs(model, x, y, epoch, amp)
     c = config.resolved()
     gen = torch.Generator(device=x.device).manual_seed(eval_seed(c.seed, epoch))
-    net = AutocastModel(model, x.device) if amp == "bf16" else model
+    net = AutocastModel(model, x.device, amp) if amp != "none" else model
     clean = measure(net, x, y, None, batch_size=c.eval_batch_size, progress=False)
     adv = measure(net, x, y, eval_attack(c), batch_size=c.eval_batch_size, generator=gen,
                   instance=instance, keep_features=True, progress=progress)
@@ -74,17 +82,35 @@ def evaluate_holdout(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config:
     """Robust accuracy and CAS on held-out *training* samples (``holdout_n``), attacked as
     the test set is: what a label-free selector may look at without touching test data.
     Its attack has its own generator, so adding a holdout leaves the test numbers alone."""
+    _check_eval_inputs(model, x, y, epoch, amp)
     c = config.resolved()
     gen = torch.Generator(device=x.device).manual_seed(eval_seed(c.seed, epoch) + 1)
-    net = AutocastModel(model, x.device) if amp == "bf16" else model
+    net = AutocastModel(model, x.device, amp) if amp != "none" else model
     adv = measure(net, x, y, eval_attack(c), batch_size=c.eval_batch_size, generator=gen,
                   progress=False)
     return {"holdout_robust_acc": adv.accuracy, "holdout_cas": adv.cas, "holdout_n": int(len(y))}
 
 
+def _check_eval_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int,
+                       amp: str) -> None:
+    """Every check of an evaluation's arguments, before the first forward pass."""
+    if amp not in AMP_MODES:
+        raise ArgumentError(f"amp {amp!r} is not one of {', '.join(AMP_MODES)}; pass "
+                            "amp='none' (float32), or an autocast mode for speed")
+    check_count(epoch, "epoch", 0, 1)
+    check_images(x)
+    head = getattr(model, "head", None)
+    if isinstance(getattr(head, "weight", None), torch.Tensor):
+        check_labels(y, head.weight.shape[0])
+    check_lengths(x, y)
+
+
 def autoattack_accuracy(run: Run, which: str, setup: Setup, progress: bool = False) -> float:
     """Robust accuracy under AutoAttack (standard version, torchattacks) of a checkpoint of
-    ``run`` on ``autoattack_n`` test samples (default: the evaluation set)."""
+    ``run`` on ``autoattack_n`` test samples (default: the evaluation set); ``which``:
+    ``"best"``, ``"last"`` or an epoch number."""
+    if which not in ("best", "last") and not (isinstance(which, int) and which >= 1):
+        raise ArgumentError(f"which {which!r} is not 'best', 'last' or an epoch number >= 1")
     import torchattacks  # lazily: optional, slow to import, and only needed here
 
     c = setup.config

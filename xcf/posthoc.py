@@ -34,8 +34,11 @@ def measure_run(run_dir: str | Path, which: Which = "best", *, eval_n: Optional[
     except ValueError as err:
         raise RunFileError(f"{config_file} is not a valid config ({err})") from err
     if re.fullmatch(r"[0-9a-f]{12}", run.key) and key != run.key:
+        teacher = saved.get("kd", {}).get("teacher") if saved.get("objective") == "kd_at" else None
+        why = (f" or its KD teacher {teacher} was replaced, moved or deleted since (the "
+               "teacher's best.pt digest is part of the key)" if teacher else "")
         raise RunFileError(f"{config_file} gives the run key {key}, but the folder's key is "
-                           f"{run.key}: config.yaml was edited; restore it (or train the "
+                           f"{run.key}: config.yaml was edited{why}; restore it (or train the "
                            "edited config as a run of its own)")
     overrides = {k: v for k, v in dict(eval_n=eval_n, eval_steps=eval_steps, eval_eps=eval_eps,
                                        device=device).items() if v is not None}
@@ -50,7 +53,8 @@ def measure_run(run_dir: str | Path, which: Which = "best", *, eval_n: Optional[
         raise RunFileError(f"checkpoint {path} was trained on {saved_meta['dataset']!r} but "
                            f"{config_file} says dataset {saved.get('dataset')!r}")
     if "num_classes" not in saved_meta:
-        raise RunFileError(f"checkpoint {path} has no model meta (num_classes); not an xcf checkpoint")
+        raise RunFileError(f"checkpoint {path} has no model meta (num_classes); not an xcf "
+                           "checkpoint")
     dev = resolve_device(cfg.device)
     _, x_eval, y_eval = load_data(cfg)
     meta = model_meta(cfg, saved_meta["num_classes"], x_eval.shape[1:])

@@ -20,7 +20,14 @@ import torch
 
 from . import __version__
 
-__all__ = ["git_commit", "device_description", "environment", "command", "now"]
+__all__ = ["RUNNING", "INTERRUPTED", "git_commit", "device_description", "environment",
+           "command", "now", "mark_interrupted"]
+
+# Session statuses: "running" while its process works on the run; "finished" or "failed"
+# when the process ends it; "interrupted" for a session whose process died without ending
+# it (SIGKILL, power loss), told apart from a live one by the run's lock.
+RUNNING = "running"
+INTERRUPTED = "interrupted"
 
 
 def git_commit(folder: str | Path = ".") -> dict:
@@ -77,3 +84,15 @@ def command() -> str:
 def now() -> str:
     """Local time with offset, e.g. ``2026-01-31T12:00:00+0100``."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def mark_interrupted(provenance: dict) -> int:
+    """Mark every session of ``provenance`` still ``"running"`` as ``"interrupted"``, in
+    place; call it only when no live process holds the run's lock (so none of them can
+    still be running).  Returns how many sessions were marked."""
+    marked = 0
+    for session in provenance.get("sessions") or []:
+        if isinstance(session, dict) and session.get("status") == RUNNING:
+            session["status"] = INTERRUPTED
+            marked += 1
+    return marked

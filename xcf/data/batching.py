@@ -11,6 +11,8 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from ..inputs import check_batch_size, check_lengths
+
 __all__ = ["augment", "batches"]
 
 
@@ -49,10 +51,8 @@ def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool,
     """Yield ``(xb, yb)`` minibatches of in-memory tensors; one pass = one epoch, the last
     partial batch included. With ``shuffle`` the order is a fresh permutation drawn from
     ``generator`` (on its device)."""
-    if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_lengths(x, y)
+    check_batch_size(batch_size)
     n = len(x)
     if not shuffle:
         for start in range(0, n, batch_size):

@@ -37,8 +37,8 @@ def load_tiny_imagenet(key: str, root: Path, n_train, n_test, seed, download, *,
     if not (base / "wnids.txt").exists():
         raise DatasetUnavailableError(_tiny_help(root, None))
     cache_file = base / "xcf-cache.pt"
-    if cache and cache_file.exists():
-        c = torch.load(cache_file)
+    c = _load_cache(cache_file) if cache else None
+    if c is not None:
         return from_uint8(key, c["x_train"], c["y_train"], c["x_test"], c["y_test"],
                            c["classes"], n_train, n_test, seed)
     wnids = sorted(w.strip() for w in (base / "wnids.txt").read_text().split() if w.strip())
@@ -94,6 +94,24 @@ def _decode_jpegs(files: list[Path], size: int = 64) -> torch.Tensor:
         return torch.empty(0, size, size, 3, dtype=torch.uint8)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         return torch.from_numpy(np.stack(list(pool.map(one, files))))
+
+
+_CACHE_KEYS = ("x_train", "y_train", "x_test", "y_test", "classes")
+
+
+def _load_cache(path: Path) -> dict | None:
+    """The decoded dataset cached in ``path``, or ``None`` when there is none or it is
+    unusable (then the JPEGs are decoded again and the cache rewritten).  Loaded with
+    ``weights_only=True``: tensors, lists and strings only, no code runs while loading."""
+    if not path.is_file():
+        return None
+    try:
+        c = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torn, foreign, or holding objects weights_only refuses
+        return None
+    if not isinstance(c, dict) or any(k not in c for k in _CACHE_KEYS):
+        return None
+    return c
 
 
 def _save_cache(obj: dict, path: Path) -> None:
