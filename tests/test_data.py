@@ -449,3 +449,41 @@ def test_subset_with_uneven_classes():
     assert counts[1] == 3 and sum(counts) == 31 and abs(counts[0] - counts[2]) <= 1
     assert ds.to("cpu").y_train is not None and "toy" in repr(ds)
     assert ds.num_classes == 3 and ds.image_shape == (1, 2, 2)
+
+
+# --------------------------------------------------------------------------- uint8 storage
+
+def test_uint8_to_float_gives_every_byte_over_255_in_float32():
+    from xcf.data.dataset import uint8_to_float
+
+    b = torch.arange(256, dtype=torch.uint8).reshape(4, 1, 8, 8)
+    want = np.arange(256, dtype=np.float32) / np.float32(255)  # numpy's IEEE division
+    got = uint8_to_float(b)
+    assert got.dtype == torch.float32 and got.shape == b.shape
+    assert np.array_equal(got.flatten().numpy(), want)
+
+
+def test_as_uint8_packs_byte_images_exactly_and_refuses_all_others():
+    from xcf.data.dataset import as_uint8, from_uint8
+
+    raw = torch.randint(0, 256, (7, 8, 8, 3), dtype=torch.uint8, generator=torch.Generator()
+                        .manual_seed(0))
+    ds = from_uint8("x", raw, [0] * 7, raw[:2], [0, 0], ["a"], None, None, 0)
+    packed = as_uint8(ds.x_train, chunk=3)  # chunks of 3 samples: the last one partial
+    assert packed.dtype == torch.uint8 and torch.equal(packed, raw.permute(0, 3, 1, 2))
+    x = ds.x_train
+    assert as_uint8(x.double()) is None                       # not float32
+    assert as_uint8(x * 0.999) is None                        # not k / 255
+    bad = x.clone()
+    bad[6, 0, 0, 0] = 0.5                                     # one value in the last chunk
+    assert as_uint8(bad, chunk=3) is None
+    assert as_uint8(x - 1 / 255) is None                      # below 0
+    zero = torch.zeros(1, 1, 2, 2)
+    zero[0, 0, 0, 0] = -0.0
+    assert as_uint8(zero) is None                             # -0.0 has no byte
+
+
+def test_planted_images_are_not_bytes():
+    from xcf.data.dataset import as_uint8
+
+    assert as_uint8(load("planted", n_train=20, n_test=10).x_train) is None

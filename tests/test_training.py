@@ -305,7 +305,7 @@ def test_table2_defaults():
 @pytest.mark.parametrize("change,key,allowed", [
     ({"objective": "pgd"}, "objective", "standard, pgd_at, kd_at, fast_at, trades"),
     ({"norm": "l1"}, "norm", "linf, l2"),
-    ({"amp": "fp16"}, "amp", "none, bf16"),
+    ({"amp": "fp8"}, "amp", "none, bf16, fp16"),
     ({"epochs": -3}, "epochs", "integer >= 1"),
     ({"epochs": 2.5}, "epochs", "integer >= 1"),
     ({"lr": -0.1}, "lr", "> 0"),
@@ -434,3 +434,68 @@ def test_run_key_ignores_an_unset_holdout_and_where_the_teacher_lies():
     b = make_config(tiny(objective="kd_at", kd={"teacher": "results/cpu/planted-small_cnn-pgd_at-abc"}))
     c = make_config(tiny(objective="kd_at", kd={"teacher": "results/cpu/planted-small_cnn-pgd_at-xyz"}))
     assert a.key() == b.key() != c.key()
+
+
+def test_uint8_training_images_train_bit_identically_to_float32():
+    """Storing the training set as uint8 (a quarter of the memory) and converting each
+    batch changes no bit of training: same weights after PGD-AT with augmentation."""
+    from xcf.attacks import PGD as _PGD
+    from xcf.data.dataset import from_uint8
+    from xcf.preparation import device_images
+
+    raw = torch.randint(0, 256, (48, 8, 8, 3), dtype=torch.uint8,
+                        generator=torch.Generator().manual_seed(0))
+    labels = [i % 4 for i in range(48)]
+    x = from_uint8("bytes", raw, labels, raw[:4], labels[:4], list("abcd"), None, None, 0).x_train
+    y = torch.tensor(labels)
+    packed = device_images(x, torch.device("cpu"))
+    assert packed.dtype == torch.uint8 and packed.nbytes * 4 == x.nbytes
+    weights = []
+    for images in (x, packed):
+        torch.manual_seed(0)
+        net = TinyNet(num_classes=4, channels=3)
+        opt = training.sgd(net, 0.1)
+        for epoch in (1, 2):
+            train_epoch(net, opt, images, y, epoch=epoch, lr=0.1, batch_size=16,
+                        attack=_PGD(eps=8 / 255, steps=2),
+                        generator=torch.Generator().manual_seed(epoch))
+        weights.append(copy.deepcopy(net.state_dict()))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_prepare_keeps_float_images_that_are_not_bytes():
+    s = prepare(make_config(tiny()))  # planted images: not k / 255
+    assert s.x_train.dtype == torch.float32
+
+
+@pytest.mark.parametrize("how", ["find_spec", "sys.modules"])
+def test_autoattack_without_torchattacks_fails_before_training_naming_the_extra(
+        how, tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+
+    from xcf import preparation
+
+    if how == "find_spec":
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a: None if name == "torchattacks" else real(name, *a))
+    else:  # a module set to None in sys.modules cannot be imported
+        monkeypatch.setitem(sys.modules, "torchattacks", None)
+    loaded = []
+    monkeypatch.setattr(preparation, "load", lambda *a, **k: loaded.append(1))
+    with pytest.raises(ConfigError, match=r'autoattack.*pip install "xcf\[autoattack\]"'):
+        train(tiny(autoattack=True), runs_dir=tmp_path, progress=False)
+    assert not loaded and not any(tmp_path.iterdir())  # no data read, no run folder made
+
+
+def test_autoattack_check_passes_when_torchattacks_is_there(monkeypatch):
+    import importlib.machinery
+    import importlib.util
+
+    from xcf import preparation
+
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: importlib.machinery.ModuleSpec(name, None))
+    preparation.check_optional_dependencies(make_config(tiny(autoattack=True)))
+    preparation.check_optional_dependencies(make_config(tiny(autoattack=False)))

@@ -34,17 +34,21 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 import yaml
 
 from .attacks import NORMS, default_step_size
+from .checkpoints import file_digest
 from .data import DATASETS
 from .models import MODELS
 
 __all__ = ["OBJECTIVES", "AMP_MODES", "ATTACK_MODES", "KD_FORMS", "BEST_METRICS", "DEVICE_PATTERN",
            "NON_IDENTITY", "KEY_BASELINE", "KEY_LENGTH", "FLOAT_DIGITS", "ConfigError",
            "ConfigFileError", "LINF_EPS_MAX", "L2_EPS_MAX", "read_config_file", "KDConfig",
-           "TradesConfig", "FastATConfig", "TrainConfig", "teacher_identity", "canonical",
+           "TradesConfig", "FastATConfig", "TrainConfig", "teacher_identity", "teacher_digest",
+           "canonical",
            "config_key", "make_config"]
 
 OBJECTIVES = ("standard", "pgd_at", "kd_at", "fast_at", "trades")
-AMP_MODES = ("none", "bf16")
+# fp16 needs loss scaling (torch.amp.GradScaler, xcf.precision.grad_scaler): the fast path
+# on GPUs without bf16 tensor cores (T4, V100).
+AMP_MODES = ("none", "bf16", "fp16")
 ATTACK_MODES = ("train", "eval")  # train: the official loop (model.train() before the attack)
 KD_FORMS = ("eq3", "hinton")
 BEST_METRICS = ("auto", "test_robust_acc", "test_clean_acc")
@@ -164,7 +168,8 @@ class TrainConfig:
     ``fast_at``.
     Optimisation: ``epochs`` (200), ``batch_size`` (128), ``lr`` (0.1), ``momentum`` (0.9),
     ``weight_decay`` (5e-4), ``milestones`` ([0.5, 0.75] of the epochs), ``lr_gamma``
-    (0.1), ``seed``, ``amp`` (``none`` or ``bf16`` autocast), ``channels_last``,
+    (0.1), ``seed``, ``amp`` (``none``, ``bf16`` autocast, or ``fp16`` autocast with loss
+    scaling), ``channels_last``,
     ``compile`` (``model.compile()``, inductor: fuses batch norm, ReLU and additions; a
     one-off compile time per input shape and model mode), ``log_train_clean`` (log the
     accuracy on clean training batches for adversarial objectives, at one extra forward
@@ -280,7 +285,9 @@ class TrainConfig:
         (no runtime-only field, :data:`NON_IDENTITY`; no section of another objective)
         whose canonical value differs from the baseline (:data:`KEY_BASELINE`; a field
         added after it is compared with its own default).  A section is compared field by
-        field.  A KD teacher is named by :func:`teacher_identity`."""
+        field.  A KD teacher is named by :func:`teacher_identity`, and its content by
+        :func:`teacher_digest` (``kd.teacher_sha256``) when one is known, so a student of a
+        replaced teacher gets a key of its own."""
         d = self.resolved().to_dict()
         for key in NON_IDENTITY:
             d.pop(key, None)
@@ -289,7 +296,10 @@ class TrainConfig:
             if name != active:
                 d.pop(name)
         if active == "kd" and d["kd"]["teacher"]:
+            digest = teacher_digest(d["kd"]["teacher"])
             d["kd"]["teacher"] = teacher_identity(d["kd"]["teacher"])
+            if digest is not None:  # absent (old teachers): the key of before digests
+                d["kd"]["teacher_sha256"] = digest
         base = _key_baseline(type(self))
         diff = {}
         for name, value in d.items():
@@ -317,6 +327,42 @@ def teacher_identity(teacher: str) -> str:
     if p.suffix != ".pt":
         return p.name
     return str(p)
+
+
+def teacher_digest(teacher: str) -> Optional[str]:
+    """SHA-256 of the teacher's weights, as far as it can be known, else ``None``.
+
+    A run folder: the ``best_sha256`` its final.json records (written when it finished
+    training, :func:`xcf.runner.train`); an exported folder keeps its final.json but not
+    its checkpoints, so the digest travels with it.  A teacher whose final.json records
+    none (trained before digests were recorded) gives ``None``: its students keep their
+    keys.  A ``.pt`` file: the digest of the file.  A missing teacher: ``None``."""
+    p = Path(teacher)
+    if p.suffix == ".pt":
+        return _file_digest_cached(p) if p.is_file() else None
+    final = p / "final.json"
+    if not final.is_file():
+        return None
+    try:
+        recorded = json.loads(final.read_text()).get("best_sha256")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as err:
+        raise ConfigError("kd.teacher", f"the teacher's {final} is unreadable ({err}); "
+                          "restore it or train the teacher again") from err
+    return recorded if isinstance(recorded, str) else None
+
+
+_DIGESTS: dict[tuple, str] = {}  # (path, inode, size, mtime, ctime) -> sha256
+
+
+def _file_digest_cached(path: Path) -> str:
+    """:func:`xcf.checkpoints.file_digest`, once per version of the file (keys are
+    computed often; a checkpoint can be large).  A version is told by inode, size and
+    times: an atomic rewrite (:mod:`xcf.atomic`) always gets a new inode."""
+    st = path.stat()
+    tag = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if tag not in _DIGESTS:
+        _DIGESTS[tag] = file_digest(path)
+    return _DIGESTS[tag]
 
 
 _SECTIONS = {"kd": KDConfig, "trades": TradesConfig, "fast_at": FastATConfig}
@@ -419,15 +465,21 @@ def _is_number(v: Any) -> bool:
 
 
 # Fields (and section fields) that hold a float: a string that reads as a number (YAML 1.1
-# reads ``1e-3``, without a dot, as a string) is taken as that float before validation.
+# reads ``1e-3``, without a dot, as a string) or as a fraction (``8/255``) is taken as that
+# float before validation, so a run key does not depend on how the number was typed.
 _FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "lr_gamma", "eps", "eval_eps", "alpha")
 _FLOAT_SECTION_FIELDS = {"kd": ("lam", "temperature"), "trades": ("beta",), "fast_at": ("alpha",)}
 _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+# A fraction as the paper writes radii (``8/255``): numerator / positive denominator.
+_FRACTION_TEXT = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))\s*/\s*(\d+\.?\d*|\.\d+)$")
 
 
 def _as_float(v: Any) -> Any:
     if isinstance(v, str) and _FLOAT_TEXT.match(v.strip()):
         return float(v.strip())
+    fraction = _FRACTION_TEXT.match(v.strip()) if isinstance(v, str) else None
+    if fraction and float(fraction.group(2)) > 0:
+        return float(fraction.group(1)) / float(fraction.group(2))
     return v
 
 

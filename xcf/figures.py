@@ -253,11 +253,13 @@ def _saliency(locate: Locator, train: Config, n: int, name: str):
     from . import data
     from .config import make_config
     from .evaluation import eval_attack
+    from .preparation import resolve_device
     from .saliency import best_right_last_wrong, gradcam, overlay
     cfg = make_config(dict(train)).resolved()
     ds = data.load(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.data_seed,
                    **cfg.data_kwargs)
-    best, last = run.load_model("best"), run.load_model("last")
+    dev = resolve_device("auto")  # attack on the GPU where there is one
+    best, last = run.load_model("best", device=dev), run.load_model("last", device=dev)
     torch.manual_seed(0)
     idx, xb, xl = best_right_last_wrong(best, last, ds.x_test, ds.y_test, eval_attack(cfg), n)
     y = ds.y_test[idx]

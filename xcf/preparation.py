@@ -2,10 +2,14 @@
 
 :func:`prepare` loads the data (with the per-epoch evaluation set and an optional held-out
 part of the training set), builds the model, loads and checks the KD teacher, and makes
-the objective, so that every check that can fail does so before any training.
+the objective, so that every check that can fail does so before any training: also that
+the optional packages the config needs are installed (:func:`check_optional_dependencies`;
+torchattacks for ``autoattack``, which runs only after the last epoch).  The training
+images go to the device as uint8 when that encoding is exact (:func:`device_images`).
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -17,11 +21,15 @@ from .checkpoints import CheckpointError, build_from_meta, load_weights, read_ch
 from .config import ConfigError, TrainConfig
 from .data import load
 from .data.cifar import NORMALIZATION
-from .data.dataset import Dataset, stratified_indices
+from .data.dataset import Dataset, as_uint8, stratified_indices
 from .objectives import Objective, build_objective
 
-__all__ = ["Setup", "resolve_device", "load_data", "split_holdout", "model_meta", "build_model",
+__all__ = ["OPTIONAL_DEPENDENCIES", "Setup", "resolve_device", "check_optional_dependencies",
+           "load_data", "split_holdout", "device_images", "model_meta", "build_model",
            "load_teacher", "prepare"]
+
+# Config key -> (module it imports, the pip extra that installs it).
+OPTIONAL_DEPENDENCIES = {"autoattack": ("torchattacks", "autoattack")}
 
 
 @dataclass
@@ -30,7 +38,7 @@ class Setup:
 
     config: TrainConfig                 # resolved
     device: torch.device
-    x_train: torch.Tensor               # (N, C, H, W) in [0, 1], on device
+    x_train: torch.Tensor               # (N, C, H, W) in [0, 1] on device; uint8 (255 x) if exact
     y_train: torch.Tensor               # (N,)
     x_eval: torch.Tensor                # (eval_n, C, H, W): the per-epoch evaluation set
     y_eval: torch.Tensor
@@ -52,6 +60,25 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device", f"{name!r} requested but CUDA is not available", ["auto", "cpu"])
     return device
+
+
+def check_optional_dependencies(c: TrainConfig) -> None:
+    """A :class:`~xcf.config.ConfigError` naming the fix when a config key is on whose
+    optional package is not installed (``autoattack: true`` needs torchattacks, which is
+    imported only after the last epoch: without this check a missing package would end a
+    day of training with an ImportError)."""
+    for key, (module, extra) in OPTIONAL_DEPENDENCIES.items():
+        if getattr(c, key) and not _installed(module):
+            raise ConfigError(key, f"{key}: true needs the {module} package, which is not "
+                              f"installed; install it with pip install \"xcf[{extra}]\" (or "
+                              f"pip install {module}), or set {key}: false")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing; sys.modules[module] None
+        return False
 
 
 def load_data(c: TrainConfig) -> tuple[Dataset, torch.Tensor, torch.Tensor]:
@@ -90,6 +117,15 @@ def split_holdout(x: torch.Tensor, y: torch.Tensor, n: Optional[int], seed: int)
     keep = torch.ones(len(y), dtype=torch.bool)
     keep[hold] = False
     return x[keep], y[keep], x[hold], y[hold]
+
+
+def device_images(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Training images on ``device``: as uint8 (a quarter of the memory; converted per
+    batch by :func:`xcf.training.train_epoch`, to the same float32 bits) when ``x`` is
+    exactly ``bytes / 255`` (:func:`xcf.data.dataset.as_uint8`: CIFAR, Tiny-ImageNet,
+    Fashion-MNIST at 28 px), else as they are (planted images, resized ones)."""
+    packed = as_uint8(x)
+    return (x if packed is None else packed).to(device)
 
 
 def model_meta(c: TrainConfig, num_classes: int, image_shape: Sequence[int]) -> dict:
@@ -151,13 +187,15 @@ def prepare(config: TrainConfig) -> Setup:
     so here, before any training."""
     c = config.resolved()
     device = resolve_device(c.device)
+    check_optional_dependencies(c)
     ds, x_eval, y_eval = load_data(c)
     x_tr, y_tr, x_ho, y_ho = split_holdout(ds.x_train, ds.y_train, c.holdout_n, c.data_seed)
     meta = model_meta(c, ds.num_classes, ds.image_shape)
     model = build_model(c, meta, device)
     teacher, teacher_path = load_teacher(c, meta, device) if c.objective == "kd_at" else (None, None)
     move = lambda t: None if t is None else t.to(device)  # noqa: E731
-    return Setup(config=c, device=device, x_train=x_tr.to(device), y_train=y_tr.to(device),
+    return Setup(config=c, device=device, x_train=device_images(x_tr, device),
+                 y_train=y_tr.to(device),
                  x_eval=x_eval.to(device), y_eval=y_eval.to(device), classes=list(ds.classes),
                  model=model, meta=meta, objective=build_objective(c, teacher),
                  teacher_path=teacher_path, x_holdout=move(x_ho), y_holdout=move(y_ho))

@@ -5,7 +5,9 @@ prepares everything first (:mod:`xcf.preparation`), then for each epoch trains
 (:func:`xcf.training.train_epoch`), evaluates (:func:`xcf.evaluation.evaluate`), picks
 the best epoch (:func:`xcf.selection.select_best`), commits the training state and
 publishes metrics, matrices and checkpoints.  A killed run resumes from its last finished
-epoch with identical results (CPU); a finished run is reused.
+epoch with identical results (CPU); a finished run is reused.  Before either, the run
+folder checks itself (:meth:`xcf.runs.Run.repair`): derived files that disagree with
+``last.pt`` are repaired, and a KD teacher's best.pt must be the one its final.json names.
 
 Evaluation of an epoch uses its own random generator seeded by ``(seed, epoch)``, so the
 training trajectory does not depend on evaluation settings and ``xcf measure``
@@ -40,11 +42,12 @@ from tqdm.auto import tqdm
 
 from .atomic import remove_stale_temps
 from .checkpoints import CheckpointError, file_digest, load_weights
-from .config import TrainConfig, make_config
+from .config import ConfigError, TrainConfig, make_config
 from .evaluation import autoattack_accuracy, evaluate, evaluate_holdout
 from .preparation import Setup, prepare
 from .provenance import environment, now
 from .runs import Run, default_runs_dir, find_run
+from .precision import grad_scaler
 from .selection import select_best
 from .training import piecewise_lr, sgd, train_epoch
 
@@ -72,11 +75,14 @@ def train(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None,
     """
     cfg = make_config(config, **overrides)
     log = log or _default_log
+    _check_teacher_digest(cfg)
     run = _locate_run(cfg, runs_dir)
     if overwrite and run.path.exists():
         with run.lock():  # refuse to delete a folder another process is training
             pass
         shutil.rmtree(run.path)
+    for line in run.repair():  # derived files checked against last.pt before any reuse
+        log(f"repaired {line}")
     if run.finished:
         log(f"reusing finished run {run.path}")
         if cfg.autoattack and "autoattack" not in run.final():
@@ -104,6 +110,22 @@ def _locate_run(cfg: TrainConfig, runs_dir: str | Path | None) -> Run:
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     key = cfg.key()
     return find_run(root, key) or Run(root / f"{run_slug(cfg)}-{key}")
+
+
+def _check_teacher_digest(cfg: TrainConfig) -> None:
+    """A KD teacher's best.pt must be the one its final.json records (``best_sha256``, part
+    of the student's key): a best.pt replaced by hand would otherwise go unnoticed."""
+    if cfg.objective != "kd_at" or not cfg.kd.teacher:
+        return
+    teacher = Path(cfg.kd.teacher)
+    best = teacher / "checkpoints" / "best.pt"
+    if teacher.suffix == ".pt" or not best.is_file():
+        return
+    recorded = Run(teacher).final().get("best_sha256")
+    if recorded and file_digest(best) != recorded:
+        raise ConfigError("kd.teacher", f"the teacher's {best} is not the best checkpoint its "
+                          f"final.json records (sha256 {recorded[:12]}...): it was replaced "
+                          "after training; restore it, or train the teacher afresh")
 
 
 def _init_run_folder(run: Run, setup: Setup) -> None:
@@ -147,6 +169,7 @@ class _Trainer:
         self.s, self.c, self.run_ = setup, setup.config, run
         self.progress, self.callbacks, self.log = progress, list(callbacks), log
         self.optimizer = sgd(setup.model, self.c.lr, self.c.momentum, self.c.weight_decay)
+        self.scaler = grad_scaler(self.c.amp, setup.device)  # fp16 only: loss scaling
         self.generator = torch.Generator(device=setup.device).manual_seed(self.c.seed)
         self.history: list[dict] = []
         self.best: dict = {"epoch": None, "value": None, "metric": self.c.best_metric}
@@ -175,6 +198,8 @@ class _Trainer:
             return 0
         load_weights(self.s.model, state, self.run_.state_path, meta=self.s.meta)
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         _set_rng_state(self.generator, state["rng"])
         self.history = list(state["history"])
         self.best = dict(state["best"])
@@ -189,7 +214,7 @@ class _Trainer:
                             batch_size=c.batch_size, objective=s.objective, augment=c.augment,
                             generator=self.generator, progress=self.progress, amp=c.amp,
                             channels_last=c.channels_last, desc=f"epoch {epoch}/{c.epochs}",
-                            log_clean=c.log_train_clean)
+                            log_clean=c.log_train_clean, scaler=self.scaler)
         t0 = time.perf_counter()
         numbers, adv, clean = evaluate(s.model, s.x_eval, s.y_eval, c, epoch, amp=c.amp)
         if s.x_holdout is not None:
@@ -222,6 +247,7 @@ class _Trainer:
         return {
             "epoch": epoch, "config_key": c.key(), "meta": self.s.meta,
             "model": self.s.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": _rng_state(self.generator), "history": list(self.history),
             "best": dict(self.best),
             "publish": {"matrices": {"C": C, "C_clean": C_clean} if keep_matrix else {},
@@ -245,13 +271,21 @@ def summary_line(row: Mapping[str, Any], epochs: int, is_best: bool = False) -> 
 # =========================================================================== after training
 
 def _finish(run: Run, setup: Setup, history: list[dict], log, progress: bool) -> None:
-    """Write final.json (best and last epochs), with AutoAttack results if configured."""
+    """Write final.json (best and last epochs, the sha256 of best.pt), with AutoAttack
+    results if configured."""
     c = setup.config
     best_epoch = select_best(history, c.best_metric)
     by_epoch = {r["epoch"]: r for r in history}
-    summary = dict(run.final(), epochs=c.epochs, best_epoch=best_epoch,
+    previous = run.final()
+    summary = dict(previous, epochs=c.epochs, best_epoch=best_epoch,
                    best_metric=c.best_metric, best=by_epoch.get(best_epoch),
                    last=history[-1] if history else None, finished_at=now())
+    best_pt = run.checkpoint_path("best")
+    if not previous and best_pt.is_file():
+        # The content of best.pt, recorded once, when training ends: a KD student's key
+        # includes it (xcf.config.teacher_digest).  Not added to a final.json of before,
+        # so the students of older teachers keep their keys.
+        summary["best_sha256"] = file_digest(best_pt)
     if c.autoattack:
         summary["autoattack"] = {which: autoattack_accuracy(run, which, setup, progress)
                                  for which in ("best", "last")}

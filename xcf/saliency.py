@@ -4,7 +4,7 @@ the last checkpoint does not, with each model's map on its own adversarial examp
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -48,15 +48,46 @@ def gradcam(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 
 
 def best_right_last_wrong(best: nn.Module, last: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                          attack: Callable, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                          attack: Callable, n: int, *, batch_size: int = 256,
+                          generator: Optional[torch.Generator] = None
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Indices (in order) of the first ``n`` samples that ``best`` classifies correctly on
-    its adversarial example and ``last`` misclassifies on its own, with both adversarial
-    batches: ``(idx, x_adv_best, x_adv_last)``, each row aligned with ``idx``."""
-    xb, xl = attack(best, x, y), attack(last, x, y)
-    with torch.no_grad():
-        ok = (best(xb).argmax(1) == y) & (last(xl).argmax(1) != y)
-    idx = torch.nonzero(ok).flatten()[:n]
-    return idx, xb[idx], xl[idx]
+    its adversarial example and ``last`` misclassifies on its own (Fig. 3c and Fig. 11 of
+    Wei, Guo & Wang, ICML 2025), with both adversarial batches:
+    ``(idx, x_adv_best, x_adv_last)``, each row aligned with ``idx``.
+
+    ``x``: ``(N, C, H, W)`` on any device, ``y``: ``(N,)``.  The attacks run
+    ``batch_size`` samples at a time on the device of ``best``'s parameters (load both
+    models there), and stop once ``n`` samples are found: memory stays at one batch,
+    whatever ``N`` (all 10k CIFAR-10 test images in one batch would need tens of GB).
+    ``generator`` (on that device) is passed to the attack for its random starts;
+    ``None``: the attack draws from the global generator.  ``idx`` is a CPU tensor of
+    indices into ``x``; the adversarial examples lie on the models' device."""
+    device = _device(best, x)
+    kwargs = {} if generator is None else {"generator": generator}
+    idx, adv_best, adv_last, found = [], [], [], 0
+    for start in range(0, len(y), batch_size):
+        if found >= n:
+            break
+        xs, ys = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
+        xb, xl = attack(best, xs, ys, **kwargs), attack(last, xs, ys, **kwargs)
+        with torch.no_grad():
+            ok = (best(xb).argmax(1) == ys) & (last(xl).argmax(1) != ys)
+        hit = torch.nonzero(ok).flatten()[:n - found]
+        idx.append(hit.cpu() + start)
+        adv_best.append(xb[hit])
+        adv_last.append(xl[hit])
+        found += len(hit)
+    if not idx:  # no samples at all
+        empty = x[:0].to(device)
+        return torch.zeros(0, dtype=torch.long), empty, empty
+    return torch.cat(idx), torch.cat(adv_best), torch.cat(adv_last)
+
+
+def _device(model: nn.Module, x: torch.Tensor) -> torch.device:
+    """The device of ``model``'s first parameter; ``x``'s for a model without any."""
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else x.device
 
 
 def overlay(image: torch.Tensor, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:

@@ -6,7 +6,11 @@ lr 0.1 decayed x0.1 after 50% and 75% of 200 epochs (Table 2, Appendix B).  An e
 applies an :class:`~xcf.objectives.Objective` to every batch: its ``perturb`` step
 (weights frozen, input gradients only, :mod:`xcf.attacks`) and its ``loss`` step; the
 optimiser always steps (the official code's ``none`` and ``TRADES`` modes never call
-``opt.step()``).  Nothing here touches a run folder: :func:`xcf.runner.train` does that.
+``opt.step()``), except that under fp16 loss scaling a step whose gradients are not
+finite is skipped, as :class:`torch.amp.GradScaler` does.  Training images may be stored
+as uint8 (:func:`xcf.data.dataset.uint8_to_float` turns each batch into float32 in [0, 1],
+the values a float32 copy would hold).  Nothing here touches a run folder:
+:func:`xcf.runner.train` does that.
 """
 from __future__ import annotations
 
@@ -22,8 +26,9 @@ from tqdm.auto import tqdm
 from .attacks import Attack, attack_mode
 from .data.batching import augment as augment_batch
 from .data.batching import batches
+from .data.dataset import uint8_to_float
 from .objectives import AdversarialCE, Objective
-from .precision import autocast
+from .precision import autocast, grad_scaler
 
 __all__ = ["piecewise_lr", "sgd", "EpochStats", "train_epoch", "fit"]
 
@@ -56,6 +61,7 @@ class EpochStats:
     clean_accuracy: Optional[float] = None  # on clean training inputs
     robust_accuracy: Optional[float] = None  # on the training adversarial examples
     seconds: float = 0.0
+    skipped_steps: int = 0                  # fp16: steps GradScaler skipped (inf/NaN gradients)
 
 
 def _as_objective(objective: Optional[Objective], attack: Optional[Attack]) -> Objective:
@@ -75,27 +81,36 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
                 attack: Optional[Attack] = None, objective: Optional[Objective] = None,
                 augment: bool = True, generator: Optional[torch.Generator] = None,
                 progress: bool = False, amp: str = "none", channels_last: bool = False,
-                desc: Optional[str] = None, log_clean: bool = False) -> EpochStats:
-    """One pass over ``(x, y)`` (``(N, C, H, W)`` in [0, 1], ``(N,)``) with ``objective``
-    (or cross-entropy on ``attack(model, x, y)``, or plain cross-entropy).
+                desc: Optional[str] = None, log_clean: bool = False,
+                scaler: Optional[torch.amp.GradScaler] = None) -> EpochStats:
+    """One pass over ``(x, y)`` (``(N, C, H, W)`` float in [0, 1], or uint8 holding
+    ``255 * x``, converted per batch; ``(N,)``) with ``objective`` (or cross-entropy on
+    ``attack(model, x, y)``, or plain cross-entropy).
 
     All randomness (shuffle, augmentation, attack starts) comes from ``generator``.
     ``log_clean``: also measure the accuracy on the clean batches when the objective does
     not compute clean logits anyway (one more forward each, eval mode, no autograd);
     otherwise :attr:`EpochStats.clean_accuracy` is ``None`` for such objectives.
+    ``scaler``: a :class:`torch.amp.GradScaler` (:func:`xcf.precision.grad_scaler`, for
+    ``amp="fp16"``): the loss is scaled before the backward pass, the gradients unscaled
+    before the step, and a step whose gradients hold inf or NaN is skipped (the scale is
+    then halved; :attr:`EpochStats.skipped_steps` counts them).
     Raises ``FloatingPointError`` naming the epoch and batch if the loss is not finite,
-    before the optimiser touches the weights.
+    before the optimiser touches the weights (with or without a scaler: a non-finite loss
+    is a diverged forward pass, which no loss scale repairs).
     """
     obj = _as_objective(objective, attack)
     for group in optimizer.param_groups:
         group["lr"] = lr
     device = x.device
     n_batches = math.ceil(len(x) / batch_size)
-    sums = {"loss": 0.0, "acc": 0, "clean": 0, "robust": 0, "seen": 0}
+    sums = {"loss": 0.0, "acc": 0, "clean": 0, "robust": 0, "seen": 0, "skipped": 0}
     start = time.perf_counter()
     bar = tqdm(batches(x, y, batch_size, shuffle=True, generator=generator), total=n_batches,
                disable=not progress, desc=desc or f"epoch {epoch}", leave=False)
     for b, (xb, yb) in enumerate(bar):
+        if xb.dtype == torch.uint8:  # stored as bytes on the device: a quarter of float32
+            xb = uint8_to_float(xb)
         if augment:
             xb = augment_batch(xb, generator=generator)
         if channels_last:
@@ -113,8 +128,11 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
                 f"loss is {step.loss.item()} at epoch {epoch}, batch {b} (0-based, of "
                 f"{n_batches}); the weights of this batch were not updated")
         optimizer.zero_grad(set_to_none=True)
-        step.loss.backward()
-        optimizer.step()
+        if scaler is None:
+            step.loss.backward()
+            optimizer.step()
+        else:
+            sums["skipped"] += _scaled_step(scaler, optimizer, step.loss)
         sums["loss"] += step.loss.item() * len(yb)
         sums["acc"] += _correct(step.logits, yb)
         clean_correct = _correct(clean if clean is not None else step.clean_logits, yb)
@@ -128,7 +146,20 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     return EpochStats(epoch=epoch, lr=lr, loss=sums["loss"] / seen, accuracy=sums["acc"] / seen,
                       clean_accuracy=None if sums["clean"] is None else sums["clean"] / seen,
                       robust_accuracy=sums["robust"] / seen if obj.adversarial else None,
-                      seconds=time.perf_counter() - start)
+                      seconds=time.perf_counter() - start, skipped_steps=sums["skipped"])
+
+
+def _scaled_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer,
+                 loss: torch.Tensor) -> int:
+    """One GradScaler step; 1 if it was skipped for inf/NaN gradients, else 0.  GradScaler
+    lowers its scale exactly when it skipped the step, so comparing the scale before and
+    after tells, without reading its private state."""
+    before = scaler.get_scale()
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)  # explicit, so the gradients seen by the step are unscaled
+    scaler.step(optimizer)      # skipped when unscale_ found inf/NaN
+    scaler.update()
+    return int(scaler.get_scale() < before)
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float = 0.1,
@@ -143,12 +174,13 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: 
         raise ValueError(f"need epochs >= 0, lr > 0, batch_size >= 1; got {epochs}, {lr}, {batch_size}")
     g = torch.Generator(device=x.device).manual_seed(seed)
     opt = sgd(model, lr)
+    scaler = grad_scaler(amp, x.device)
     history = []
     for epoch in range(epochs):
         stats = train_epoch(model, opt, x, y, epoch=epoch + 1, batch_size=batch_size,
                             lr=piecewise_lr(epoch, lr, epochs, milestones), attack=attack,
                             objective=objective, augment=augment, generator=g,
-                            progress=progress, amp=amp, log_clean=log_clean)
+                            progress=progress, amp=amp, log_clean=log_clean, scaler=scaler)
         history.append(stats)
         if on_epoch:
             on_epoch(stats)
