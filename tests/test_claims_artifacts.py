@@ -5,8 +5,10 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from scipy import stats
 
 from xcf import claims, study_plan
 from xcf.config import TrainConfig
@@ -90,7 +92,38 @@ def test_claims_table_is_regenerated_from_the_artifacts(found):
                        if x["test_robust_acc"] <= 0.25 * r[b]["test_robust_acc"]), None)
             c4.append(None if co is None else co["cas"] < r[b]["cas"])
     assert rows["C4"]["verdict"] == raw_verdict(c4)
+    c5 = []
+    for s in study_plan.seeds_of(S, "standard"):
+        std = raw_rows(found[f"C5 standard seed {s}"].path)
+        at = raw_rows(found[f"C1 seed {s}"].path)
+        at_best = max(at, key=lambda x: x["test_robust_acc"])["cas"]
+        half = std[len(std) // 2:]
+        e = [x["epoch"] for x in half]
+        slope = np.polyfit(e, [x["cas_clean"] for x in half], 1)[0]
+        level = np.mean([x["cas_clean"] for x in half])
+        c5.append(std[-1]["cas_clean"] < at_best and abs(slope * (e[-1] - e[0])) <= 0.1 * level)
+    assert rows["C5"]["verdict"] == raw_verdict(c5)
+    for row in S.get("across", []):
+        outcomes = []
+        for s in study_plan.seeds_of(S, "across"):
+            r = raw_rows(found[f"C1 {row['label']} seed {s}"].path)
+            best, last = max(r, key=lambda x: x["test_robust_acc"]), r[-1]
+            ok = best["test_robust_acc"] > last["test_robust_acc"]
+            outcomes.append(best["cas_ci95"][0] > last["cas_ci95"][1] if ok else None)
+        assert rows[f"C1 {row['label']}"]["verdict"] == raw_verdict(outcomes)
+    if n_eps >= 6:
+        pts = [(raw_gap(found[f"C3 eps {e:g} seed {s}"].path)[2],
+                raw_ra_gap(found[f"C3 eps {e:g} seed {s}"].path))
+               for e in S["eps_list"] for s in study_plan.seeds_of(S, "eps")]
+        rho, p = stats.spearmanr([a for a, _ in pts], [b for _, b in pts])
+        want = "holds" if rho > 0 and p < 0.05 else "does not hold" if rho <= 0 else "inconclusive"
+        assert rows["C3"]["verdict"] == want
     assert all(rows[c]["paper"] for c in rows)
+
+
+def raw_ra_gap(folder: Path) -> float:
+    rows = raw_rows(folder)
+    return max(r["test_robust_acc"] for r in rows) - rows[-1]["test_robust_acc"]
 
 
 def test_every_committed_run_folder_is_named_by_its_config_key():

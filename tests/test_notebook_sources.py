@@ -67,3 +67,39 @@ def test_no_tool_writes_notebooks():
     writers = [p.name for p in (ROOT / "tools").rglob("*.py")
                if re.search(r"\bnbformat\b|new_notebook|new_code_cell|new_markdown_cell", p.read_text())]
     assert not writers, f"tools that build notebooks: {writers}"
+
+
+TRAINING = [p for p in NOTEBOOKS if re.match(r"0[2-9]_", p.name)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_colab_opens_the_notebook_on_a_gpu_runtime(path):
+    meta = json.loads(path.read_text())["metadata"]
+    assert meta.get("accelerator") == "GPU", path.name
+    assert meta.get("colab", {}).get("gpuType"), path.name
+
+
+@pytest.mark.parametrize("path", TRAINING, ids=lambda p: p.stem)
+def test_a_training_notebook_opens_with_its_gpu_time_and_prints_its_plan(path):
+    """The admonition's gpu row is the plan of the gpu profile (xcf.plan), labelled an
+    estimate; the setup cell prints the plan before any figure trains a run."""
+    from xcf import plan
+    from xcf.profiles import profile_knobs
+
+    cells = _cells(path)
+    note = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+            and _source(c).startswith("```{admonition} GPU time")]
+    assert note and note[0] <= 2, f"{path.name}: no GPU-time admonition near the top"
+    text = _source(cells[note[0]])
+    assert "estimate" in text
+    planned = plan.plan_runs(plan.notebook_runs(
+        path.stem, profile_knobs(path.stem, "gpu", ROOT / "notebooks" / "params")))
+    hours = plan.duration(plan.gpu_hours(sum(r.flops for r in planned), "T4") * 3600)
+    row = next(line for line in text.splitlines() if line.startswith("| `gpu`"))
+    assert f"| {len(planned)} |" in row and f"| {hours} |" in row, (row, hours)
+    setup = next(i for i, c in enumerate(cells) if "notebook_parameters(" in _source(c)
+                 and "import" in _source(c))
+    assert f'print_plan("{path.stem}", P)' in _source(cells[setup]), path.name
+    first_figure = next(i for i, c in enumerate(cells) if c["cell_type"] == "code"
+                        and re.search(r"figures\.|fit\(", _source(c)) and i != setup)
+    assert setup < first_figure

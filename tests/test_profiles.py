@@ -1,16 +1,27 @@
 """Notebook parameters: profile files, overrides, and errors for misspelled knobs."""
 import json
 import types
+from pathlib import Path
 
 import pytest
 import yaml
 
-from xcf.profiles import ParameterError, notebook_parameters, params_dir, record_metrics
+from xcf.profiles import (ParameterError, notebook_parameters, params_dir, record_metrics,
+                          resolve_profile)
+
+
+@pytest.fixture(autouse=True)
+def _restore_folder_variables(monkeypatch):
+    """notebook_parameters may set XCF_RUNS_DIR / XCF_DATA / XCF_DATA_DIR: undo it after each
+    test (setenv first, so that delenv records the original state)."""
+    for name in ("XCF_RUNS_DIR", "XCF_DATA", "XCF_DATA_DIR"):
+        monkeypatch.setenv(name, "placeholder")
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture
 def params(tmp_path):
-    for prof, n in (("smoke", 10), ("cpu", 100), ("full", 1000)):
+    for prof, n in (("smoke", 10), ("cpu", 100), ("gpu", 500), ("full", 1000)):
         (tmp_path / f"{prof}.yaml").write_text(yaml.safe_dump({"nb": {"n": n, "eps": 0.1}}))
     return tmp_path
 
@@ -37,8 +48,8 @@ def test_misspelled_knob_is_named(params):
 
 
 def test_unknown_profile_and_missing_section(params):
-    with pytest.raises(ParameterError, match="unknown profile 'gpu'"):
-        notebook_parameters("nb", {"profile": "gpu"}, params)
+    with pytest.raises(ParameterError, match="unknown profile 'huge'"):
+        notebook_parameters("nb", {"profile": "huge"}, params)
     with pytest.raises(ParameterError, match="no section 'other'"):
         notebook_parameters("other", {"profile": "smoke"}, params)
 
@@ -47,6 +58,48 @@ def test_auto_profile_without_gpu_is_smoke(params, monkeypatch):
     import torch
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert notebook_parameters("nb", {"profile": "auto"}, params).profile == "smoke"
+
+
+def test_auto_on_a_gpu_is_the_gpu_profile_never_full_and_says_so(params, monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    said = []
+    assert resolve_profile("auto", say=said.append) == "gpu"
+    assert "'gpu'" in said[0] and '"full"' in said[0]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    said.clear()
+    assert resolve_profile("auto", say=said.append) == "smoke" and "'smoke'" in said[0]
+
+
+def test_a_fraction_is_read_as_its_float(params):
+    assert notebook_parameters("nb", {"profile": "cpu", "eps": "8/255"}, params).eps == 8 / 255
+
+
+def test_a_notebook_in_a_checkout_shares_the_clis_runs_and_data_folders(tmp_path, monkeypatch):
+    """Notebooks run in notebooks/; `xcf train` from the root writes ./runs: both must mean
+    <root>/runs (and <root>/data)."""
+    from xcf.runs import default_runs_dir
+
+    params = tmp_path / "notebooks" / "params"
+    params.mkdir(parents=True)
+    (params / "smoke.yaml").write_text(yaml.safe_dump({"nb": {"n": 1}}))
+    monkeypatch.chdir(tmp_path / "notebooks")
+    notebook_parameters("nb", {"profile": "smoke"})
+    assert default_runs_dir().resolve() == (tmp_path / "runs").resolve()
+    import os
+    assert Path(os.environ["XCF_DATA"]).resolve() == (tmp_path / "data").resolve()
+
+
+def test_folders_given_by_the_user_are_kept(tmp_path, monkeypatch):
+    params = tmp_path / "notebooks" / "params"
+    params.mkdir(parents=True)
+    (params / "smoke.yaml").write_text(yaml.safe_dump({"nb": {"n": 1}}))
+    monkeypatch.setenv("XCF_RUNS_DIR", str(tmp_path / "drive" / "runs"))
+    monkeypatch.setenv("XCF_DATA_DIR", str(tmp_path / "drive" / "data"))
+    notebook_parameters("nb", {"profile": "smoke"}, params)
+    import os
+    assert os.environ["XCF_RUNS_DIR"] == str(tmp_path / "drive" / "runs")
+    assert os.environ["XCF_DATA"] == str(tmp_path / "drive" / "data")  # what loaders read
 
 
 def test_record_metrics_writes_json_atomically(tmp_path, monkeypatch):

@@ -60,8 +60,14 @@ class TrainOrReuse:
             return self._located[memo]
         start = time.time()
         said: list[str] = []
+
+        def log(line: str) -> None:
+            said.append(line)
+            if self.profile != "smoke":  # hours of training: one live line per epoch
+                print(line, flush=True)
+
         extra = {} if self.runs_dir is None else {"runs_dir": self.runs_dir}
-        run = train(dict(config), progress=False, log=said.append, **extra, **overrides)
+        run = train(dict(config), progress=False, log=log, **extra, **overrides)
         reused = any(s.startswith("reusing") for s in said)
         verb = "reused" if reused else f"trained in {time.time() - start:.0f} s"
         print(f"{run.path.name}: {verb}, best epoch {run.best_epoch} of {len(run.metrics())}")

@@ -28,8 +28,8 @@ DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "tiny-imagenet", "fashion-mn
 
 
 def default_root() -> Path:
-    """``$XCF_DATA`` if set, else ``./data``."""
-    return Path(os.environ.get("XCF_DATA", "data"))
+    """``$XCF_DATA_DIR`` (or the older ``$XCF_DATA``) if set, else ``./data``."""
+    return Path(os.environ.get("XCF_DATA_DIR") or os.environ.get("XCF_DATA", "data"))
 
 
 def load(name: str, *, root: str | Path | None = None, n_train: int | None = None,
