@@ -1,13 +1,20 @@
-"""Command line: ``xcf train CONFIG.yaml`` and ``xcf measure RUN_DIR --epoch N``.
+"""Command line: ``xcf train CONFIG.yaml``, ``xcf measure RUN_DIR --epoch N`` and
+``xcf measure-model PACKAGE.MODULE:FACTORY --dataset NAME --eps EPS`` (any classifier whose
+last layer is a Linear, e.g. ``torchvision.models:resnet18``; see
+:func:`xcf.models.as_feature_classifier`); the whole study as jobs (:mod:`xcf.launch`):
+``xcf plan --profile P --out DIR``, ``xcf launch DIR --executor slurm|local|debug`` and
+``xcf status DIR``.
 
 ``python -m xcf ...`` is the same.  ``train`` resumes an unfinished run and reuses a
 finished one by default (runs are keyed by a hash of their config, see :mod:`xcf.runs`);
 ``--overwrite`` starts afresh.  Exit status: 0 success, 1 training failed (a non-finite
-loss, or the run is locked by another live process), 2 bad config or arguments.
+loss, or the run is locked by another live process; a launched run failed), 2 bad config
+or arguments.  ``train --dry-run`` prints the run folder a config maps to, and trains nothing.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -18,14 +25,14 @@ import yaml
 __all__ = ["main"]
 
 
-def _parse_set(items: Sequence[str]) -> dict:
+def _parse_set(items: Sequence[str], flag: str = "--set") -> dict:
     """``["epochs=3", "kd.lambda=0.3"]`` -> ``{"epochs": 3, "kd": {"lambda": 0.3}}``
     (values parsed as YAML, so numbers, booleans, lists and null work)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
         value = yaml.safe_load(raw) if raw.strip() else None
         *parents, last = key.split(".")
         node = out
@@ -56,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (not part of the run key)")
     t.add_argument("--overwrite", action="store_true", help="delete an existing run folder first")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.add_argument("--dry-run", action="store_true", help="print the run folder the config "
+                   "maps to and its state; train nothing")
 
     m = sub.add_parser("measure", help="recompute C, CAS and robust accuracy of a checkpoint")
     m.add_argument("run_dir", type=Path)
@@ -67,7 +76,105 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--device", default=None)
     m.add_argument("--json", type=Path, default=None, help="also write the results (with C) here")
     m.add_argument("--no-progress", action="store_true")
+    _measure_model_parser(sub)
+    _cluster_parsers(sub)
     return p
+
+
+def _cluster_parsers(sub) -> None:
+    pl = sub.add_parser("plan", help="write every run the notebooks need at a profile as "
+                        "YAML configs, with dependencies and estimated GPU-hours")
+    pl.add_argument("--profile", required=True, help="smoke, cpu, gpu or full")
+    pl.add_argument("--notebooks", default=None, metavar="03,04,...",
+                    help="notebook numbers or names (default: every notebook that trains)")
+    pl.add_argument("--out", type=Path, required=True, help="folder for the plan")
+    pl.add_argument("--runs-dir", type=Path, default=None,
+                    help="where the runs will go (default: $XCF_RUNS_DIR or ./runs)")
+    la = sub.add_parser("launch", help="submit a plan's runs as jobs (submitit)")
+    la.add_argument("plan_dir", type=Path, metavar="DIR", help="a folder xcf plan wrote")
+    la.add_argument("--executor", required=True, help="slurm, local (subprocesses here) or "
+                    "debug (in this process, one after another)")
+    la.add_argument("--partition", default=None, help="Slurm partition")
+    la.add_argument("--gpus-per-job", type=_count(0), default=1, help="default 1")
+    la.add_argument("--time", type=_count(1), default=None, metavar="MIN",
+                    help="time limit per job in minutes; a job out of time is requeued and "
+                         "resumes from its last epoch")
+    la.add_argument("--runs-dir", type=Path, default=None, help="default: the plan's")
+    la.add_argument("--slurm-option", dest="slurm_options", action="append", default=[],
+                    metavar="KEY=VALUE", help="an sbatch option, e.g. account=abc, qos=high")
+    st = sub.add_parser("status", help="the state of each run of a plan")
+    st.add_argument("plan_dir", type=Path, metavar="DIR", help="a folder xcf plan wrote")
+    st.add_argument("--runs-dir", type=Path, default=None, help="default: the plan's")
+
+
+def _measure_model_parser(sub) -> None:
+    a = sub.add_parser("measure-model", help="robust accuracy, C, CAS and I-CAS of any "
+                       "classifier ending in a Linear (torchvision, timm, your own)")
+    a.add_argument("spec", metavar="PACKAGE.MODULE:FACTORY",
+                   help="a function or class returning the model, e.g. torchvision.models:"
+                        "resnet18 (imported as from the current folder)")
+    a.add_argument("--arg", dest="factory_args", action="append", default=[],
+                   metavar="KEY=VALUE", help="keyword for the factory (YAML value), e.g. "
+                   "--arg num_classes=10")
+    a.add_argument("--head", default=None, metavar="NAME", help="qualified name of the last "
+                   "Linear, if not the last registered layer (e.g. fc)")
+    a.add_argument("--weights", type=Path, default=None,
+                   help="a state_dict saved with torch.save (read with weights_only=True)")
+    a.add_argument("--dataset", required=True, help="an xcf.data name, e.g. fashion-mnist")
+    a.add_argument("--data-root", type=Path, default=None, help="default $XCF_DATA or ./data")
+    a.add_argument("--data-arg", dest="data_args", action="append", default=[],
+                   metavar="KEY=VALUE", help="keyword for the dataset loader, e.g. image_size=16")
+    a.add_argument("--eps", type=_fraction, required=True, help="attack radius in [0, 1] "
+                   "pixel units, e.g. 8/255")
+    a.add_argument("--norm", choices=("linf", "l2"), default="linf")
+    a.add_argument("--steps", type=_count(0), default=20, help="PGD steps (default 20)")
+    a.add_argument("--alpha", type=_fraction, default=None,
+                   help="PGD step (default eps/4 for linf, eps/8 for l2, Table 2)")
+    a.add_argument("--n-test", type=_count(1), default=1000,
+                   help="class-balanced test samples (default 1000)")
+    a.add_argument("--batch-size", type=_count(1), default=200)
+    a.add_argument("--mean", type=_floats, default=None,
+                   help="the model's input normalisation, e.g. 0.485,0.456,0.406")
+    a.add_argument("--std", type=_floats, default=None, help="e.g. 0.229,0.224,0.225")
+    a.add_argument("--image-size", type=_count(1), default=None,
+                   help="resize test images to N x N (bilinear) for the model")
+    a.add_argument("--seed", type=int, default=0, help="test subset and PGD random start")
+    a.add_argument("--out", type=Path, default=None,
+                   help="folder for C.npy, C_instance.npy, C.png, summary.json "
+                        "(default ./measure-FACTORY-DATASET)")
+    a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    a.add_argument("--no-progress", action="store_true")
+
+
+def _fraction(text: str) -> float:
+    """``0.03`` or ``8/255`` (an argparse type)."""
+    num, sep, den = text.partition("/")
+    try:
+        return float(num) / float(den) if sep else float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 0.03 or 8/255)")
+
+
+def _floats(text: str) -> list[float]:
+    """``0.485,0.456,0.406`` -> a list of floats (an argparse type)."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of "
+                                         "numbers, e.g. 0.485,0.456,0.406")
+
+
+def _count(least: int):
+    """An argparse type: an integer >= ``least``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= {least}")
+        return value
+    return parse
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -82,6 +189,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.device:
         raw["device"] = args.device
     cfg = TrainConfig.from_dict(raw)
+    if args.dry_run:
+        return _dry_run(cfg, args.runs_dir)
     run = train(cfg, runs_dir=args.runs_dir, progress=not args.no_progress, overwrite=args.overwrite)
     final = run.final()
     best = final.get("best")
@@ -91,6 +200,48 @@ def _train(args: argparse.Namespace) -> int:
     print(f"run folder: {run.path}")
     print(f"best epoch {final.get('best_epoch')}: test robust {best.get('test_robust_acc', float('nan')):.4f}, "
           f"CAS {best.get('cas', float('nan')):.2f}")
+    return 0
+
+
+def _dry_run(cfg, runs_dir: Optional[Path]) -> int:
+    """Print the run folder ``cfg`` maps to and its state (:func:`xcf.launch.run_state`)."""
+    from .launch import run_folder, run_state
+
+    run = run_folder(cfg, runs_dir)
+    state, done, best = run_state(run)
+    print(f"run folder: {run.path}")
+    detail = f", {done} of {cfg.epochs} epochs" if state != "not started" else ""
+    detail += f", best epoch {best}" if best is not None else ""
+    print(f"state: {state}{detail} (dry run: nothing trained)")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .launch import make_plan, select_notebooks, write_plan
+
+    entries = make_plan(args.profile, select_notebooks(args.notebooks), args.runs_dir)
+    print(write_plan(entries, args.out, args.profile, args.runs_dir))
+    print(f"wrote {len(entries)} config(s), plan.json and summary.txt to {args.out}")
+    return 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from .launch import LaunchFailedError, launch
+
+    try:
+        launch(args.plan_dir, args.executor, partition=args.partition,
+               gpus_per_job=args.gpus_per_job, time_min=args.time, runs_dir=args.runs_dir,
+               slurm_options=_parse_set(args.slurm_options, "--slurm-option"))
+    except LaunchFailedError as err:  # a job failed; its log folder was named above
+        print(f"xcf launch: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .launch import format_status, plan_status
+
+    print(format_status(plan_status(args.plan_dir, args.runs_dir)))
     return 0
 
 
@@ -142,6 +293,183 @@ def _measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _measure_model(args: argparse.Namespace) -> int:
+    """Algorithm 1 on any classifier: build, load weights, wrap, attack, measure, save."""
+    os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files; no display needed
+    import torch  # after OMP_WAIT_POLICY, like every torch import here
+
+    from . import data
+    from .attacks import PGD, default_step_size
+    from .attribution import measure
+    from .models import as_feature_classifier
+    from .preparation import resolve_device
+
+    attack = PGD(eps=args.eps, steps=args.steps, norm=args.norm, alpha=args.alpha)
+    if args.mean is not None and args.std is None or args.std is not None and args.mean is None:
+        raise ValueError("give --mean and --std together (one value per model channel)")
+    device = resolve_device(args.device)
+    factory_args = _parse_set(args.factory_args, "--arg")
+    model = _build_from_spec(args.spec, factory_args)
+    digest = _load_state_dict(model, args.weights, args.spec) if args.weights else None
+    ds = data.load(args.dataset, root=args.data_root, n_train=0, n_test=args.n_test,
+                   seed=args.seed, **_parse_set(args.data_args, "--data-arg"))
+    x, y = ds.x_test, ds.y_test
+    if args.image_size is not None and args.image_size != x.shape[-1]:
+        x = torch.nn.functional.interpolate(x, size=(args.image_size, args.image_size),
+                                            mode="bilinear", antialias=True).clamp_(0, 1)
+    net = as_feature_classifier(model, args.mean, args.std, num_classes=ds.num_classes,
+                                head=args.head, input_channels=x.shape[1]).to(device).eval()
+    if net.repeats_channels:
+        print(f"note: {args.spec} takes {net.model_channels} channels and {ds.name} has 1: "
+              "each grey image is repeated inside the model, so PGD perturbs the grey image")
+    x, y = x.to(device), y.to(device)
+    _probe(net, x[:2], args.spec, ds.name)
+    gen = torch.Generator(device=device).manual_seed(args.seed)
+    adv = measure(net, x, y, attack, batch_size=args.batch_size, instance=True,
+                  generator=gen, progress=not args.no_progress)
+    clean = measure(net, x, y, None, batch_size=args.batch_size)
+    print(f"{args.spec} (head '{net.head_name}', {net.num_features} features) on {ds.name}, "
+          f"n={len(y)}, {args.norm} eps={args.eps:.4g}, PGD-{args.steps}")
+    print(f"clean accuracy {clean.accuracy:.4f}  robust accuracy {adv.accuracy:.4f}  "
+          f"CAS {adv.cas:.3f}  I-CAS {adv.i_cas:.3f}  (clean CAS {clean.cas:.3f})")
+    summary = dict(
+        model={"spec": args.spec, "args": factory_args, "head": net.head_name,
+               "num_features": net.num_features, "num_classes": net.num_classes,
+               "mean": args.mean, "std": args.std, "repeats_channels": net.repeats_channels},
+        weights=None if digest is None else {"path": str(args.weights), "sha256": digest},
+        dataset={"name": ds.name, "n_test": len(y), "image_shape": list(x.shape[1:]),
+                 "seed": args.seed, "data_args": _parse_set(args.data_args, "--data-arg"),
+                 "counts": adv.counts.tolist()},
+        attack={"name": "pgd", "norm": args.norm, "eps": args.eps, "steps": args.steps,
+                "alpha": default_step_size(args.eps, args.norm) if args.alpha is None
+                else args.alpha, "random_start": True, "seed": args.seed},
+        results={"clean_accuracy": clean.accuracy, "robust_accuracy": adv.accuracy,
+                 "cas": adv.cas, "i_cas": adv.i_cas, "cas_clean": clean.cas})
+    out = args.out or Path(f"measure-{args.spec.rpartition(':')[2]}-{ds.name}")
+    paths = _save_measurement(out, adv, summary, device)
+    print(f"wrote {', '.join(p.name for p in paths)} to {out}")
+    return 0
+
+
+def _build_from_spec(spec: str, kwargs: dict):
+    """Import ``PACKAGE.MODULE:FACTORY`` and call it with ``kwargs``; a user error (bad
+    spec, missing module, failing call, not a module) is a one-line ``ValueError``."""
+    import torch.nn as nn
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"model {spec!r} is not PACKAGE.MODULE:FACTORY, e.g. "
+                         "torchvision.models:resnet18 or timm:create_model")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # a module of the current folder, as python -m finds
+    try:
+        factory = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"cannot import {module_name!r} (model {spec!r}): {err}") from None
+    for part in attr.split("."):
+        if not hasattr(factory, part):
+            raise ValueError(f"{module_name} has no {attr!r} (model {spec!r})")
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise ValueError(f"{spec} is a {type(factory).__name__}, not a function or class")
+    call = f"{spec}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+    try:
+        model = factory(**kwargs)
+    except Exception as err:  # the user's factory, the user's arguments
+        raise ValueError(f"{call} failed: {type(err).__name__}: {err}") from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{call} returned a {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _load_state_dict(model, path: Path, spec: str) -> str:
+    """Load a state_dict file into ``model`` (``weights_only=True``); returns its sha256.
+    Accepts a bare state_dict or one under ``model`` / ``state_dict`` (xcf and Lightning-
+    style checkpoints), with DataParallel's ``module.`` prefix stripped."""
+    import torch
+
+    from .checkpoints import CheckpointError, file_digest, load_torch
+
+    obj = load_torch(path)  # CheckpointError naming the file if missing or unreadable
+
+    def is_state(d) -> bool:
+        return isinstance(d, dict) and bool(d) and all(
+            isinstance(k, str) and torch.is_tensor(v) for k, v in d.items())
+
+    state = obj if is_state(obj) else next(
+        (obj[k] for k in ("model", "state_dict") if isinstance(obj, dict) and is_state(obj.get(k))),
+        None)
+    if state is None:
+        raise CheckpointError(f"{path} holds no state_dict (names -> tensors); save one with "
+                              "torch.save(model.state_dict(), path)")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    own = model.state_dict()
+    problems = []
+    for label, keys in (("missing", [k for k in own if k not in state]),
+                        ("unexpected", [k for k in state if k not in own])):
+        if keys:
+            problems.append(f"{len(keys)} {label} key(s) ({', '.join(keys[:3])})")
+    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if shapes:
+        k = shapes[0]
+        problems.append(f"{len(shapes)} shape mismatch(es) ({k}: {tuple(state[k].shape)} in "
+                        f"the file, {tuple(own[k].shape)} in the model)")
+    if problems:
+        raise CheckpointError(f"weights {path} do not fit {spec}: {'; '.join(problems)}; "
+                              "build the model they were saved from (--arg ...)")
+    model.load_state_dict(state)
+    return file_digest(path)
+
+
+def _probe(net, x, spec: str, dataset: str) -> None:
+    """One forward pass on two images, so an input the model cannot take fails before
+    the attack pass, naming the input shape."""
+    import torch
+
+    from .models import LinearHeadError
+
+    try:
+        with torch.no_grad():
+            net(x)
+    except LinearHeadError:
+        raise
+    except Exception as err:  # the user's model rejecting the data
+        first = (str(err).splitlines() or [""])[0]
+        raise ValueError(f"{spec} fails on {dataset} images of shape {tuple(x.shape[1:])}: "
+                         f"{type(err).__name__}: {first}; build it for this input (e.g. timm "
+                         "img_size=...) or resize with --image-size N") from None
+
+
+def _save_measurement(out: Path, adv, summary: dict, device) -> list[Path]:
+    """C.npy, C_instance.npy, C.png and summary.json (with provenance) under ``out``."""
+    import matplotlib.pyplot as plt
+
+    from . import __version__, plots, provenance
+    from .atomic import save_npy, write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [save_npy(adv.C.numpy(), out / "C.npy"),
+             save_npy(adv.C_instance.numpy(), out / "C_instance.npy")]
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    res = summary["results"]
+    im = plots.correlation_heatmap(
+        adv.C, ax, title=f"{summary['model']['spec']} on {summary['dataset']['name']}\n"
+        f"RA {res['robust_accuracy']:.1%}, CAS {res['cas']:.2f}")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(out / "C.png", dpi=120)
+    plt.close(fig)
+    paths.append(out / "C.png")
+    meta = {"xcf_version": __version__, "command": provenance.command(),
+            "created": provenance.now(), "environment": provenance.environment(device)}
+    paths.append(write_json(out / "summary.json", {**summary, **meta,
+                                                   "C": adv.C.tolist(),
+                                                   "files": ["C.npy", "C_instance.npy",
+                                                             "C.png"]}))
+    return paths
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``xcf`` script; returns the exit status."""
     # OpenMP threads that spin while waiting starve each other on a shared CPU (a 30 s
@@ -156,7 +484,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .runs import RunLockedError
 
     try:
-        return _train(args) if args.command == "train" else _measure(args)
+        run = {"train": _train, "measure": _measure, "measure-model": _measure_model,
+               "plan": _plan, "launch": _launch, "status": _status}
+        return run[args.command](args)
     except (FloatingPointError, RunLockedError) as err:
         print(f"xcf {args.command}: training stopped: {err}", file=sys.stderr)
         return 1
@@ -165,8 +495,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except DatasetUnavailableError as err:  # a RuntimeError, but the user's to fix
         return _user_error(args.command, err)
     except KeyboardInterrupt:
-        print(f"xcf {args.command}: interrupted; the same command resumes from the last "
-              "finished epoch", file=sys.stderr)
+        resume = "; the same command resumes from the last finished epoch"
+        print(f"xcf {args.command}: interrupted{resume if args.command == 'train' else ''}",
+              file=sys.stderr)
         return 130
 
 

@@ -10,6 +10,8 @@ identity by default) is the first step of ``features``, so attacks work in pixel
 
 Models: ``preact_resnet18`` (the paper's CIFAR model), ``small_cnn`` (CPU profiles) and
 ``deit_tiny`` (the paper's transformer, Section 3.3, built by timm without weights).
+:func:`as_feature_classifier` writes anyone else's classifier (torchvision, timm, an
+``nn.Sequential``) whose last layer is an ``nn.Linear`` in the same form.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ import torch.nn.functional as F
 
 __all__ = ["MODELS", "FeatureClassifier", "PreActBlock", "PreActResNet",
            "preact_resnet18", "SmallCNN", "small_cnn", "TimmViT", "deit_tiny", "build",
-           "check_feature_model"]
+           "check_feature_model", "LinearHeadError", "WrappedClassifier", "find_head",
+           "as_feature_classifier"]
 
 MODELS: tuple[str, ...] = ("preact_resnet18", "small_cnn", "deit_tiny")
 
@@ -260,3 +263,188 @@ def check_feature_model(model: nn.Module, x: torch.Tensor | None = None) -> None
     if not torch.allclose(split, whole, rtol=1e-4, atol=1e-5):
         raise ValueError(f"model(x) != head(features(x)) (max diff "
                          f"{(split - whole).abs().max().item():.3g}). {fix}")
+
+
+# --------------------------------------------------------------------------- any classifier
+
+class LinearHeadError(ValueError):
+    """A model cannot be read as f(x) = W g(x) (Eq. 4): its last layer is not an
+    ``nn.Linear``, its output is not that layer's output, or its inputs do not fit."""
+
+
+def _where(name: str) -> str:
+    return f"'{name}'" if name else "the model itself"
+
+
+def find_head(model: nn.Module, head: str | None = None) -> str:
+    """The qualified name of ``model``'s last layer, which must be an ``nn.Linear``.
+
+    "Last" is the last leaf module in registration order (``model.named_modules()``):
+    ``fc`` of torchvision ResNets, ``head`` of timm ViT/DeiT, the last entry of an
+    ``nn.Sequential``.  ``head`` names the layer instead, for a model that registers
+    its classifier before other layers.  Raises :class:`LinearHeadError` naming the
+    layer found (type and qualified name) when it is not an ``nn.Linear``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    if head is not None:
+        try:
+            layer = model.get_submodule(head)
+        except AttributeError:
+            names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+            raise LinearHeadError(f"{type(model).__name__} has no layer {head!r}; its Linear "
+                                  f"layers are {names[-5:]}") from None
+        name = head
+    else:
+        name, layer = [(n, m) for n, m in model.named_modules()
+                       if next(m.children(), None) is None][-1]
+    if not isinstance(layer, nn.Linear):
+        raise LinearHeadError(
+            f"the last layer of {type(model).__name__} is {type(layer).__name__} at "
+            f"{_where(name)}, not an nn.Linear, so the model is not f = W g (Eq. 4). Measure "
+            "a model that ends in a Linear (e.g. drop a final activation), or name the "
+            "Linear whose output the model returns with head='...'")
+    return name
+
+
+def _first_conv_channels(model: nn.Module) -> int | None:
+    """Input channels of the first ``nn.Conv2d`` (a ResNet stem, a ViT patch embedding)."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return None if conv is None else conv.in_channels
+
+
+class WrappedClassifier(FeatureClassifier):
+    """Another library's classifier in the form f(x) = W g(x) (Eq. 4), made by
+    :func:`as_feature_classifier`.
+
+    ``features(x)`` runs the whole wrapped model on ``(B, C, H, W)`` pixels in ``[0, 1]``
+    (normalised first, grey images repeated to the model's channels) and returns g(x),
+    the ``(B, n)`` input of its last Linear, captured by a forward hook that exists only
+    during the call; ``head`` is that Linear itself.  Every call checks that the model
+    returned exactly the head's output (the head ran once, on a ``(B, n)`` input), so
+    ``wrapped(x) == head(features(x)) == model(normalise(x))``.
+
+    The model is not copied and nothing in it is replaced: it is a submodule of the
+    wrapper (``.model``), so parameters are shared and ``.to()``, ``.eval()`` on the
+    wrapper act on it, as for any submodule.
+    """
+
+    def __init__(self, model: nn.Module, head: str, *, model_channels: int | None,
+                 input_channels: int | None, mean=None, std=None) -> None:
+        given = mean if mean is not None else std
+        channels = model_channels or (len(given) if given is not None else 1)
+        super().__init__(channels, mean, std)
+        self.model = model
+        self.head_name = head
+        self.model_channels = model_channels
+        self.input_channels = input_channels or model_channels
+
+    @property
+    def head(self) -> nn.Linear:  # type: ignore[override]  # the model's own layer
+        return self.model.get_submodule(self.head_name)
+
+    @property
+    def repeats_channels(self) -> bool:
+        """Whether 1-channel inputs are repeated to the model's channels."""
+        return self.input_channels == 1 and (self.model_channels or 1) > 1
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """g(x): ``(B, C, H, W)`` pixels in ``[0, 1]`` -> ``(B, n)``, the head's input."""
+        self._check_input(x)
+        if self.repeats_channels:
+            # Inside the model, so an attack perturbs the grey image (the dataset's pixels).
+            x = x.expand(-1, self.model_channels, -1, -1)
+        return self.embed(self.normalize(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        seen: list[tuple[tuple, torch.Tensor]] = []
+        hook = self.head.register_forward_hook(lambda _m, args, out: seen.append((args, out)))
+        try:
+            out = self.model(x)
+        finally:
+            hook.remove()
+        return self._head_input(seen, out)
+
+    def _head_input(self, seen: list, out) -> torch.Tensor:
+        where = f"head {_where(self.head_name)} of {type(self.model).__name__}"
+        if len(seen) != 1:
+            raise LinearHeadError(f"the {where} ran {len(seen)} times in one forward pass; "
+                                  "f = W g (Eq. 4) needs one linear head applied once")
+        args, head_out = seen[0]
+        g = args[0] if len(args) == 1 and torch.is_tensor(args[0]) else None
+        if g is None or g.dim() != 2:
+            shape = tuple(g.shape) if g is not None else f"{len(args)} arguments"
+            raise LinearHeadError(f"the {where} takes input {shape}, not (B, n) features: "
+                                  "a Linear applied per token or position is not f = W g")
+        same = out is head_out or (torch.is_tensor(out) and out.shape == head_out.shape
+                                   and torch.equal(out, head_out))
+        if not same:
+            raise LinearHeadError(
+                f"the output of {type(self.model).__name__} is not the output of its head "
+                f"{_where(self.head_name)} "
+                "(a layer after it, averaged heads as in distilled DeiT, or a tuple), so "
+                "the model is not f = W g (Eq. 4); name the right layer with head='...'")
+        return g
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not torch.is_tensor(x) or x.dim() != 4 or not x.is_floating_point():
+            got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise LinearHeadError(f"expected a float batch of images (B, C, H, W), got {got}")
+        if self.input_channels is not None and x.shape[1] != self.input_channels:
+            fix = ("; pass input_channels=1 to as_feature_classifier to repeat grey images"
+                   if x.shape[1] == 1 else "")
+            raise LinearHeadError(f"{type(self.model).__name__} takes {self.input_channels}-"
+                                  f"channel images, got {x.shape[1]} channels{fix}")
+        lo, hi = torch.aminmax(x.detach())
+        if lo < 0 or hi > 1:
+            raise LinearHeadError(
+                f"inputs must be pixels in [0, 1], got values in [{float(lo):.3g}, "
+                f"{float(hi):.3g}]; pass unnormalised images and give the normalisation "
+                "as mean=..., std=... (attacks then work in pixel space)")
+
+
+def as_feature_classifier(model: nn.Module, mean: Sequence[float] | None = None,
+                          std: Sequence[float] | None = None, num_classes: int | None = None,
+                          *, head: str | None = None,
+                          input_channels: int | None = None) -> WrappedClassifier:
+    """Any classifier whose last layer is an ``nn.Linear``, as f(x) = W g(x) (Eq. 4 of
+    Wei, Guo & Wang, ICML 2025), ready for :func:`xcf.attribution.measure`.
+
+    Covers torchvision ResNets and Wide-ResNets (head ``fc``), timm ViT and DeiT
+    (``head``), and an ``nn.Sequential`` ending in a Linear; see :class:`WrappedClassifier`.
+    ``model`` itself is left as it is (no copy, no layer replaced, no hook left behind).
+
+    Args:
+        model: the classifier, mapping normalised ``(B, C, H, W)`` images to ``(B, K)``.
+        mean, std: its input normalisation, one entry per model channel (e.g. ImageNet's
+            ``(0.485, 0.456, 0.406)``, ``(0.229, 0.224, 0.225)``); default none.  The
+            wrapper takes pixels in ``[0, 1]`` and normalises them itself.
+        num_classes: K of the data to be measured; checked against the head's outputs.
+        head: qualified name of the last Linear, if not the last registered layer.
+        input_channels: channels of the images you will pass; 1 for a 3-channel model
+            repeats each grey image to 3 channels inside the model.  Default: the
+            channels of the model's first ``nn.Conv2d``.
+    Raises:
+        LinearHeadError: the last layer is not a Linear (naming its type and name), the
+            head does not fit ``num_classes``, or ``mean``/``std``/channels do not fit.
+    """
+    name = find_head(model, head)
+    linear = model.get_submodule(name)
+    if num_classes is not None and linear.out_features != num_classes:
+        raise LinearHeadError(
+            f"head {_where(name)} of {type(model).__name__} has {linear.out_features} "
+            f"outputs but the data have num_classes={num_classes}; build the model with "
+            f"{num_classes} classes (torchvision and timm: num_classes={num_classes})")
+    channels = _first_conv_channels(model)
+    for label, value in (("mean", mean), ("std", std)):
+        if value is not None and channels is not None and len(value) != channels:
+            raise LinearHeadError(f"{label} has {len(value)} entries but the model takes "
+                                  f"{channels} channels; give one per channel")
+    if std is not None and not all(float(s) > 0 for s in std):
+        raise LinearHeadError(f"std must be > 0 in every channel, got {list(std)}")
+    if input_channels is not None and channels is not None and input_channels not in (
+            1, channels):
+        raise LinearHeadError(f"input_channels={input_channels} does not fit a model taking "
+                              f"{channels} channels; use {channels}, or 1 to repeat grey images")
+    return WrappedClassifier(model, name, model_channels=channels,
+                             input_channels=input_channels, mean=mean, std=std)
