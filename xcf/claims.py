@@ -144,7 +144,7 @@ def c1(runs: Sequence[Any], claim: str = "C1", label: Optional[str] = None) -> V
     paper_key = "C1" if label is None else "C1 across"
     if not runs:
         return _verdict(claim, "not run", "-", "-", statement=statement, paper_key=paper_key)
-    outcomes, gaps, beyond = [], [], []
+    outcomes, gaps = [], []
     for run in runs:
         g = studies.best_last_gap(run)
         gaps.append(g)
@@ -152,7 +152,6 @@ def c1(runs: Sequence[Any], claim: str = "C1", label: Optional[str] = None) -> V
         b, last = studies.row_at(rows, g["best_epoch"]), rows[-1]
         ci_b, ci_l = _ci(b), _ci(last)
         clear = ci_b[0] > ci_l[1] if ci_b and ci_l else g["cas_gap"] > 0
-        beyond.append(clear)
         outcomes.append(clear if g["ra_gap"] > 0 else None)
     verdict, agree, tested = tally(outcomes)
     n = len(runs)

@@ -123,13 +123,7 @@ class Run:
 
     def final(self) -> dict:
         """Summary written when training finished ({} before that)."""
-        path = self.path / "final.json"
-        if not path.is_file():
-            return {}
-        data = _read_json(path)
-        if not isinstance(data, dict):
-            raise RunFileError(f"{path} must hold a JSON object, got {data!r:.60}")
-        return data
+        return _read_object(self.path / "final.json")
 
     def provenance(self) -> dict:
         """provenance.json (``{}`` before the first session).  A session still marked
@@ -163,13 +157,7 @@ class Run:
         return False
 
     def _read_provenance(self) -> dict:
-        path = self.path / "provenance.json"
-        if not path.is_file():
-            return {}
-        data = _read_json(path)
-        if not isinstance(data, dict):
-            raise RunFileError(f"{path} must hold a JSON object, got {data!r:.60}")
-        return data
+        return _read_object(self.path / "provenance.json")
 
     def metrics(self) -> list[dict]:
         """One dict per finished epoch, in order (``[]`` before the first).  A line that is
@@ -423,6 +411,17 @@ class Run:
                               "".join(_row_text(r) + "\n" for r in state["history"]))
             done.append(f"{self.path / 'metrics.jsonl'}: {what}")
         return done
+
+
+def _read_object(path: Path) -> dict:
+    """The JSON object in ``path`` (``{}`` if there is no file); :class:`RunFileError`
+    naming the file when it holds something else."""
+    if not path.is_file():
+        return {}
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise RunFileError(f"{path} must hold a JSON object, got {data!r:.60}")
+    return data
 
 
 def _read_json(path: Path) -> Any:
