@@ -137,3 +137,19 @@ def test_every_committed_run_folder_is_named_by_its_config_key():
         teacher = cfg.kd.teacher if cfg.objective == "kd_at" else None
         if teacher:  # the student names a teacher that is committed next to it
             assert (RESULTS / Path(teacher).name).is_dir(), teacher
+
+
+def test_every_train_mode_run_comes_from_a_clean_commit():
+    """Runs with the paper's training attack (train mode) were trained from a clean
+    checkout, so their commit names the code exactly.  The eval-mode runs of the first
+    study predate that rule; the pages name their eval-mode attack as a deviation."""
+    train_mode = 0
+    for folder in sorted(p for p in RESULTS.iterdir() if p.is_dir()):
+        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        if cfg.get("attack_mode") != "train":
+            assert cfg.get("attack_mode") == "eval", folder.name
+            continue
+        train_mode += 1
+        git = json.loads((folder / "provenance.json").read_text())["git"]
+        assert git["dirty"] is False and re.fullmatch(r"[0-9a-f]{40}", git["commit"]), folder.name
+    assert train_mode >= 4

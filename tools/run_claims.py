@@ -3,6 +3,11 @@
     .venv/bin/python tools/run_claims.py                 # every study of the cpu profile
     .venv/bin/python tools/run_claims.py --only "search" # a subset, by regular expression
 
+To record clean provenance, train from a clean worktree of the commit and export outside
+it (``git worktree add ../study HEAD``, then from there ``--export-to /tmp/export`` and
+copy the folders into ``notebooks/results/<profile>/``): an export into the worktree
+itself would make every later run of the same call record ``git.dirty: true``.
+
 Runs go to ``$XCF_RUNS_DIR`` (default ``runs/<profile>``) and resume if killed; each
 finished run is copied without checkpoints to ``notebooks/results/<profile>/``, which
 the book reads.  Runs train one after another: the machine has 2 cores.
@@ -74,6 +79,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--profile", default="cpu", help="profile whose 11_claims section to run")
     p.add_argument("--only", default=None, help="regular expression on study names")
+    p.add_argument("--export-to", default=None,
+                   help="where finished runs are copied (default notebooks/results/<profile>); "
+                        "a folder outside the checkout keeps a worktree that trains clean, so "
+                        "every run's provenance records git dirty false")
     args = p.parse_args()
     P = profile_knobs("11_claims", args.profile, REPOSITORY / "notebooks" / "params")
     if "train" not in P:
@@ -81,8 +90,8 @@ def main() -> None:
                  "use --profile cpu")
     os.environ.setdefault("XCF_RUNS_DIR", str(REPOSITORY / "runs" / args.profile))
     only = re.compile(args.only).search if args.only else None
-    run_studies(P, export_to=REPOSITORY / "notebooks" / "results" / args.profile, only=only,
-                profile=args.profile)
+    export = args.export_to or REPOSITORY / "notebooks" / "results" / args.profile
+    run_studies(P, export_to=export, only=only, profile=args.profile)
 
 
 if __name__ == "__main__":
