@@ -14,7 +14,7 @@ Colour scales follow the paper: [0, 1] for matrices (Figs. 2, 3, 6, 7, 10),
 Figs. 3c, 8 and 11 need model checkpoints (committed results leave them out); they
 return ``(figure, numbers)``, the numbers they measured on the way.  The others return
 the figure.  :func:`cas_intervals` and :func:`planted_drop` (beyond the paper, the
-Claims page) take run folders, as :func:`xcf.claims.find_studies` gives them.
+Claims page) take run folders, as :func:`xcf.study_plan.find_studies` gives them.
 """
 from __future__ import annotations
 
