@@ -108,8 +108,8 @@ def test_misspelled_parameter_fails_the_notebook(tmp_path):
 
 @pytest.mark.notebook
 def test_unknown_profile_fails_the_notebook(tmp_path):
-    with pytest.raises(papermill.PapermillExecutionError, match="unknown profile 'gpu'"):
-        run_notebook("02_measuring_cross_class_features", tmp_path, profile="gpu")
+    with pytest.raises(papermill.PapermillExecutionError, match="unknown profile 'huge'"):
+        run_notebook("02_measuring_cross_class_features", tmp_path, profile="huge")
 
 
 # --- section notebooks (one session-wide runs folder, in book order) -----------------------
