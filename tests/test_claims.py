@@ -126,7 +126,12 @@ def test_decide_reads_each_claims_runs_by_their_study_names(tmp_path):
     rows = {r["claim"]: r for r in claims.decide(found, P)}
     assert list(rows) == ["C1", "C1 ℓ2", "C2 (eq3)", "C2 (hinton)", "C3", "C3 large ε", "C4",
                           "C5"]
-    assert rows["C1"]["verdict"] == "holds" and rows["C1 ℓ2"]["verdict"] == "does not hold"
+    assert rows["C1"]["verdict"] == "holds"
+    # one of the two ℓ2 seeds: not decided from part of its seeds
+    assert rows["C1 ℓ2"]["verdict"] == "not run" and rows["C1 ℓ2"]["ours"] == "1 of 2 runs found"
+    found["C1 ℓ2 seed 1"] = c1_run(tmp_path, "l2b", 10, 11)
+    rows = {r["claim"]: r for r in claims.decide(found, P)}
+    assert rows["C1 ℓ2"]["verdict"] == "does not hold"
     assert rows["C2 (eq3)"]["verdict"] == "holds" and rows["C2 (hinton)"]["verdict"] == "not run"
     assert rows["C3"]["verdict"] == "not run" and rows["C4"]["verdict"] == "holds"
     assert rows["C5"]["verdict"] == "not run"

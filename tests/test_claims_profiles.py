@@ -78,7 +78,7 @@ def test_the_claims_page_reads_full_results_and_labels_them_full(tmp_path):
     # standard: clean CAS 1.0 (half of 2, make_run) below PGD-AT's best CAS 5, and flat
     assert verdicts["C5"] == "holds"
     assert verdicts["C2"] == verdicts["C4"] == "not run"  # no KD or fast-AT run exported
-    assert verdicts["C3"] == "not tested"  # one ε of the six
+    assert verdicts["C3"] == "not run"  # one ε of the six: not decided from part of them
 
 
 def test_without_full_results_every_full_verdict_is_not_run(tmp_path):

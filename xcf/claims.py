@@ -8,7 +8,8 @@ claim speaks about; where the premise did not occur the verdict is *not tested*,
 
 - *holds*: every tested seed agrees; *does not hold*: none does; *mixed*: some do;
 - *inconclusive* (C3 only): a positive but not significant rank correlation;
-- *not tested*: no run met the premise; *not run*: there are no runs.
+- *not tested*: no run met the premise; *not run*: not every run the claim names is
+  there yet (:func:`decide` says how many are).
 
 The claims (Wei, Guo & Wang, ICML 2025):
 
@@ -320,29 +321,49 @@ def c5(pairs: Sequence[tuple[Any, Any]]) -> Verdict:
 
 def decide(found: Mapping[str, Any], P: Mapping[str, Any]) -> list[dict]:
     """One row per claim (:meth:`Verdict.row`) from the runs of :mod:`xcf.study_plan`'s
-    names in ``found`` (missing runs are left out of each rule)."""
-    get = lambda name: found.get(name)  # noqa: E731
-    c1_runs = {s: get(f"C1 seed {s}") for s in P["seeds"]}
-    out = [c1([r for r in c1_runs.values() if r is not None])]
+    names in ``found``.  A claim is decided only once every run it names is there; until
+    then it reads *not run* with the count of its runs found (a study trained in pieces
+    never shows a verdict from part of its seeds or ε values)."""
+    out: list[Verdict] = []
+
+    def rule(verdict: Verdict, names: Sequence[str]) -> None:
+        missing = [n for n in names if n not in found]
+        if missing:
+            n = len(names)
+            verdict = Verdict(verdict.claim, verdict.statement, "not run",
+                              f"{n - len(missing)} of {n} runs found", "-", verdict.paper)
+        out.append(verdict)
+
+    get = found.get
+    c1_names = {s: f"C1 seed {s}" for s in P["seeds"]}
+    c1_runs = {s: get(name) for s, name in c1_names.items()}
+    rule(c1([r for r in c1_runs.values() if r is not None]), list(c1_names.values()))
     for row in P.get("across", []):
-        runs = [get(f"C1 {row['label']} seed {s}") for s in seeds_of(P, "across")]
-        out.append(c1([r for r in runs if r is not None], claim=f"C1 {row['label']}",
-                      label=row["label"]))
+        names = [f"C1 {row['label']} seed {s}" for s in seeds_of(P, "across")]
+        runs = [get(n) for n in names]
+        rule(c1([r for r in runs if r is not None], claim=f"C1 {row['label']}",
+                label=row["label"]), names)
     forms = kd_forms(P)
     for form in forms:
-        pairs = [(c1_runs.get(s), get(f"C2 KD-AT {form} seed {s}")) for s in seeds_of(P, "kd")]
-        out.append(c2([(a, k) for a, k in pairs if a is not None and k is not None],
-                      form=form if len(forms) > 1 else None))
-    eps_runs = [(e, s, get(f"C3 eps {e:g} seed {s}")) for e in P.get("eps_list", [])
-                for s in seeds_of(P, "eps")]
-    eps_runs = [t for t in eps_runs if t[2] is not None]
-    out.append(c3(eps_runs))
+        seeds = seeds_of(P, "kd")
+        names = [f"C2 KD-AT {form} seed {s}" for s in seeds]
+        pairs = [(c1_runs.get(s), get(n)) for s, n in zip(seeds, names)]
+        rule(c2([(a, k) for a, k in pairs if a is not None and k is not None],
+                form=form if len(forms) > 1 else None),
+             names + [c1_names[s] for s in seeds if s in c1_names])
+    eps_names = [(e, s, f"C3 eps {e:g} seed {s}") for e in P.get("eps_list", [])
+                 for s in seeds_of(P, "eps")]
+    eps_runs = [(e, s, get(n)) for e, s, n in eps_names if get(n) is not None]
+    rule(c3(eps_runs), [n for _, _, n in eps_names])
     early = P.get("early_epoch") or max(1, round(paper.TABLE1_EARLY_EPOCH / paper.EPOCHS
                                                  * P["train"].get("epochs", paper.EPOCHS)))
-    out.append(c3_large_eps(eps_runs, early))
-    fast = [(f"{f['label']} (seed {s})", get(f"C4 fast AT {f['label']} seed {s}"))
+    rule(c3_large_eps(eps_runs, early), [n for _, _, n in eps_names])
+    fast = [(f"{f['label']} (seed {s})", f"C4 fast AT {f['label']} seed {s}")
             for f in fast_settings(P) for s in seeds_of(P, "fast")]
-    out.append(c4([(label, r) for label, r in fast if r is not None]))
-    std = [(get(f"C5 standard seed {s}"), c1_runs.get(s)) for s in seeds_of(P, "standard")]
-    out.append(c5([(s, a) for s, a in std if s is not None and a is not None]))
+    rule(c4([(label, get(n)) for label, n in fast if get(n) is not None]), [n for _, n in fast])
+    std_seeds = seeds_of(P, "standard")
+    std_names = [f"C5 standard seed {s}" for s in std_seeds]
+    std = [(get(n), c1_runs.get(s)) for s, n in zip(std_seeds, std_names)]
+    rule(c5([(a, b) for a, b in std if a is not None and b is not None]),
+         std_names + [c1_names[s] for s in std_seeds if s in c1_names])
     return [v.row() for v in out]
