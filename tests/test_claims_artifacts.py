@@ -32,9 +32,17 @@ def raw_gap(folder: Path) -> tuple[float, float, float]:
     return best["cas"], rows[-1]["cas"], best["cas"] - rows[-1]["cas"]
 
 
-def test_every_study_of_the_claims_page_is_committed(found):
+def test_the_search_and_c1_are_committed_and_nothing_unnamed(found):
+    """The study is trained in pieces (issue 15): the search and C1 first.  Every
+    committed run of the page is one it names; the claims still missing runs read
+    *not run* (checked below)."""
     names = [study.name for study in study_plan.studies_of(S)]
-    assert sorted(found) == sorted(names), f"missing: {sorted(set(names) - set(found))}"
+    first = [n for n in names if n.startswith(("search: ", "C1 seed "))]
+    assert set(first) <= set(found), f"missing: {sorted(set(first) - set(found))}"
+    named = {found[n].path for n in found}
+    on_disk = {p for p in RESULTS.iterdir() if p.is_dir()}
+    print("not committed yet:", sorted(set(names) - set(found)))
+    assert named <= on_disk
 
 
 def test_committed_runs_are_small_finished_and_traceable(found):
@@ -64,6 +72,15 @@ def test_claims_table_is_regenerated_from_the_artifacts(found):
     """Each verdict recomputed from metrics.jsonl with the rules as the rule book states
     them (first epoch of highest test RA = best; premises; 95% intervals)."""
     rows = {r["claim"]: r for r in claims.decide(found, S)}
+
+    def pending(claim, names):
+        """A claim missing any of its runs reads 'not run' (and is not recomputed)."""
+        missing = [n for n in names if n not in found]
+        if missing:
+            assert rows[claim]["verdict"] == "not run", claim
+            assert rows[claim]["ours"] == f"{len(names) - len(missing)} of {len(names)} runs found"
+        return bool(missing)
+
     c1 = []
     for s in S["seeds"]:
         r = raw_rows(found[f"C1 seed {s}"].path)
@@ -73,27 +90,38 @@ def test_claims_table_is_regenerated_from_the_artifacts(found):
     assert rows["C1"]["verdict"] == raw_verdict(c1)
     mean_gap = sum(raw_gap(found[f"C1 seed {s}"].path)[2] for s in S["seeds"]) / len(S["seeds"])
     assert f"gap {mean_gap:.2f} ±" in rows["C1"]["ours"]
-    c2 = []
-    for s in study_plan.seeds_of(S, "kd"):
-        at = raw_gap(found[f"C1 seed {s}"].path)[2]
-        form = study_plan.kd_forms(S)[0]
-        kd = raw_gap(found[f"C2 KD-AT {form} seed {s}"].path)[2]
-        c2.append(kd < at if at > 0 else None)
-    assert rows["C2"]["verdict"] == raw_verdict(c2)
+    forms = study_plan.kd_forms(S)
+    for form in forms:
+        claim = f"C2 ({form})" if len(forms) > 1 else "C2"
+        kd_seeds = study_plan.seeds_of(S, "kd")
+        if pending(claim, [f"C2 KD-AT {form} seed {s}" for s in kd_seeds]):
+            continue
+        c2 = []
+        for s in kd_seeds:
+            at = raw_gap(found[f"C1 seed {s}"].path)[2]
+            kd = raw_gap(found[f"C2 KD-AT {form} seed {s}"].path)[2]
+            c2.append(kd < at if at > 0 else None)
+        assert rows[claim]["verdict"] == raw_verdict(c2)
     n_eps = len(set(S["eps_list"]))
-    if n_eps < 6:
+    eps_names = [f"C3 eps {e:g} seed {s}" for e in S["eps_list"]
+                 for s in study_plan.seeds_of(S, "eps")]
+    eps_pending = pending("C3", eps_names) | pending("C3 large ε", eps_names)
+    if n_eps < 6 and not eps_pending:
         assert rows["C3"]["verdict"] == "not tested"
-    c4 = []
-    for f in study_plan.fast_settings(S):
-        for s in study_plan.seeds_of(S, "fast"):
-            r = raw_rows(found[f"C4 fast AT {f['label']} seed {s}"].path)
+    fast_names = [f"C4 fast AT {f['label']} seed {s}" for f in study_plan.fast_settings(S)
+                  for s in study_plan.seeds_of(S, "fast")]
+    if not pending("C4", fast_names):
+        c4 = []
+        for name in fast_names:
+            r = raw_rows(found[name].path)
             b = max(range(len(r)), key=lambda i: r[i]["test_robust_acc"])
             co = next((x for x in r[b + 1:]
                        if x["test_robust_acc"] <= 0.25 * r[b]["test_robust_acc"]), None)
             c4.append(None if co is None else co["cas"] < r[b]["cas"])
-    assert rows["C4"]["verdict"] == raw_verdict(c4)
+        assert rows["C4"]["verdict"] == raw_verdict(c4)
     c5 = []
-    for s in study_plan.seeds_of(S, "standard"):
+    std_seeds = study_plan.seeds_of(S, "standard")
+    for s in [] if pending("C5", [f"C5 standard seed {s}" for s in std_seeds]) else std_seeds:
         std = raw_rows(found[f"C5 standard seed {s}"].path)
         at = raw_rows(found[f"C1 seed {s}"].path)
         at_best = max(at, key=lambda x: x["test_robust_acc"])["cas"]
@@ -102,8 +130,12 @@ def test_claims_table_is_regenerated_from_the_artifacts(found):
         slope = np.polyfit(e, [x["cas_clean"] for x in half], 1)[0]
         level = np.mean([x["cas_clean"] for x in half])
         c5.append(std[-1]["cas_clean"] < at_best and abs(slope * (e[-1] - e[0])) <= 0.1 * level)
-    assert rows["C5"]["verdict"] == raw_verdict(c5)
+    if c5:
+        assert rows["C5"]["verdict"] == raw_verdict(c5)
     for row in S.get("across", []):
+        across = [f"C1 {row['label']} seed {s}" for s in study_plan.seeds_of(S, "across")]
+        if pending(f"C1 {row['label']}", across):
+            continue
         outcomes = []
         for s in study_plan.seeds_of(S, "across"):
             r = raw_rows(found[f"C1 {row['label']} seed {s}"].path)
@@ -111,7 +143,7 @@ def test_claims_table_is_regenerated_from_the_artifacts(found):
             ok = best["test_robust_acc"] > last["test_robust_acc"]
             outcomes.append(best["cas_ci95"][0] > last["cas_ci95"][1] if ok else None)
         assert rows[f"C1 {row['label']}"]["verdict"] == raw_verdict(outcomes)
-    if n_eps >= 6:
+    if n_eps >= 6 and not eps_pending:
         pts = [(raw_gap(found[f"C3 eps {e:g} seed {s}"].path)[2],
                 raw_ra_gap(found[f"C3 eps {e:g} seed {s}"].path))
                for e in S["eps_list"] for s in study_plan.seeds_of(S, "eps")]
