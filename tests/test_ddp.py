@@ -44,7 +44,7 @@ RANK_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
     import yaml
-    import xcf.atomic, xcf.runs
+    import xcf.atomic, xcf.run_lock
     from xcf.runner import train
 
     cfg_path, runs_dir, mode, refusals = sys.argv[1:5]
@@ -55,7 +55,7 @@ RANK_SCRIPT = textwrap.dedent("""
                 f.write(f"{path}\\n")
             raise AssertionError(f"rank {rank} wrote {path}")
         xcf.atomic.write = refuse
-        xcf.runs._create_lock = refuse
+        xcf.run_lock._create_lock = refuse
 
     def die_after_epoch_1(row, model, run):
         if mode == "kill" and row["epoch"] == 1:
@@ -172,3 +172,21 @@ def test_a_killed_ddp_run_resumes_under_one_or_two_ranks_and_only_rank_0_writes(
         assert listing(run) == listing(reference)
     # Rank 1 tried to write nothing, in the killed run or the resumed one.
     assert list((tmp_path / "refusals").iterdir()) == []
+
+
+def test_instance_wise_cas_under_several_ranks_is_refused_before_any_attack():
+    """I-CAS (Eq. 5 per sample) has no sharded form: the error names the world size and
+    the fix, and comes before the model is called."""
+    from xcf.config import make_config
+    from xcf.evaluation import evaluate
+    from xcf.inputs import ArgumentError
+    from xcf.models import small_cnn
+
+    calls = []
+    model = small_cnn(3, width=4).eval()
+    model.register_forward_hook(lambda *a: calls.append(1))
+    x, y = torch.rand(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    cfg = make_config({"dataset": "planted", "model": "small_cnn", "eps": 0.1})
+    with pytest.raises(ArgumentError, match=r"needs one process, not a world of 2 ranks"):
+        evaluate(model, x, y, cfg, 1, instance=True, world=World(rank=0, size=2))
+    assert calls == []

@@ -77,6 +77,24 @@ def test_train_or_reuse_trains_once_per_config_and_says_what_it_did(monkeypatch,
     assert locate.profile == "smoke"
 
 
+def test_a_smoke_locator_still_prints_a_wait_for_another_process(monkeypatch, capsys):
+    """At smoke the epoch lines stay quiet, but a lock wait (xcf.run_lock) is printed, or
+    the cell would look hung while another process trains the run."""
+    import xcf.locate
+
+    def fake_train(config, progress, log, **overrides):
+        log("epoch 1/2  lr 0.1")
+        log("waiting for run-x (trained by pid 7 on host h) ... 30 s")
+        log("reusing finished run")
+        return _FakeRun("run-x")
+
+    monkeypatch.setattr(xcf.locate, "train", fake_train)
+    L.TrainOrReuse("smoke")(CFG)
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["waiting for run-x (trained by pid 7 on host h) ... 30 s",
+                   "run-x: reused, best epoch 1 of 2"]
+
+
 @pytest.mark.parametrize("bad", ["studies.run_study", "studies.find_study"])
 def test_nothing_in_studies_trains_or_locates(bad):
     from xcf import studies

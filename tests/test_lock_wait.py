@@ -1,8 +1,8 @@
-"""Locks that wait (xcf.runs): a second process waits for the run another one trains and
+"""Locks that wait (xcf.run_lock): a second process waits for the run another one trains and
 reuses it; a wait that runs out names the holder and the fix; the lock of a dead holder
 (a dead pid on this host, a stale heartbeat from another host, a SIGKILL) is taken over;
 a holder that lost its lock stops before it writes.  The lock files written by hand
-follow the format of the xcf.runs docstring."""
+follow the format of the xcf.run_lock docstring."""
 import json
 import os
 import socket
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xcf import runner, runs
+from xcf import run_lock, runner, runs
 from xcf.config import TrainConfig
 from xcf.inputs import ArgumentError
 from xcf.runner import train
@@ -129,13 +129,13 @@ def test_a_wait_that_runs_out_names_the_holder_and_the_fix(tmp_path):
         wait_for_line(holder, "held")
         who = f"pid {holder.pid} on host {socket.gethostname()}"
         t0 = time.monotonic()
-        with pytest.raises(runs.RunLockedError, match="gave up after waiting 1 s") as err:
+        with pytest.raises(run_lock.RunLockedError, match="gave up after waiting 1 s") as err:
             train(cfg, runs_dir=tmp_path / "runs", wait=1, **QUIET)
         assert 1.0 <= time.monotonic() - t0 < 30
         assert who in str(err.value) and "--wait SECONDS" in str(err.value)
         assert "wait=None" in str(err.value) and "stop that process" in str(err.value)
         t0 = time.monotonic()
-        with pytest.raises(runs.RunLockedError, match="gave up at once"):
+        with pytest.raises(run_lock.RunLockedError, match="gave up at once"):
             train(cfg, runs_dir=tmp_path / "runs", wait=0, **QUIET)
         assert time.monotonic() - t0 < 5
         # The command line: exit status 1, one message naming the holder and the fix.
@@ -183,7 +183,7 @@ def test_a_live_pid_on_this_host_holds_its_lock_but_the_same_pid_elsewhere_does_
     assert run.locked
     write_lock(run, pid=1, host="another-host.example")
     assert run.locked  # a fresh heartbeat
-    old = time.time() - 2 * runs.STALE_SECONDS
+    old = time.time() - 2 * run_lock.STALE_SECONDS
     os.utime(lock, (old, old))
     assert not run.locked  # no heartbeat for longer than the staleness limit
 
@@ -201,7 +201,7 @@ def test_a_stale_heartbeat_of_another_host_is_taken_over_after_the_staleness_lim
     beating.start()
     try:
         t0 = time.monotonic()
-        with pytest.raises(runs.RunLockedError, match="pid 4242 on host another-host.example"):
+        with pytest.raises(run_lock.RunLockedError, match="pid 4242 on host another-host.example"):
             with run.lock(wait=1.5, stale_after=0.5):
                 pass
         assert time.monotonic() - t0 >= 1.5  # a live heartbeat is never taken over
@@ -246,7 +246,7 @@ def test_a_lock_of_an_older_xcf_is_held_while_its_flock_is(tmp_path):
         f.flush()
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert run.locked
-        with pytest.raises(runs.RunLockedError, match="pid 4242"):
+        with pytest.raises(run_lock.RunLockedError, match="pid 4242"):
             with run.lock():
                 pass
         fcntl.flock(f, fcntl.LOCK_UN)
@@ -263,7 +263,7 @@ def test_a_holder_that_lost_its_lock_stops_before_its_next_commit(tmp_path):
             (run.path / ".lock").write_text(json.dumps({"pid": 4242, "host": "elsewhere",
                                                         "token": "theirs"}))
 
-    with pytest.raises(runs.RunLockedError, match="lost the run's lock"):
+    with pytest.raises(run_lock.RunLockedError, match="lost the run's lock"):
         train(tiny(), runs_dir=tmp_path, callbacks=[taken_over_after_epoch_1], **QUIET)
     (path,) = tmp_path.iterdir()
     run = runs.Run(path)

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from xcf import atomic, checkpoints, provenance, runner, runs
+from xcf import atomic, checkpoints, provenance, run_lock, runner, runs
 from xcf.config import TrainConfig
 from xcf.data.dataset import stratified_indices
 from xcf.preparation import prepare
@@ -234,9 +234,9 @@ def test_a_run_being_trained_is_locked_against_a_second_process(tmp_path):
     cfg = TrainConfig(**tiny(epochs=1))
     run = runs.Run(tmp_path / f"{runner.run_slug(cfg)}-{cfg.key()}")
     with run.lock():  # as if another process were training it
-        with pytest.raises(runs.RunLockedError, match=f"pid {os.getpid()}"):
+        with pytest.raises(run_lock.RunLockedError, match=f"pid {os.getpid()}"):
             train(cfg, runs_dir=tmp_path, **QUIET)
-        with pytest.raises(runs.RunLockedError):
+        with pytest.raises(run_lock.RunLockedError):
             train(cfg, runs_dir=tmp_path, overwrite=True, **QUIET)
     assert train(cfg, runs_dir=tmp_path, **QUIET).finished  # released with its holder
 

@@ -540,7 +540,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .checkpoints import CheckpointError
     from .config import ConfigError
     from .data.dataset import DatasetUnavailableError
-    from .runs import RunLockedError
+    from .run_lock import RunLockedError
 
     try:
         run = {"train": _train, "measure": _measure, "measure-model": _measure_model,

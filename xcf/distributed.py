@@ -21,7 +21,8 @@ How the work is split, so that N ranks train as one process does (Wei, Guo & Wan
 - **evaluation**: each rank attacks its shard of the evaluation set; the features are
   gathered in the original order (:func:`gather_rows`) and the correct counts summed
   (:func:`all_reduce_sum`), and C and CAS (Algorithm 1) are computed from all of them
-  (:func:`measure_sharded`), the bootstrap interval of CAS too (:mod:`xcf.runner`);
+  (:func:`measure_sharded`), the bootstrap interval of CAS too
+  (:func:`xcf.evaluation.evaluate` with ``world``);
 - **files**: only rank 0 holds the run's lock and writes the run folder; the training
   state it saves is the unwrapped model's, so a run resumes under any number of ranks.
 

@@ -7,6 +7,8 @@ ICML 2025), on adversarial and on clean inputs (Fig. 9), with a bootstrap 95% in
 CAS over the test samples (``cas_ci95``; not in the paper).  Its attack draws from its own
 generator seeded by ``(seed, epoch)`` (:func:`eval_seed`), so the training trajectory does
 not depend on evaluation settings and an epoch's numbers can be recomputed exactly.
+Under torchrun (``world``) each rank attacks its shard and all get the numbers of the
+whole evaluation set (:func:`xcf.distributed.measure_sharded`).
 :func:`final_test` measures the best and the last checkpoint once more when training ends,
 on the whole test set (the per-epoch evaluation may use a subset, ``eval_n``), with the
 same attack, seeds and numbers as an epoch; :func:`add_final_test` adds that block to a run
@@ -24,10 +26,11 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .attacks import PGD, attack_mode
-from .attribution import bootstrap_cas, measure
+from .attribution import Measurement, bootstrap_cas, measure
 from .checkpoints import CheckpointError
 from .config import AMP_MODES, TrainConfig
 from .data.dataset import stratified_indices
+from .distributed import SINGLE, World, measure_sharded, rank_seed
 from .inputs import ArgumentError, check_count, check_images, check_labels, check_lengths
 from .precision import AutocastModel
 from .preparation import Setup, load_data, resolve_device
@@ -59,7 +62,8 @@ def eval_attack(c: TrainConfig) -> PGD:
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-             epoch: int, *, amp: str = "none", instance: bool = False, progress: bool = False):
+             epoch: int, *, amp: str = "none", instance: bool = False, progress: bool = False,
+             world: World = SINGLE):
     """Test clean accuracy, test robust accuracy and C/CAS (Algorithm 1) of one epoch.
 
     One :func:`xcf.attribution.measure` pass on PGD examples gives robust accuracy, C and
@@ -69,14 +73,24 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainCo
 
     ``x``: (N, C, H, W) in [0, 1]; ``y``: (N,) labels of the model's classes; ``amp``:
     one of :data:`xcf.config.AMP_MODES`.  Checked before either pass (:mod:`xcf.inputs`).
+
+    ``world``: under torchrun (``world.size > 1``) every rank passes all of ``(x, y)`` and
+    attacks its shard (:func:`xcf.distributed.measure_sharded`); every rank gets the same
+    numbers, from all N samples, but the attack's random starts are each rank's own
+    (seeded by the rank too).  ``instance`` needs one process; ``progress`` shows no
+    bar there.
     """
     _check_eval_inputs(model, x, y, epoch, amp)
+    if instance and world.size > 1:
+        raise ArgumentError(f"instance=True (I-CAS) needs one process, not a world of "
+                            f"{world.size} ranks; measure I-CAS in one process, or pass "
+                            "instance=False")
     c = config.resolved()
-    gen = torch.Generator(device=x.device).manual_seed(eval_seed(c.seed, epoch))
+    gen = _attack_generator(x.device, eval_seed(c.seed, epoch), world)
     net = AutocastModel(model, x.device, amp) if amp != "none" else model
-    clean = measure(net, x, y, None, batch_size=c.eval_batch_size, progress=False)
-    adv = measure(net, x, y, eval_attack(c), batch_size=c.eval_batch_size, generator=gen,
-                  instance=instance, keep_features=True, progress=progress)
+    clean = _measure(net, x, y, None, c, world)
+    adv = _measure(net, x, y, eval_attack(c), c, world, generator=gen, instance=instance,
+                   keep_features=True, progress=progress)
     boot = bootstrap_cas(adv.features, y, model.head.weight.detach(), n_boot=BOOTSTRAP_RESAMPLES,
                          generator=torch.Generator().manual_seed(eval_seed(c.seed, epoch) + 2))
     adv.features = None  # (N, n): not kept past this point
@@ -89,17 +103,39 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainCo
 
 
 def evaluate_holdout(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-                     epoch: int, *, amp: str = "none") -> dict:
+                     epoch: int, *, amp: str = "none", world: World = SINGLE) -> dict:
     """Robust accuracy and CAS on held-out *training* samples (``holdout_n``), attacked as
     the test set is: what a label-free selector may look at without touching test data.
-    Its attack has its own generator, so adding a holdout leaves the test numbers alone."""
+    Its attack has its own generator, so adding a holdout leaves the test numbers alone.
+    ``world``: as for :func:`evaluate`."""
     _check_eval_inputs(model, x, y, epoch, amp)
     c = config.resolved()
-    gen = torch.Generator(device=x.device).manual_seed(eval_seed(c.seed, epoch) + 1)
+    gen = _attack_generator(x.device, eval_seed(c.seed, epoch) + 1, world)
     net = AutocastModel(model, x.device, amp) if amp != "none" else model
-    adv = measure(net, x, y, eval_attack(c), batch_size=c.eval_batch_size, generator=gen,
-                  progress=False)
+    adv = _measure(net, x, y, eval_attack(c), c, world, generator=gen)
     return {"holdout_robust_acc": adv.accuracy, "holdout_cas": adv.cas, "holdout_n": int(len(y))}
+
+
+def _attack_generator(device: torch.device, seed: int, world: World) -> torch.Generator:
+    """The generator of an evaluation attack's random starts: seeded by ``seed`` in one
+    process; under torchrun each rank's own, seeded by ``seed`` and the rank
+    (:func:`xcf.distributed.rank_seed`), so that the ranks' shards draw different starts
+    and a rerun under the same world size draws the same."""
+    if world.size > 1:
+        seed = rank_seed(seed, world.rank)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _measure(net: nn.Module, x: torch.Tensor, y: torch.Tensor, attack, c: TrainConfig,
+             world: World, *, generator: torch.Generator | None = None, instance: bool = False,
+             keep_features: bool = False, progress: bool = False) -> Measurement:
+    """One measurement pass over all of ``(x, y)``: :func:`xcf.attribution.measure` in one
+    process, :func:`xcf.distributed.measure_sharded` (each rank its shard) under torchrun."""
+    if world.size > 1:
+        return measure_sharded(net, x, y, attack, world, batch_size=c.eval_batch_size,
+                               generator=generator, keep_features=keep_features)
+    return measure(net, x, y, attack, batch_size=c.eval_batch_size, generator=generator,
+                   instance=instance, keep_features=keep_features, progress=progress)
 
 
 def _check_eval_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int,

@@ -63,7 +63,9 @@ class TrainOrReuse:
 
         def log(line: str) -> None:
             said.append(line)
-            if self.profile != "smoke":  # hours of training: one live line per epoch
+            # hours of training: one live line per epoch; and whatever the profile, a wait
+            # for a run another process trains (xcf.run_lock), or the cell looks hung
+            if self.profile != "smoke" or line.startswith(("waiting for", "taking over")):
                 print(line, flush=True)
 
         extra = {} if self.runs_dir is None else {"runs_dir": self.runs_dir}

@@ -43,17 +43,15 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .atomic import remove_stale_temps
-from .attribution import Measurement, bootstrap_cas
 from .checkpoints import CheckpointError, file_digest, load_weights
 from .config import ConfigError, TrainConfig, make_config
 from .distributed import (SINGLE, TIMEOUT, RankZeroFailed, Replica, World, broadcast, join,
-                          measure_sharded, rank_seed, shard, wrap)
-from .evaluation import (BOOTSTRAP_RESAMPLES, autoattack_accuracy, eval_attack, eval_seed,
-                         evaluate, evaluate_holdout, final_test)
+                          rank_seed, shard, wrap)
+from .evaluation import autoattack_accuracy, evaluate, evaluate_holdout, final_test
 from .preparation import Setup, prepare
 from .provenance import environment, now
 from .runs import Run, default_runs_dir, find_run
-from .precision import AutocastModel, grad_scaler
+from .precision import grad_scaler
 from .selection import select_best
 from .training import piecewise_lr, sgd, train_epoch
 
@@ -80,13 +78,14 @@ def train(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None,
     ``wait``: when another live process trains the run (a job, another notebook), wait
     for it this many seconds, with a progress line every 30 s (then less often), then
     reuse the run it finished; ``None`` (the default) waits as long as that process
-    lives, ``0`` raises :class:`~xcf.runs.RunLockedError` at once.  A holder that died is
-    taken over (see :mod:`xcf.runs`).  Under torchrun each process trains its share of
-    every batch (:mod:`xcf.distributed`); rank 0 alone writes, and runs the callbacks.
+    lives, ``0`` raises :class:`~xcf.run_lock.RunLockedError` at once.  A holder that
+    died is taken over (see :mod:`xcf.run_lock`).  Under torchrun each process trains
+    its share of every batch (:mod:`xcf.distributed`); rank 0 alone writes, and runs the
+    callbacks.
 
     Raises :class:`ConfigError` (bad config, before training), ``FloatingPointError``
     (non-finite loss; the epoch and batch are named and earlier checkpoints kept) and
-    :class:`~xcf.runs.RunLockedError` (the wait ran out, naming the holder).
+    :class:`~xcf.run_lock.RunLockedError` (the wait ran out, naming the holder).
     """
     cfg = make_config(config, **overrides)
     log = log or _default_log
@@ -324,13 +323,13 @@ class _Trainer:
                             log_clean=c.log_train_clean, scaler=self.scaler,
                             replica=self._replica(epoch))
         t0 = time.perf_counter()
-        if self.world.size == 1:
-            numbers, adv, clean = evaluate(s.model, s.x_eval, s.y_eval, c, epoch, amp=c.amp)
-            if s.x_holdout is not None:
-                numbers.update(evaluate_holdout(s.model, s.x_holdout, s.y_holdout, c, epoch,
-                                                amp=c.amp))
-        else:
-            numbers, adv, clean = _evaluate_sharded(s, epoch, self.world)
+        # Under torchrun each rank attacks its shard of the evaluation set; all get the
+        # numbers of all of it (xcf.distributed.measure_sharded).
+        numbers, adv, clean = evaluate(s.model, s.x_eval, s.y_eval, c, epoch, amp=c.amp,
+                                       world=self.world)
+        if s.x_holdout is not None:
+            numbers.update(evaluate_holdout(s.model, s.x_holdout, s.y_holdout, c, epoch,
+                                            amp=c.amp, world=self.world))
         row = {"epoch": epoch, "lr": lr, "train_loss": stats.loss,
                "train_clean_acc": stats.clean_accuracy, "train_robust_acc": stats.robust_accuracy,
                **numbers,
@@ -378,37 +377,6 @@ class _Trainer:
             "publish": {"matrices": {"C": C, "C_clean": C_clean} if keep_matrix else {},
                         "checkpoints": checkpoints},
         }
-
-
-def _evaluate_sharded(s: Setup, epoch: int, world: World) -> tuple[dict, Measurement,
-                                                                  Measurement]:
-    """:func:`xcf.evaluation.evaluate` (and ``evaluate_holdout``) of one epoch with each
-    rank attacking its shard of the evaluation set (:func:`xcf.distributed.measure_sharded`):
-    the same numbers, from the same features, except that the attacks' random starts are
-    each rank's own (seeded by the epoch's :func:`~xcf.evaluation.eval_seed` and the rank)."""
-    c = s.config.resolved()
-    seed = eval_seed(c.seed, epoch)
-    net = AutocastModel(s.model, s.device, c.amp) if c.amp != "none" else s.model
-
-    def attacked(x, y, offset: int, keep: bool) -> Measurement:
-        gen = torch.Generator(device=s.device).manual_seed(rank_seed(seed + offset, world.rank))
-        return measure_sharded(net, x, y, eval_attack(c), world, batch_size=c.eval_batch_size,
-                               generator=gen, keep_features=keep)
-
-    clean = measure_sharded(net, s.x_eval, s.y_eval, None, world, batch_size=c.eval_batch_size)
-    adv = attacked(s.x_eval, s.y_eval, 0, True)
-    boot = bootstrap_cas(adv.features, s.y_eval, s.model.head.weight.detach(),
-                         n_boot=BOOTSTRAP_RESAMPLES,
-                         generator=torch.Generator().manual_seed(seed + 2))
-    adv.features = None
-    numbers = {"test_clean_acc": clean.accuracy, "test_robust_acc": adv.accuracy,
-               "cas": adv.cas, "cas_clean": clean.cas, "eval_n": int(len(s.y_eval)),
-               "cas_ci95": [float(v) for v in torch.quantile(boot, torch.tensor([0.025, 0.975]))]}
-    if s.x_holdout is not None:
-        held = attacked(s.x_holdout, s.y_holdout, 1, False)
-        numbers.update(holdout_robust_acc=held.accuracy, holdout_cas=held.cas,
-                       holdout_n=int(len(s.y_holdout)))
-    return numbers, adv, clean
 
 
 def summary_line(row: Mapping[str, Any], epochs: int, is_best: bool = False) -> str:
