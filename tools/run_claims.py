@@ -2,15 +2,23 @@
 
     .venv/bin/python tools/run_claims.py                 # every study of the cpu profile
     .venv/bin/python tools/run_claims.py --only "search" # a subset, by regular expression
+    .venv/bin/python tools/run_claims.py --profile full  # the paper's setting, on a GPU
+
+The ``full`` study is the paper's setting (CIFAR-10, PreActResNet-18, 200 epochs, one
+seed): exactly the runs notebooks 03-08 train at ``full``, so it reuses those already
+trained in the checkout's ``runs/`` (where the notebooks and ``xcf train`` put them) and
+trains the others there; it needs CIFAR-10, CIFAR-100 and Tiny-ImageNet under ``data/``
+(or ``$XCF_DATA_DIR``) and a GPU (book page "Reproduce on a GPU").  Its export,
+``notebooks/results/full/``, is what the Claims and figures pages read for ``full``.
 
 To record clean provenance, train from a clean worktree of the commit and export outside
 it (``git worktree add ../study HEAD``, then from there ``--export-to /tmp/export`` and
 copy the folders into ``notebooks/results/<profile>/``): an export into the worktree
 itself would make every later run of the same call record ``git.dirty: true``.
 
-Runs go to ``$XCF_RUNS_DIR`` (default ``runs/<profile>``) and resume if killed; each
-finished run is copied without checkpoints to ``notebooks/results/<profile>/``, which
-the book reads.  Runs train one after another: the machine has 2 cores.
+Runs go to ``$XCF_RUNS_DIR`` (default ``runs/cpu`` for the cpu study, ``runs/`` for the
+others) and resume if killed; each finished run is copied without checkpoints to
+``notebooks/results/<profile>/``, which the book reads.  Runs train one after another.
 
 This is the one place that knows the checkout's layout; :mod:`xcf.study_plan` names the
 runs and :mod:`xcf.claims` decides.
@@ -29,7 +37,8 @@ sys.path.insert(0, str(REPOSITORY))
 
 from xcf.study_plan import located_studies  # noqa: E402
 from xcf.locate import TrainOrReuse  # noqa: E402
-from xcf.profiles import profile_knobs  # noqa: E402
+from xcf.profiles import PROFILES, profile_knobs  # noqa: E402
+from xcf.study_plan import claims_profiles  # noqa: E402
 
 
 def run_studies(P: Mapping[str, Any], export_to: str | Path | None = None,
@@ -75,23 +84,41 @@ def repository_relative(text: str, root: str | Path = REPOSITORY) -> str:
     return text.replace(str(Path(root)).rstrip("/") + "/", "")
 
 
-def main() -> None:
+def default_runs_dir(profile: str) -> Path:
+    """Where a study trains unless ``$XCF_RUNS_DIR`` says otherwise: ``runs/cpu`` for the
+    cpu study (its runs are its own), the checkout's ``runs/`` for the others, whose runs
+    are the section notebooks' own (the full study: notebooks 03-08 at ``full``)."""
+    return REPOSITORY / "runs" / "cpu" if profile == "cpu" else REPOSITORY / "runs"
+
+
+def main(argv: Optional[list[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--profile", default="cpu", help="profile whose 11_claims section to run")
+    p.add_argument("--profile", default="cpu", choices=PROFILES,
+                   help="profile whose 11_claims section to run (cpu, or full on a GPU)")
     p.add_argument("--only", default=None, help="regular expression on study names")
     p.add_argument("--export-to", default=None,
                    help="where finished runs are copied (default notebooks/results/<profile>); "
                         "a folder outside the checkout keeps a worktree that trains clean, so "
                         "every run's provenance records git dirty false")
-    args = p.parse_args()
-    P = profile_knobs("11_claims", args.profile, REPOSITORY / "notebooks" / "params")
+    args = p.parse_args(argv)
+    params = REPOSITORY / "notebooks" / "params"
+    P = profile_knobs("11_claims", args.profile, params)
     if "train" not in P:
-        sys.exit(f"profile {args.profile!r} has no studies in its 11_claims section; "
-                 "use --profile cpu")
-    os.environ.setdefault("XCF_RUNS_DIR", str(REPOSITORY / "runs" / args.profile))
+        sys.exit(f"profile {args.profile!r} names no studies in its 11_claims section (no "
+                 f"train setting); the profiles that do: {', '.join(claims_profiles(params))}")
+    if args.profile != "cpu" and not _has_cuda():
+        print(f"warning: no CUDA GPU here; the {args.profile} study trains 200-epoch runs, "
+              "which take days even on a GPU (book page \"Reproduce on a GPU\")", flush=True)
+    os.environ.setdefault("XCF_RUNS_DIR", str(default_runs_dir(args.profile)))
     only = re.compile(args.only).search if args.only else None
     export = args.export_to or REPOSITORY / "notebooks" / "results" / args.profile
     run_studies(P, export_to=export, only=only, profile=args.profile)
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 if __name__ == "__main__":

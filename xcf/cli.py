@@ -10,6 +10,9 @@ finished one by default (runs are keyed by a hash of their config, see :mod:`xcf
 ``--overwrite`` starts afresh.  Exit status: 0 success, 1 training failed (a non-finite
 loss, or the run is locked by another live process; a launched run failed), 2 bad config
 or arguments.  ``train --dry-run`` prints the run folder a config maps to, and trains nothing.
+``train --wait SECONDS`` bounds the wait for a run another process is training (default:
+as long as it lives; 0: fail at once); ``train --ddp N`` trains on N processes under
+torchrun, as ``torchrun --nproc_per_node N -m xcf train CONFIG`` does (:mod:`xcf.distributed`).
 """
 from __future__ import annotations
 
@@ -65,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--dry-run", action="store_true", help="print the run folder the config "
                    "maps to and its state; train nothing")
+    t.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
+                   help="when another process trains the run, wait this long for it, then "
+                   "reuse the run it finished (default: as long as it lives; 0: fail at once)")
+    t.add_argument("--ddp", type=_count(1), nargs="?", const=0, default=None, metavar="N",
+                   help="train on N processes with DistributedDataParallel (re-runs this "
+                   "command under torchrun; default N: the visible GPUs)")
 
     m = sub.add_parser("measure", help="recompute C, CAS and robust accuracy of a checkpoint")
     m.add_argument("run_dir", type=Path)
@@ -177,8 +186,23 @@ def _count(least: int):
     return parse
 
 
+def _seconds(text: str) -> float:
+    """A number of seconds >= 0 (an argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0 (0: fail "
+                                         "at once when the run is locked)")
+    return value
+
+
 def _train(args: argparse.Namespace) -> int:
+    if args.ddp is not None and not args.dry_run:
+        return _train_under_torchrun(args)
     from .config import TrainConfig, read_config_file  # torch loads here, after main() has set OMP_WAIT_POLICY
+    from .distributed import RankZeroFailed, leave
     from .runner import train  # noqa: E402  (same reason)
 
     raw = read_config_file(args.config)  # ConfigFileError naming the file (and line)
@@ -191,7 +215,15 @@ def _train(args: argparse.Namespace) -> int:
     cfg = TrainConfig.from_dict(raw)
     if args.dry_run:
         return _dry_run(cfg, args.runs_dir)
-    run = train(cfg, runs_dir=args.runs_dir, progress=not args.no_progress, overwrite=args.overwrite)
+    try:
+        run = train(cfg, runs_dir=args.runs_dir, progress=not args.no_progress,
+                    overwrite=args.overwrite, wait=args.wait)
+    except RankZeroFailed:  # a rank of torchrun: rank 0 reports why
+        return 1
+    if int(os.environ.get("RANK", "0")) != 0:  # the other ranks of torchrun: rank 0 reports
+        leave()
+        return 0
+    leave()
     final = run.final()
     best = final.get("best")
     if not isinstance(best, dict) or not isinstance(best.get("test_robust_acc"), (int, float)):
@@ -201,6 +233,33 @@ def _train(args: argparse.Namespace) -> int:
     print(f"best epoch {final.get('best_epoch')}: test robust {best.get('test_robust_acc', float('nan')):.4f}, "
           f"CAS {best.get('cas', float('nan')):.2f}")
     return 0
+
+
+def _train_under_torchrun(args: argparse.Namespace) -> int:
+    """``xcf train ... --ddp N``: the same command without ``--ddp``, as N processes of
+    ``python -m torch.distributed.run --standalone`` (one node; :mod:`xcf.distributed`)."""
+    import subprocess
+
+    import torch
+
+    if "WORLD_SIZE" in os.environ:
+        raise ValueError("--ddp under torchrun would start processes within processes; drop "
+                         "--ddp (torchrun already starts them), or run xcf train --ddp N alone")
+    n = args.ddp or torch.cuda.device_count()
+    if n < 1:
+        raise ValueError("--ddp without N uses the visible GPUs, and there are none; give the "
+                         "number of processes, e.g. --ddp 2 (on the CPU, with device: cpu)")
+    argv = [str(args.config)]
+    for flag, value in (("--runs-dir", args.runs_dir), ("--device", args.device),
+                        ("--wait", args.wait)):
+        if value is not None:
+            argv += [flag, str(value)]
+    for item in args.overrides:
+        argv += ["--set", item]
+    argv += [flag for flag, on in (("--overwrite", args.overwrite),
+                                   ("--no-progress", args.no_progress)) if on]
+    return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                            f"--nproc_per_node={n}", "-m", "xcf", "train", *argv])
 
 
 def _dry_run(cfg, runs_dir: Optional[Path]) -> int:

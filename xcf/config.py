@@ -54,9 +54,10 @@ KD_FORMS = ("eq3", "hinton")
 BEST_METRICS = ("auto", "test_robust_acc", "test_clean_acc")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # Runtime- or logging-only fields: they do not change the trained weights, so they are left
-# out of the run key; a run can move to another device, or get an AutoAttack evaluation
-# later, and stay the same run.
-NON_IDENTITY = ("device", "data_root", "autoattack", "autoattack_n", "compile", "log_train_clean")
+# out of the run key; a run can move to another device, or get an AutoAttack or a final
+# whole-test-set evaluation later, and stay the same run.
+NON_IDENTITY = ("device", "data_root", "autoattack", "autoattack_n", "final_test", "compile",
+                "log_train_clean")
 
 
 class ConfigError(ValueError):
@@ -179,7 +180,9 @@ class TrainConfig:
     ``save_matrices_every`` (None: every epoch up to 50 epochs, else every 10; best and
     last always), ``save_checkpoints_at`` (epochs whose model is kept besides best/last),
     ``autoattack`` / ``autoattack_n`` (final AutoAttack of best and last; ``None`` = the
-    eval set), ``device`` (``auto``: CUDA if present).
+    eval set), ``final_test`` (when training ends, best and last on the whole test set, as
+    an epoch is evaluated: final.json's ``test``, :func:`xcf.evaluation.final_test`; free
+    when ``eval_n`` covers the test set), ``device`` (``auto``: CUDA if present).
     """
 
     dataset: str = "cifar10"
@@ -223,6 +226,7 @@ class TrainConfig:
     save_checkpoints_at: list = field(default_factory=list)
     autoattack: bool = False
     autoattack_n: Optional[int] = None
+    final_test: bool = True
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -550,7 +554,8 @@ def _validate(c: TrainConfig) -> None:
     for name, value in c.model_kwargs.items():
         if name in _MODEL_SIZES:
             _need_int(f"model_kwargs.{name}", value, 1)
-    for key in ("augment", "normalize", "channels_last", "compile", "log_train_clean", "autoattack"):
+    for key in ("augment", "normalize", "channels_last", "compile", "log_train_clean", "autoattack",
+                "final_test"):
         _need_bool(key, getattr(c, key))
     for key in ("n_train", "n_test", "eval_n", "holdout_n", "autoattack_n"):
         _need_int(key, getattr(c, key), 1, optional=True)

@@ -40,7 +40,7 @@ from .runs import default_runs_dir
 
 __all__ = ["PROFILES", "ParameterError", "Parameters", "params_dir", "resolve_profile",
            "profile_knobs", "check_knobs", "notebook_parameters", "use_checkout_folders",
-           "runs_dir", "record_metrics"]
+           "runs_dir", "results_dir", "record_metrics"]
 
 PROFILES = ("smoke", "cpu", "gpu", "full")
 # Names IPython/Jupyter put into a kernel's namespace by itself.
@@ -319,6 +319,16 @@ def runs_dir() -> Path:
     """Where notebooks write run folders and metrics: the trainer's own default,
     :func:`xcf.runs.default_runs_dir` (``$XCF_RUNS_DIR`` or ``./runs``)."""
     return default_runs_dir()
+
+
+def results_dir(profile: str, directory: Path | None = None) -> Path:
+    """The committed results of ``profile`` (what ``tools/run_claims.py --profile <profile>``
+    exports and the Claims and figures pages read): ``results/<profile>`` beside the
+    profile files' folder (``notebooks/results/<profile>`` in a checkout; ``directory``:
+    that folder, default :func:`params_dir`).  The folder may not exist: no results yet."""
+    if profile not in PROFILES:
+        raise ParameterError(f"unknown profile {profile!r}; use one of {', '.join(PROFILES)}")
+    return Path(directory or params_dir()).parent / "results" / profile
 
 
 def record_metrics(notebook: str, metrics: Mapping[str, Any]) -> Path:

@@ -30,6 +30,8 @@ One row of ``metrics.jsonl`` per epoch (1-based ``epoch``):
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import shutil
 import sys
 import time
@@ -41,13 +43,17 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .atomic import remove_stale_temps
+from .attribution import Measurement, bootstrap_cas
 from .checkpoints import CheckpointError, file_digest, load_weights
 from .config import ConfigError, TrainConfig, make_config
-from .evaluation import autoattack_accuracy, evaluate, evaluate_holdout
+from .distributed import (SINGLE, TIMEOUT, RankZeroFailed, Replica, World, broadcast, join,
+                          measure_sharded, rank_seed, shard, wrap)
+from .evaluation import (BOOTSTRAP_RESAMPLES, autoattack_accuracy, eval_attack, eval_seed,
+                         evaluate, evaluate_holdout, final_test)
 from .preparation import Setup, prepare
 from .provenance import environment, now
 from .runs import Run, default_runs_dir, find_run
-from .precision import grad_scaler
+from .precision import AutocastModel, grad_scaler
 from .selection import select_best
 from .training import piecewise_lr, sgd, train_epoch
 
@@ -59,7 +65,8 @@ Callback = Callable[[dict, nn.Module, Run], None]
 def train(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None, *,
           runs_dir: str | Path | None = None, progress: bool = True,
           callbacks: Sequence[Callback] = (), overwrite: bool = False,
-          log: Optional[Callable[[str], None]] = None, **overrides: Any) -> Run:
+          log: Optional[Callable[[str], None]] = None, wait: Optional[float] = None,
+          **overrides: Any) -> Run:
     """Train (or resume, or reuse) the run of ``config`` and return its :class:`~xcf.runs.Run`.
 
     ``config``: a :class:`TrainConfig`, a mapping, a YAML path, or ``None`` (Table 2
@@ -70,30 +77,113 @@ def train(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None,
     from its last finished epoch; ``overwrite=True`` starts afresh.  ``callbacks`` are
     called as ``cb(metrics_row, model, run)`` after each epoch is saved.
 
-    Raises :class:`ConfigError` (bad config, before training) and ``FloatingPointError``
-    (non-finite loss; the epoch and batch are named and earlier checkpoints kept).
+    ``wait``: when another live process trains the run (a job, another notebook), wait
+    for it this many seconds, with a progress line every 30 s (then less often), then
+    reuse the run it finished; ``None`` (the default) waits as long as that process
+    lives, ``0`` raises :class:`~xcf.runs.RunLockedError` at once.  A holder that died is
+    taken over (see :mod:`xcf.runs`).  Under torchrun each process trains its share of
+    every batch (:mod:`xcf.distributed`); rank 0 alone writes, and runs the callbacks.
+
+    Raises :class:`ConfigError` (bad config, before training), ``FloatingPointError``
+    (non-finite loss; the epoch and batch are named and earlier checkpoints kept) and
+    :class:`~xcf.runs.RunLockedError` (the wait ran out, naming the holder).
     """
     cfg = make_config(config, **overrides)
     log = log or _default_log
     _check_teacher_digest(cfg)
     run = _locate_run(cfg, runs_dir)
+    world = join(cfg.device)  # SINGLE unless started by torchrun
+    if world.size > 1:
+        return _train_ranks(cfg, run, world, progress=progress, callbacks=callbacks,
+                            overwrite=overwrite, log=log, wait=wait)
     if overwrite and run.path.exists():
-        with run.lock():  # refuse to delete a folder another process is training
+        with run.lock(wait=wait, log=log):  # never delete a folder another process trains
             pass
         shutil.rmtree(run.path)
+    run.wait_while_locked(wait, log=log)  # another process trains it: reuse what it finishes
     for line in run.repair():  # derived files checked against last.pt before any reuse
         log(f"repaired {line}")
     if run.finished:
         log(f"reusing finished run {run.path}")
         if cfg.autoattack and "autoattack" not in run.final():
             setup = prepare(cfg)
-            with run.lock():
+            with run.lock(wait=wait, log=log):
                 _finish(run, setup, _history(run), log, progress)
         return run
     setup = prepare(cfg)  # every check, before the folder is created or any training
-    with run.lock():
+    with run.lock(wait=wait, log=log):
+        if _reusable(cfg, run):  # another process finished it while this one prepared
+            log(f"reusing finished run {run.path}")
+            return run
         _init_run_folder(run, setup)
         return _Trainer(setup, run, progress=progress, callbacks=callbacks, log=log).run()
+
+
+def _reusable(cfg: TrainConfig, run: Run) -> bool:
+    """Finished, with every evaluation ``cfg`` asks for (else the trainer adds them)."""
+    return run.finished and not (cfg.autoattack and "autoattack" not in run.final())
+
+
+def _train_ranks(cfg: TrainConfig, run: Run, world: World, *, progress: bool,
+                 callbacks: Sequence[Callback], overwrite: bool,
+                 log: Callable[[str], None], wait: Optional[float]) -> Run:
+    """:func:`train` on one rank of a torchrun job.  Every rank prepares (data, model);
+    rank 0 alone claims the run folder (overwrite, wait, repair, lock) and tells the
+    others whether to train; each then trains its shard, and rank 0 writes."""
+    setup = prepare(dataclasses.replace(cfg, device=world.device))
+    with contextlib.ExitStack() as held:
+        verdict = "train"
+        if world.is_main:
+            try:
+                verdict = _claim(cfg, run, setup, held, overwrite=overwrite, log=log,
+                                 wait=_collective_wait(wait))
+            except BaseException as err:
+                broadcast(f"{type(err).__name__}: {err}", world)  # the others stop too
+                raise
+        verdict = broadcast(verdict, world)
+        if verdict == "reuse":
+            return run
+        if verdict != "train":
+            raise RankZeroFailed(f"rank 0 stopped before training {run.path}: {verdict}")
+        n_train = len(setup.y_train)
+        # This rank keeps its shard of the training data only (the whole set is freed).
+        setup = dataclasses.replace(setup, x_train=shard(setup.x_train, world),
+                                    y_train=shard(setup.y_train, world))
+        trainer = _Trainer(setup, run, progress=progress and world.is_main,
+                           callbacks=callbacks if world.is_main else (),
+                           log=log if world.is_main else _quiet, world=world, n_train=n_train)
+        return trainer.run()
+
+
+def _claim(cfg: TrainConfig, run: Run, setup: Setup, held: contextlib.ExitStack, *,
+           overwrite: bool, log: Callable[[str], None], wait: Optional[float]) -> str:
+    """Rank 0's part of :func:`_train_ranks`: ``"reuse"``, or ``"train"`` with the lock
+    entered into ``held`` and the run folder initialised."""
+    if overwrite and run.path.exists():
+        with run.lock(wait=wait, log=log):
+            pass
+        shutil.rmtree(run.path)
+    run.wait_while_locked(wait, log=log)
+    for line in run.repair():
+        log(f"repaired {line}")
+    if not _reusable(cfg, run):
+        held.enter_context(run.lock(wait=wait, log=log))
+    if _reusable(cfg, run):
+        log(f"reusing finished run {run.path}")
+        return "reuse"
+    _init_run_folder(run, setup)
+    return "train"
+
+
+def _collective_wait(wait: Optional[float]) -> float:
+    """Rank 0 waits for the run's lock while the other ranks wait for it in a collective,
+    which fails after :data:`xcf.distributed.TIMEOUT`: the wait is kept 2 min below it."""
+    most = TIMEOUT.total_seconds() - 120
+    return most if wait is None else min(wait, most)
+
+
+def _quiet(line: str) -> None:
+    """The log of ranks other than 0: rank 0 reports."""
 
 
 def _default_log(line: str) -> None:
@@ -165,9 +255,13 @@ class _Trainer:
     """The epoch loop of :func:`train`: train, evaluate, commit, publish, report."""
 
     def __init__(self, setup: Setup, run: Run, *, progress: bool,
-                 callbacks: Sequence[Callback], log: Callable[[str], None]) -> None:
+                 callbacks: Sequence[Callback], log: Callable[[str], None],
+                 world: World = SINGLE, n_train: Optional[int] = None) -> None:
+        # Under torchrun ``setup`` holds this rank's shard of the ``n_train`` samples.
+        self.world, self.n_train = world, len(setup.y_train) if n_train is None else n_train
         self.s, self.c, self.run_ = setup, setup.config, run
         self.progress, self.callbacks, self.log = progress, list(callbacks), log
+        self.net = wrap(setup.model, world)  # DistributedDataParallel under torchrun
         self.optimizer = sgd(setup.model, self.c.lr, self.c.momentum, self.c.weight_decay)
         self.scaler = grad_scaler(self.c.amp, setup.device)  # fp16 only: loss scaling
         self.generator = torch.Generator(device=setup.device).manual_seed(self.c.seed)
@@ -175,8 +269,11 @@ class _Trainer:
         self.best: dict = {"epoch": None, "value": None, "metric": self.c.best_metric}
 
     def run(self) -> Run:
+        if not self.world.is_main:
+            return self._follow()
         start = self._resume()
         extra = {"resumed_from_epoch": start} if start else {}
+        extra["world_size"] = self.world.size
         if self.s.teacher_path is not None:
             extra["teacher"] = {"path": str(self.s.teacher_path),
                                 "sha256": file_digest(self.s.teacher_path)}
@@ -192,8 +289,17 @@ class _Trainer:
         self.run_.end_session("finished")
         return self.run_
 
+    def _follow(self) -> Run:
+        """A rank other than 0: train its share of each epoch and write nothing; after
+        the last epoch rank 0 alone ends the run (final.json, AutoAttack)."""
+        for epoch in range(self._resume() + 1, self.c.epochs + 1):
+            self._epoch(epoch)
+        return self.run_
+
     def _resume(self) -> int:
-        state = self.run_.load_state()
+        # Rank 0 reads last.pt; every rank resumes from it, whatever the world size it
+        # was saved under (it holds the unwrapped model's weights).
+        state = broadcast(self.run_.load_state() if self.world.is_main else None, self.world)
         if state is None:
             return 0
         load_weights(self.s.model, state, self.run_.state_path, meta=self.s.meta)
@@ -203,7 +309,8 @@ class _Trainer:
         _set_rng_state(self.generator, state["rng"])
         self.history = list(state["history"])
         self.best = dict(state["best"])
-        self.run_.publish(state)  # repair files a kill may have left unwritten
+        if self.world.is_main:
+            self.run_.publish(state)  # repair files a kill may have left unwritten
         self.log(f"resuming {self.run_.path} after epoch {state['epoch']}")
         return int(state["epoch"])
 
@@ -214,23 +321,41 @@ class _Trainer:
                             batch_size=c.batch_size, objective=s.objective, augment=c.augment,
                             generator=self.generator, progress=self.progress, amp=c.amp,
                             channels_last=c.channels_last, desc=f"epoch {epoch}/{c.epochs}",
-                            log_clean=c.log_train_clean, scaler=self.scaler)
+                            log_clean=c.log_train_clean, scaler=self.scaler,
+                            replica=self._replica(epoch))
         t0 = time.perf_counter()
-        numbers, adv, clean = evaluate(s.model, s.x_eval, s.y_eval, c, epoch, amp=c.amp)
-        if s.x_holdout is not None:
-            numbers.update(evaluate_holdout(s.model, s.x_holdout, s.y_holdout, c, epoch, amp=c.amp))
+        if self.world.size == 1:
+            numbers, adv, clean = evaluate(s.model, s.x_eval, s.y_eval, c, epoch, amp=c.amp)
+            if s.x_holdout is not None:
+                numbers.update(evaluate_holdout(s.model, s.x_holdout, s.y_holdout, c, epoch,
+                                                amp=c.amp))
+        else:
+            numbers, adv, clean = _evaluate_sharded(s, epoch, self.world)
         row = {"epoch": epoch, "lr": lr, "train_loss": stats.loss,
                "train_clean_acc": stats.clean_accuracy, "train_robust_acc": stats.robust_accuracy,
                **numbers,
                "seconds": {"train": stats.seconds, "eval": time.perf_counter() - t0}}
         self.history.append(row)
         is_best = self._update_best(row)
+        if not self.world.is_main:
+            return
+        self.run_.heartbeat()  # RunLockedError if another process took the lock over
         state = self._state(epoch, adv.C, clean.C, is_best)
         self.run_.save_state(state)  # the commit point
         self.run_.publish(state)     # derived files; repeated on resume if killed here
         self.log(summary_line(row, c.epochs, is_best))
         for cb in self.callbacks:
             cb(row, s.model, self.run_)
+
+    def _replica(self, epoch: int) -> Optional[Replica]:
+        """This rank's part in epoch ``epoch`` under torchrun (``None`` in one process):
+        its attacks' random starts from a generator of its own, seeded by (seed, epoch,
+        rank), so a resumed run needs no state of the other ranks."""
+        if self.world.size == 1:
+            return None
+        gen = torch.Generator(device=self.s.device).manual_seed(
+            rank_seed(self.c.seed, epoch, self.world.rank))
+        return Replica(self.world, self.net, self.n_train, gen)
 
     def _update_best(self, row: dict) -> bool:
         """Whether the epoch of ``row`` (the last of the history) is the best so far, by
@@ -255,6 +380,37 @@ class _Trainer:
         }
 
 
+def _evaluate_sharded(s: Setup, epoch: int, world: World) -> tuple[dict, Measurement,
+                                                                  Measurement]:
+    """:func:`xcf.evaluation.evaluate` (and ``evaluate_holdout``) of one epoch with each
+    rank attacking its shard of the evaluation set (:func:`xcf.distributed.measure_sharded`):
+    the same numbers, from the same features, except that the attacks' random starts are
+    each rank's own (seeded by the epoch's :func:`~xcf.evaluation.eval_seed` and the rank)."""
+    c = s.config.resolved()
+    seed = eval_seed(c.seed, epoch)
+    net = AutocastModel(s.model, s.device, c.amp) if c.amp != "none" else s.model
+
+    def attacked(x, y, offset: int, keep: bool) -> Measurement:
+        gen = torch.Generator(device=s.device).manual_seed(rank_seed(seed + offset, world.rank))
+        return measure_sharded(net, x, y, eval_attack(c), world, batch_size=c.eval_batch_size,
+                               generator=gen, keep_features=keep)
+
+    clean = measure_sharded(net, s.x_eval, s.y_eval, None, world, batch_size=c.eval_batch_size)
+    adv = attacked(s.x_eval, s.y_eval, 0, True)
+    boot = bootstrap_cas(adv.features, s.y_eval, s.model.head.weight.detach(),
+                         n_boot=BOOTSTRAP_RESAMPLES,
+                         generator=torch.Generator().manual_seed(seed + 2))
+    adv.features = None
+    numbers = {"test_clean_acc": clean.accuracy, "test_robust_acc": adv.accuracy,
+               "cas": adv.cas, "cas_clean": clean.cas, "eval_n": int(len(s.y_eval)),
+               "cas_ci95": [float(v) for v in torch.quantile(boot, torch.tensor([0.025, 0.975]))]}
+    if s.x_holdout is not None:
+        held = attacked(s.x_holdout, s.y_holdout, 1, False)
+        numbers.update(holdout_robust_acc=held.accuracy, holdout_cas=held.cas,
+                       holdout_n=int(len(s.y_holdout)))
+    return numbers, adv, clean
+
+
 def summary_line(row: Mapping[str, Any], epochs: int, is_best: bool = False) -> str:
     """One line per epoch, e.g. ``epoch  3/10  lr 0.1  loss 1.234  train 45.2/30.1%
     test 50.0/33.3%  CAS 12.30 (clean 8.10)  9.5 s  *best``."""
@@ -271,8 +427,10 @@ def summary_line(row: Mapping[str, Any], epochs: int, is_best: bool = False) -> 
 # =========================================================================== after training
 
 def _finish(run: Run, setup: Setup, history: list[dict], log, progress: bool) -> None:
-    """Write final.json (best and last epochs, the sha256 of best.pt), with AutoAttack
-    results if configured."""
+    """Write final.json: best and last epochs, the sha256 of best.pt, the best and last
+    checkpoints on the whole test set (``test``, :func:`xcf.evaluation.final_test`; the
+    epoch rows themselves when ``eval_n`` covered it) unless ``final_test`` is off, and
+    AutoAttack results if configured.  A ``test`` block of an earlier final.json is kept."""
     c = setup.config
     best_epoch = select_best(history, c.best_metric)
     by_epoch = {r["epoch"]: r for r in history}
@@ -286,10 +444,27 @@ def _finish(run: Run, setup: Setup, history: list[dict], log, progress: bool) ->
         # includes it (xcf.config.teacher_digest).  Not added to a final.json of before,
         # so the students of older teachers keep their keys.
         summary["best_sha256"] = file_digest(best_pt)
+    if c.final_test and "test" not in summary and history:
+        summary["test"] = final_test(run, c, history, best_epoch, setup.device, progress)
     if c.autoattack:
         summary["autoattack"] = {which: autoattack_accuracy(run, which, setup, progress)
                                  for which in ("best", "last")}
         log(f"AutoAttack accuracy: best {summary['autoattack']['best']:.4f}, "
             f"last {summary['autoattack']['last']:.4f}")
     run.write_final(summary)
-    log(f"finished {run.path}: best epoch {best_epoch}")
+    log(f"finished {run.path}: best epoch {best_epoch}" + _test_text(summary.get("test")))
+
+
+def _test_text(block: Optional[Mapping[str, Any]]) -> str:
+    """``; whole test set (n 10000, PGD-20 linf eps 0.0313725): best clean/robust
+    82.1/52.3% CAS 14.20, last 84.0/44.9% CAS 9.87`` (empty without a block)."""
+    if not block:
+        return ""
+
+    def part(r: Mapping[str, Any]) -> str:
+        return (f"{100 * r['test_clean_acc']:.1f}/{100 * r['test_robust_acc']:.1f}% "
+                f"CAS {r['cas']:.2f}")
+
+    b, last = block["best"], block["last"]
+    return (f"; whole test set (n {b['n']}, {block['attack']}): best clean/robust {part(b)}, "
+            f"last {part(last)}")

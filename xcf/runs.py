@@ -29,15 +29,52 @@ after last.pt's (training restarts from last.pt); a final.json that disagrees wi
 or a best.pt that is not the one final.json records, is an error naming the file; a
 session whose process died is marked "interrupted".  A session still marked "running" is shown as
 "interrupted" by :meth:`Run.provenance` when no live process holds the run's lock.
+
+**The lock** (:meth:`Run.lock`) keeps two processes (a notebook and a Slurm job, say) from
+training one folder, on a local disk or on the network file systems of clusters (NFS,
+Lustre, GPFS), where ``flock`` may be local to each client or missing.  It is the file
+``.lock``, created atomically: the record (JSON: ``pid``, ``host``, ``pid_namespace``,
+``pid_start``, ``started``, ``token``, ``command``) is written to a private file and
+hard-linked to ``.lock``, which fails when ``.lock`` exists (the classic NFS-safe lock; on
+a file system without hard links, ``os.open(O_CREAT | O_EXCL)``).  The holder's heartbeat
+is the file's modification time, refreshed every :data:`HEARTBEAT_SECONDS` by a thread and
+by the trainer before each commit, so the record is written once and never read torn.
+The holder deletes the file when it ends, an exception included.  A lock is *stale*,
+and the next process takes it over, when
+
+- its holder ran on this host (same host name and pid namespace) and that process has
+  died: at once (SIGKILL included; the pid's start time tells a reused pid apart);
+- its holder ran on another host and its heartbeat is older than the staleness limit
+  (:data:`STALE_SECONDS`, 10 min) by this host's clock, or a waiter has watched it not
+  change for that long by its own clock.
+
+A stale lock is removed under a guard folder (``.lock.break``, ``mkdir`` is atomic), and
+only if it still holds the record judged stale, so two waiters never remove each other's
+new lock.  :meth:`Run.lock` waits for a live holder (``wait`` seconds; ``None``: as long
+as it lives) with a progress line, or raises :class:`RunLockedError` naming the holder
+and the fix.  Limits: clocks of the hosts must agree to within the staleness limit
+(NTP gives milliseconds); a clock behind only delays a takeover, one ahead by more than
+the limit can take over a live lock.  A holder that stalls for longer than the limit (a
+suspended laptop, a hung file server) can lose its lock: its next heartbeat sees another
+token, and the trainer stops with :class:`RunLockedError` before its next commit.  A
+``.lock`` of an older xcf (a pid, held with ``flock``) counts as held while ``flock``
+says so.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import re
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
 import torch
@@ -48,13 +85,25 @@ from . import atomic
 from .checkpoints import (FORMAT_VERSION, STATE_FORMAT, CheckpointError, Which, checkpoint_path,
                           file_digest, find_checkpoint, load_model, load_torch, model_checkpoint)
 from .config import ConfigFileError, read_config_file
+from .inputs import ArgumentError
 from .provenance import RUNNING, command, mark_interrupted, now
 
-__all__ = ["Run", "RunLockedError", "RunFileError", "find_run", "default_runs_dir"]
+__all__ = ["HEARTBEAT_SECONDS", "STALE_SECONDS", "Run", "LockHolder", "RunLockedError",
+           "RunFileError", "find_run", "default_runs_dir"]
+
+# The holder of a run's lock refreshes its heartbeat this often (seconds).
+HEARTBEAT_SECONDS = 30.0
+# A lock of another host whose heartbeat is older than this (seconds) is stale.
+STALE_SECONDS = 600.0
+# How often a waiter looks at the lock again, and when it writes a progress line: every
+# 30 s, then every tenth of the time waited so far (a line an hour after ten hours).
+POLL_SECONDS = 0.5
+REPORT_SECONDS = 30.0
 
 
 class RunLockedError(RuntimeError):
-    """Another live process is working on the same run folder."""
+    """Another live process is working on the same run folder (or this process lost its
+    lock to another one); the message names the holder and the fix."""
 
 
 class RunFileError(ValueError):
@@ -81,6 +130,7 @@ class Run:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._held: Optional[_HeldLock] = None  # the lock this object holds, if any
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -144,17 +194,14 @@ class Run:
 
     @property
     def locked(self) -> bool:
-        """Whether a live process (this one included) holds the run's lock now."""
-        path = self.path / ".lock"
-        if not path.is_file():
-            return False
-        with open(path) as f:
-            try:  # a shared probe: it fails only while someone holds the exclusive lock
-                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(f, fcntl.LOCK_UN)
-        return False
+        """Whether a live process (this one included) holds the run's lock now (see the
+        module docstring for when a holder counts as gone)."""
+        holder = self.lock_holder()
+        return holder is not None and holder.live
+
+    def lock_holder(self, stale_after: float = STALE_SECONDS) -> Optional["LockHolder"]:
+        """Who holds the run's lock, as ``.lock`` says (``None``: nobody)."""
+        return _read_lock(self.path / ".lock", stale_after)
 
     def _read_provenance(self) -> dict:
         return _read_object(self.path / "provenance.json")
@@ -218,28 +265,104 @@ class Run:
 
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
-    def lock(self) -> Iterator["Run"]:
-        """Hold an exclusive lock on the run while training it, so that two processes (a
-        notebook and a CLI, say) never write the same folder.  The lock is an ``flock`` on
-        ``.lock``: the kernel drops it when its holder dies, SIGKILL included, so a killed
-        run never stays locked."""
+    def lock(self, wait: Optional[float] = 0, *, log: Optional[Callable[[str], None]] = None,
+             stale_after: float = STALE_SECONDS) -> Iterator["Run"]:
+        """Hold the run's lock while training it, so that two processes (a notebook and a
+        job, say) never write the same folder; safe on network file systems (see the
+        module docstring).  A lock whose holder died is taken over.
+
+        ``wait``: seconds to wait for a live holder (0: not at all; ``None``: as long as
+        it lives), writing a progress line to ``log`` every 30 s (then less often);
+        ``stale_after``: the staleness limit of another host's heartbeat.  Raises
+        :class:`RunLockedError` naming the holder and the fix when the wait runs out,
+        and at once when the holder is this very process (waiting would never end)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "a+") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                f.seek(0)
-                holder = f.read().strip() or "?"
-                raise RunLockedError(f"{self.path} is being trained by another process "
-                                     f"(pid {holder}); wait for it or stop it") from None
-            f.seek(0)
-            f.truncate()
-            f.write(str(os.getpid()))
-            f.flush()
-            try:
-                yield self
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        held = self._await(wait, log, stale_after, take=True)
+        self._held = held
+        try:
+            yield self
+        finally:
+            self._held = None
+            held.release()
+
+    def wait_while_locked(self, wait: Optional[float] = None, *,
+                          log: Optional[Callable[[str], None]] = None,
+                          stale_after: float = STALE_SECONDS) -> None:
+        """Return once no live process holds the run's lock (at once if none does),
+        without taking it; ``wait``, ``log`` and errors as for :meth:`lock`."""
+        self._await(wait, log, stale_after, take=False)
+
+    def heartbeat(self) -> None:
+        """Refresh the heartbeat of the lock this object holds (nothing without one).
+        Raises :class:`RunLockedError` when another process has taken the lock over
+        (this one stalled for longer than the staleness limit): stop before writing."""
+        if self._held is not None and not self._held.beat():
+            raise RunLockedError(f"{self.path}: this process (pid {os.getpid()}) lost the run's "
+                                 "lock to another process after going without a heartbeat for "
+                                 "longer than the staleness limit (suspended, or a hung file "
+                                 "system?); stopped before writing more. The other process "
+                                 "trains the run now: wait for it, or stop it and train again")
+
+    def _await(self, wait: Optional[float], log: Optional[Callable[[str], None]],
+               stale_after: float, *, take: bool) -> Optional["_HeldLock"]:
+        """The waiting loop of :meth:`lock` (``take``) and :meth:`wait_while_locked`."""
+        if wait is not None and (isinstance(wait, bool) or not isinstance(wait, (int, float))
+                                 or not 0 <= wait < float("inf")):
+            raise ArgumentError(f"wait {wait!r} is not a number of seconds >= 0; pass 0 (fail "
+                                "at once), a number of seconds, or None (wait as long as the "
+                                "holder lives)")
+        if not stale_after > 0:
+            raise ArgumentError(f"stale_after {stale_after!r} is not a number of seconds > 0; "
+                                f"pass the staleness limit, e.g. {STALE_SECONDS:g}")
+        path = self.path / ".lock"
+        start = time.monotonic()
+        seen, seen_since, next_report = None, start, 0.0
+        while True:
+            holder = _read_lock(path, stale_after)
+            if holder is None:
+                if not take:
+                    return None
+                record, token = _own_record()
+                if _create_lock(path, record):
+                    return _HeldLock(path, token)
+                continue  # another process created it first
+            if holder.this_process:
+                raise RunLockedError(f"{self.path} is locked by this process itself (pid "
+                                     f"{os.getpid()}, since {holder.started}): waiting for it "
+                                     "would never end. Let the training in this process end "
+                                     "first (a callback or a second thread training the same "
+                                     "run?)")
+            now_ = time.monotonic()
+            if (holder.raw, holder.mtime) != seen:  # a new holder, or a new heartbeat
+                seen, seen_since = (holder.raw, holder.mtime), now_
+            if not holder.live or (not holder.checked and now_ - seen_since > stale_after):
+                if not take:
+                    return None
+                if log is not None:
+                    log(f"taking over the lock of {self.path.name} from {holder.describe()}: "
+                        f"{holder.why_stale(stale_after)}")
+                if not _break_stale(path, holder.raw):
+                    time.sleep(POLL_SECONDS)  # another waiter is breaking it
+                continue
+            waited = now_ - start
+            if wait is not None and waited >= wait:
+                raise RunLockedError(self._locked_message(holder, wait, stale_after))
+            if log is not None and waited >= next_report:
+                log(f"waiting for {self.path.name} (trained by {holder.describe()}) ... "
+                    f"{waited:.0f} s")
+                next_report = waited + max(REPORT_SECONDS, waited / 10)
+            pause = POLL_SECONDS if wait is None else min(POLL_SECONDS, wait - waited)
+            time.sleep(max(pause, 0.01))
+
+    def _locked_message(self, holder: "LockHolder", wait: float, stale_after: float) -> str:
+        gave_up = "at once (wait=0)" if wait == 0 else f"after waiting {wait:g} s"
+        return (f"{self.path} is being trained by another process: {holder.describe()}, last "
+                f"heartbeat {holder.heartbeat_age:.0f} s ago; gave up {gave_up}. Wait for it "
+                "(train(..., wait=SECONDS), or wait=None for as long as it lives; xcf train "
+                "--wait SECONDS), or stop that process (the run then resumes from its last "
+                "finished epoch). A lock whose holder died is taken over without help: at "
+                f"once on the same host, after {stale_after:g} s without a heartbeat from "
+                "another host")
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         atomic.write_text(self.path / "config.yaml", yaml.safe_dump(dict(config), sort_keys=False))
@@ -284,6 +407,10 @@ class Run:
         atomic.write_json(self.path / "provenance.json", prov)
 
     def end_session(self, status: str, **fields: Any) -> None:
+        """End the last session with ``status``; nothing is written once this object lost
+        its lock (:meth:`heartbeat`): the last session is then the new holder's."""
+        if self._held is not None and self._held.lost:
+            return
         prov = self._read_provenance()
         if prov.get("sessions"):
             prov["sessions"][-1].update(end=now(), status=status, **fields)
@@ -411,6 +538,251 @@ class Run:
                               "".join(_row_text(r) + "\n" for r in state["history"]))
             done.append(f"{self.path / 'metrics.jsonl'}: {what}")
         return done
+
+
+# =========================================================================== the lock file
+
+HOST = socket.gethostname()
+_LEGACY = re.compile(rb"\s*\d+\s*")  # the .lock of an older xcf: a pid, held with flock
+
+
+def _pid_namespace() -> Optional[str]:
+    """This process's pid namespace (Linux; ``None`` elsewhere): two containers that share
+    a host name but not their pids must not judge each other's pids."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+_PID_NAMESPACE = _pid_namespace()
+
+
+def _proc_stat(pid: int) -> Optional[list[str]]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first, start time
+    at index 19), ``[]`` for no such process, ``None`` without /proc (not Linux)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except FileNotFoundError:
+        return [] if Path("/proc/self/stat").is_file() else None
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> Optional[int]:
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def _process_alive(pid: int, start: Optional[int]) -> bool:
+    """Whether process ``pid`` of this machine lives (a zombie does not), and is the one
+    that started at ``start`` (when known), not a later process given the same pid."""
+    fields = _proc_stat(pid)
+    if fields:
+        return fields[0] not in ("Z", "X") and (start is None or int(fields[19]) == start)
+    try:  # not Linux, or a pid that /proc does not show
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process, which /proc may hide (hidepid)
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a run's lock, as its ``.lock`` file says (see the module docstring)."""
+
+    pid: Optional[int]
+    host: Optional[str]
+    started: Optional[str]
+    mtime: float            # the heartbeat: the file's modification time
+    heartbeat_age: float    # seconds since it, by this host's clock
+    checked: bool           # liveness checked on the process itself (its pid on this
+                            # machine, or an older xcf's flock), not read from a heartbeat
+    live: bool              # not stale
+    this_process: bool
+    raw: bytes              # the file's content, the record a waiter judges
+
+    def describe(self) -> str:
+        """``pid 123 on host node07 since 2026-01-31T12:00:00+0100``."""
+        host = f" on host {self.host}" if self.host else ""
+        since = f" since {self.started}" if self.started else ""
+        return f"pid {self.pid if self.pid is not None else '?'}{host}{since}"
+
+    def why_stale(self, stale_after: float) -> str:
+        if self.checked:
+            return "that process has ended"
+        return f"no heartbeat for more than {stale_after:g} s"
+
+
+def _read_lock(path: Path, stale_after: float) -> Optional[LockHolder]:
+    """The holder of lock file ``path``, or ``None`` when there is none."""
+    try:
+        with open(path, "rb") as f:
+            raw, mtime = f.read(), os.fstat(f.fileno()).st_mtime
+            legacy_held = _flock_held(f) if _LEGACY.fullmatch(raw) else None
+    except FileNotFoundError:
+        return None
+    age = max(0.0, time.time() - mtime)
+    if legacy_held is not None:
+        return LockHolder(int(raw), None, None, mtime, age, True, legacy_held, False, raw)
+    try:
+        info = json.loads(raw)
+    except ValueError:  # written by an exclusive create a moment ago: judged by its age
+        info = None
+    if not isinstance(info, dict):
+        return LockHolder(None, None, None, mtime, age, False, age <= stale_after, False, raw)
+    pid, start = info.get("pid"), info.get("pid_start")
+    same = (info.get("host") == HOST and info.get("pid_namespace") == _PID_NAMESPACE
+            and isinstance(pid, int))
+    if same:  # the pid decides; without a start time to check it against, the heartbeat too
+        live = _process_alive(pid, start) and (start is not None or age <= stale_after)
+    else:
+        live = age <= stale_after
+    mine = same and pid == os.getpid() and start == _process_start(os.getpid())
+    return LockHolder(pid if isinstance(pid, int) else None, info.get("host"),
+                      info.get("started"), mtime, age, same and start is not None, live, mine,
+                      raw)
+
+
+def _flock_held(f) -> bool:
+    """Whether another open file holds an exclusive ``flock`` on ``f`` (older xcf)."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # no flock on this file system: no older xcf could have held it
+        return False
+    fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+def _own_record() -> tuple[bytes, str]:
+    """This process's lock record (JSON bytes) and its token."""
+    token = uuid.uuid4().hex
+    record = {"pid": os.getpid(), "host": HOST, "pid_namespace": _PID_NAMESPACE,
+              "pid_start": _process_start(os.getpid()), "started": now(), "token": token,
+              "heartbeat_seconds": HEARTBEAT_SECONDS, "command": command()}
+    return (json.dumps(record, sort_keys=True) + "\n").encode(), token
+
+
+# errno values of a file system that has no hard links (FUSE, SMB, some object stores)
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.ENOSYS}
+
+
+def _create_lock(path: Path, record: bytes) -> bool:
+    """Create lock file ``path`` holding ``record``, atomically; ``False`` if it exists.
+
+    The record goes to a private file first, which is hard-linked to ``path``: the lock
+    appears whole or not at all, and ``link`` is atomic on NFS too.  NFS may answer a
+    retried ``link`` whose first try succeeded with EEXIST, so the private file's link
+    count (2 after a success) decides."""
+    claim = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.claim")
+    with open(claim, "wb") as f:
+        f.write(record)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(claim, path)
+        return True
+    except FileExistsError:
+        return os.stat(claim).st_nlink == 2
+    except OSError as err:
+        if err.errno not in _NO_LINKS:
+            raise
+        return _create_exclusive(path, record)
+    finally:
+        with contextlib.suppress(OSError):
+            claim.unlink()
+
+
+def _create_exclusive(path: Path, record: bytes) -> bool:
+    """``os.open(O_CREAT | O_EXCL)``: for file systems without hard links."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as f:
+        f.write(record)
+        f.flush()
+        os.fsync(f.fileno())
+    return True
+
+
+def _break_stale(path: Path, seen: bytes) -> bool:
+    """Remove lock file ``path`` if it still holds ``seen``, the record judged stale;
+    ``False`` when another waiter is at it.
+
+    Under a guard folder (``mkdir`` is atomic), so that of two waiters that judged the
+    same lock stale, the second never removes the lock the first has just created."""
+    guard = path.with_name(path.name + ".break")
+    try:
+        os.mkdir(guard)
+    except FileExistsError:  # another waiter is breaking it; a guard a minute old is left over
+        with contextlib.suppress(OSError):
+            if time.time() - guard.stat().st_mtime > 60:
+                os.rmdir(guard)
+        return False
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_bytes() == seen:
+                path.unlink()
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(guard)
+    return True
+
+
+def _holds(path: Path, token: str) -> bool:
+    """Whether lock file ``path`` holds the record of ``token``."""
+    try:
+        info = json.loads(path.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("token") == token
+
+
+class _HeldLock:
+    """This process's hold on a lock file: the heartbeat thread, and the release."""
+
+    def __init__(self, path: Path, token: str) -> None:
+        self.path, self.token = path, token
+        self._stop = threading.Event()
+        self._lost = False
+        self._thread = threading.Thread(target=self._beat_every, daemon=True,
+                                        name=f"xcf lock heartbeat {path.parent.name}")
+        self._thread.start()
+
+    @property
+    def lost(self) -> bool:
+        """Whether a heartbeat found the lock file holding another process's record."""
+        return self._lost
+
+    def beat(self) -> bool:
+        """Refresh the heartbeat; ``False`` once the lock is another process's."""
+        if self._lost:
+            return False
+        try:
+            if not _holds(self.path, self.token):
+                self._lost = True
+                return False
+            os.utime(self.path)
+        except OSError:  # a passing fault of the file system: the next beat tries again
+            pass
+        return True
+
+    def _beat_every(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            if not self.beat():
+                return
+
+    def release(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        with contextlib.suppress(OSError):
+            if _holds(self.path, self.token):
+                self.path.unlink()
 
 
 def _read_object(path: Path) -> dict:

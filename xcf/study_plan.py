@@ -5,7 +5,10 @@ training setting (``train``) and, per claim, what varies; :func:`studies_of` tur
 named :class:`Study` entries, in the order they must train (a KD student after its
 teacher), and :func:`located_studies` finds each one with any :mod:`xcf.locate` locator.
 The rules that decide the claims on these runs are :mod:`xcf.claims`; training and
-exporting them is ``tools/run_claims.py``'s job.
+exporting them is ``tools/run_claims.py``'s job.  :func:`claims_results` gathers, for the
+Claims page, the committed results of every profile that names studies (cpu: Fashion-MNIST
+at CPU scale; full: the paper's CIFAR-10 setting, the very runs of notebooks 03-08),
+each labelled with its profile and "not run" where none were exported.
 
 Keys of ``P`` (each list of seeds defaults to ``seeds``):
 
@@ -25,9 +28,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 from .locate import Committed, kd_overrides
+from .profiles import PROFILES, ParameterError, params_dir, profile_knobs, results_dir
 
-__all__ = ["Study", "studies_of", "fast_settings", "kd_forms", "seeds_of", "located_studies",
-           "find_studies"]
+__all__ = ["Study", "StudyResults", "studies_of", "fast_settings", "kd_forms", "seeds_of",
+           "located_studies", "find_studies", "claims_profiles", "claims_results"]
 
 
 @dataclass
@@ -131,3 +135,73 @@ def find_studies(root: str | Path, P: Mapping[str, Any]) -> dict:
     """The finished runs of ``P``'s studies under ``root`` (missing ones left out)."""
     locate = Committed(root, profile=Path(root).name)
     return {name: run for name, run in located_studies(P, locate) if run is not None}
+
+
+@dataclass
+class StudyResults:
+    """The Claims page's view of one profile: its studies (``studies``, the profile's
+    ``11_claims`` section), the finished runs of them found under ``root`` (``found``,
+    name -> run; empty: not run), and how the page names that folder (``where``,
+    ``notebooks/results/<profile>``: no machine's path in a rendered page)."""
+
+    profile: str
+    studies: Mapping[str, Any]
+    found: dict
+    root: Path
+    where: str
+
+    @property
+    def n_studies(self) -> int:
+        return len(list(studies_of(self.studies)))
+
+    @property
+    def ran(self) -> bool:
+        return bool(self.found)
+
+    def caption(self) -> str:
+        """One Markdown line naming the profile and what was found, e.g. ``**cpu profile**:
+        19 of its 19 studies have a finished run, read from `notebooks/results/cpu/`.``"""
+        head = f"**{self.profile} profile**"
+        if not self.ran:
+            return (f"{head}: not run. No finished run of its {self.n_studies} studies under "
+                    f"`{self.where}/`; `tools/run_claims.py --profile {self.profile}` trains "
+                    "and exports them. Every verdict is *not run*.")
+        return (f"{head}: {len(self.found)} of its {self.n_studies} studies have a finished "
+                f"run, read from `{self.where}/`.")
+
+
+def claims_profiles(directory: str | Path | None = None) -> list[str]:
+    """The profiles whose ``11_claims`` section names studies (a ``train`` setting), in
+    :data:`xcf.profiles.PROFILES` order; ``directory``: the profile files' folder."""
+    folder = Path(directory) if directory is not None else params_dir()
+    named = []
+    for profile in PROFILES:
+        try:
+            if "train" in profile_knobs("11_claims", profile, folder):
+                named.append(profile)
+        except ParameterError:  # no such profile file, or no 11_claims section in it
+            continue
+    return named
+
+
+def claims_results(lead: str, root: str | Path | None = None,
+                   directory: str | Path | None = None) -> list[StudyResults]:
+    """The committed results of every profile that names Claims studies, ``lead`` (the
+    page's ``results`` knob) first: for each, its studies and the finished runs of them
+    under ``root/<profile>`` (``root`` default: the checkout's ``notebooks/results``,
+    :func:`xcf.profiles.results_dir`).  A profile without results comes back with nothing
+    found, so the page says "not run" for it.  ``lead`` must name studies itself
+    (:class:`xcf.profiles.ParameterError` otherwise, before anything is read)."""
+    folder = Path(directory) if directory is not None else params_dir()
+    named = claims_profiles(folder)
+    if lead not in named:
+        raise ParameterError(f"parameter results = {lead!r}: profile {lead!r} names no Claims "
+                             f"studies (its 11_claims section has no train setting); use one "
+                             f"of {', '.join(named)}")
+    out = []
+    for profile in [lead, *(p for p in named if p != lead)]:
+        where = Path(root) / profile if root is not None else results_dir(profile, folder)
+        S = profile_knobs("11_claims", profile, folder)
+        out.append(StudyResults(profile, S, find_studies(where, S), where,
+                                f"notebooks/results/{profile}"))
+    return out

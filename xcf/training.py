@@ -9,8 +9,10 @@ optimiser always steps (the official code's ``none`` and ``TRADES`` modes never 
 ``opt.step()``), except that under fp16 loss scaling a step whose gradients are not
 finite is skipped, as :class:`torch.amp.GradScaler` does.  Training images may be stored
 as uint8 (:func:`xcf.data.dataset.uint8_to_float` turns each batch into float32 in [0, 1],
-the values a float32 copy would hold).  Nothing here touches a run folder:
-:func:`xcf.runner.train` does that.
+the values a float32 copy would hold).  Under DistributedDataParallel each rank trains its
+share of every global batch (a :class:`~xcf.distributed.Replica`; see
+:mod:`xcf.distributed`).  Nothing here touches a run folder: :func:`xcf.runner.train`
+does that.
 """
 from __future__ import annotations
 
@@ -25,8 +27,9 @@ from tqdm.auto import tqdm
 
 from .attacks import Attack, attack_mode
 from .data.batching import augment as augment_batch
-from .data.batching import batches
+from .data.batching import batches, shard_batches
 from .data.dataset import uint8_to_float
+from .distributed import Replica, all_reduce_sum, loss_share
 from .objectives import AdversarialCE, Objective
 from .precision import autocast, grad_scaler
 
@@ -82,7 +85,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
                 augment: bool = True, generator: Optional[torch.Generator] = None,
                 progress: bool = False, amp: str = "none", channels_last: bool = False,
                 desc: Optional[str] = None, log_clean: bool = False,
-                scaler: Optional[torch.amp.GradScaler] = None) -> EpochStats:
+                scaler: Optional[torch.amp.GradScaler] = None,
+                replica: Optional[Replica] = None) -> EpochStats:
     """One pass over ``(x, y)`` (``(N, C, H, W)`` float in [0, 1], or uint8 holding
     ``255 * x``, converted per batch; ``(N,)``) with ``objective`` (or cross-entropy on
     ``attack(model, x, y)``, or plain cross-entropy).
@@ -98,41 +102,56 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     Raises ``FloatingPointError`` naming the epoch and batch if the loss is not finite,
     before the optimiser touches the weights (with or without a scaler: a non-finite loss
     is a diverged forward pass, which no loss scale repairs).
+
+    ``replica``: train as one rank of a distributed run (:mod:`xcf.distributed`): ``x``,
+    ``y`` are its shard, the global batches those of one process over the whole set
+    (``generator``, the same on every rank, draws the order and the augmentation; the
+    attacks draw from ``replica.generator``), the loss goes through ``replica.module``
+    scaled by the rank's share, and the statistics returned are the whole epoch's.
     """
     obj = _as_objective(objective, attack)
     for group in optimizer.param_groups:
         group["lr"] = lr
     device = x.device
-    n_batches = math.ceil(len(x) / batch_size)
+    n_total = len(x) if replica is None else replica.n_total
+    n_batches = math.ceil(n_total / batch_size)
     sums = {"loss": 0.0, "acc": 0, "clean": 0, "robust": 0, "seen": 0, "skipped": 0}
     start = time.perf_counter()
-    bar = tqdm(batches(x, y, batch_size, shuffle=True, generator=generator), total=n_batches,
+    bar = tqdm(_epoch_batches(x, y, batch_size, generator, replica), total=n_batches,
                disable=not progress, desc=desc or f"epoch {epoch}", leave=False)
-    for b, (xb, yb) in enumerate(bar):
+    net = model if replica is None else replica.module  # the loss's forward: DDP's wrapper
+    attack_generator = generator if replica is None else replica.generator
+    for b, (xb, yb, rows, n_batch) in enumerate(bar):
         if xb.dtype == torch.uint8:  # stored as bytes on the device: a quarter of float32
             xb = uint8_to_float(xb)
         if augment:
-            xb = augment_batch(xb, generator=generator)
+            xb = augment_batch(xb, generator=generator, rows=rows,
+                               of_batch=None if rows is None else n_batch)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
+        if len(yb) == 0:  # a rank with no member of this batch (a small last one)
+            sums["skipped"] += _empty_step(net, xb, optimizer, scaler)
+            continue
         with autocast(amp, device):
             clean = None
             if log_clean and not obj.computes_clean:  # eval mode, no grad: leaves BN stats alone
                 with torch.no_grad(), attack_mode(model, "eval"):
                     clean = model(xb)
-            x_adv = obj.perturb(model, xb, yb, generator)
+            x_adv = obj.perturb(model, xb, yb, attack_generator)
             model.train()
-            step = obj.loss(model, xb, yb, x_adv)
+            step = obj.loss(net, xb, yb, x_adv)
         if not torch.isfinite(step.loss):
             raise FloatingPointError(
                 f"loss is {step.loss.item()} at epoch {epoch}, batch {b} (0-based, of "
                 f"{n_batches}); the weights of this batch were not updated")
+        loss = step.loss if replica is None else (
+            step.loss * loss_share(replica.world, len(yb), n_batch))
         optimizer.zero_grad(set_to_none=True)
         if scaler is None:
-            step.loss.backward()
+            loss.backward()
             optimizer.step()
         else:
-            sums["skipped"] += _scaled_step(scaler, optimizer, step.loss)
+            sums["skipped"] += _scaled_step(scaler, optimizer, loss)
         sums["loss"] += step.loss.item() * len(yb)
         sums["acc"] += _correct(step.logits, yb)
         clean_correct = _correct(clean if clean is not None else step.clean_logits, yb)
@@ -142,11 +161,52 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
         if progress:
             bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}",
                             acc=f"{sums['acc'] / sums['seen']:.3f}", refresh=False)
+    if replica is not None:
+        sums = _epoch_sums(sums, replica)
     seen = max(sums["seen"], 1)
     return EpochStats(epoch=epoch, lr=lr, loss=sums["loss"] / seen, accuracy=sums["acc"] / seen,
                       clean_accuracy=None if sums["clean"] is None else sums["clean"] / seen,
                       robust_accuracy=sums["robust"] / seen if obj.adversarial else None,
                       seconds=time.perf_counter() - start, skipped_steps=sums["skipped"])
+
+
+def _epoch_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                   generator: Optional[torch.Generator], replica: Optional[Replica]):
+    """``(xb, yb, rows, n)`` per batch: the whole batch (``rows`` None) with one process,
+    a rank's share of the global batch of ``n`` samples under DDP."""
+    if replica is None:
+        for xb, yb in batches(x, y, batch_size, shuffle=True, generator=generator):
+            yield xb, yb, None, len(yb)
+        return
+    yield from shard_batches(x, y, batch_size, rank=replica.world.rank,
+                             world_size=replica.world.size, n_total=replica.n_total,
+                             generator=generator)
+
+
+def _empty_step(net: nn.Module, xb: torch.Tensor, optimizer: torch.optim.Optimizer,
+                scaler: Optional[torch.amp.GradScaler]) -> int:
+    """A rank without samples in a batch still joins its gradient all-reduce: a forward
+    of the empty batch through DDP's wrapper, a zero loss, the optimiser step all ranks
+    take (with the same averaged gradients).  Returns 1 if fp16 skipped the step."""
+    net.train()
+    loss = net(xb).sum() * 0.0
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        return _scaled_step(scaler, optimizer, loss)
+    loss.backward()
+    optimizer.step()
+    return 0
+
+
+def _epoch_sums(sums: dict, replica: Replica) -> dict:
+    """The epoch's statistics summed over the ranks (every rank gets the totals)."""
+    keys = ["loss", "acc", "clean", "robust", "seen", "skipped"]
+    local = torch.tensor([float(sums[k] or 0) for k in keys], dtype=torch.float64)
+    total = all_reduce_sum(local, replica.world).tolist()
+    out = {k: v if k == "loss" else int(round(v)) for k, v in zip(keys, total)}
+    out["clean"] = None if sums["clean"] is None else out["clean"]
+    out["skipped"] = int(round(total[-1] / replica.world.size))  # every rank skips alike
+    return out
 
 
 def _scaled_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer,
