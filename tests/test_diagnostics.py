@@ -75,3 +75,10 @@ def test_decay_drop_measures_the_fall_after_the_first_lr_decay(tmp_path):
     flat_lr = {e: {"lr": 0.1} for e in range(1, 10)}
     d = diagnostics.decay_drop(make_run(tmp_path, ra, [1] * 9, extra=flat_lr, name="f"))
     assert d["decay_epoch"] is None and not d["shape"]
+
+
+def test_wall_minutes_sums_train_and_eval_seconds_over_epochs(tmp_path):
+    extra = {1: {"seconds": {"train": 30.0, "eval": 15.0}},
+             2: {"seconds": {"train": 60.0, "eval": 15.0}}}
+    run = make_run(tmp_path, [0.1, 0.2], [1, 2], extra=extra)
+    assert diagnostics.wall_minutes(run) == pytest.approx(2.0)   # (45 + 75) s

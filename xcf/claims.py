@@ -326,9 +326,10 @@ def decide(found: Mapping[str, Any], P: Mapping[str, Any]) -> list[dict]:
     never shows a verdict from part of its seeds or ε values)."""
     out: list[Verdict] = []
 
-    def rule(verdict: Verdict, names: Sequence[str]) -> None:
+    def rule(verdict: Verdict, names: Sequence[str], also: Sequence[str] = ()) -> None:
+        """``names``: the claim's own runs (counted); ``also``: C1 runs it compares with."""
         missing = [n for n in names if n not in found]
-        if missing:
+        if missing or any(n not in found for n in also):
             n = len(names)
             verdict = Verdict(verdict.claim, verdict.statement, "not run",
                               f"{n - len(missing)} of {n} runs found", "-", verdict.paper)
@@ -350,7 +351,7 @@ def decide(found: Mapping[str, Any], P: Mapping[str, Any]) -> list[dict]:
         pairs = [(c1_runs.get(s), get(n)) for s, n in zip(seeds, names)]
         rule(c2([(a, k) for a, k in pairs if a is not None and k is not None],
                 form=form if len(forms) > 1 else None),
-             names + [c1_names[s] for s in seeds if s in c1_names])
+             names, [c1_names[s] for s in seeds if s in c1_names])
     eps_names = [(e, s, f"C3 eps {e:g} seed {s}") for e in P.get("eps_list", [])
                  for s in seeds_of(P, "eps")]
     eps_runs = [(e, s, get(n)) for e, s, n in eps_names if get(n) is not None]
@@ -365,5 +366,5 @@ def decide(found: Mapping[str, Any], P: Mapping[str, Any]) -> list[dict]:
     std_names = [f"C5 standard seed {s}" for s in std_seeds]
     std = [(get(n), c1_runs.get(s)) for s, n in zip(std_seeds, std_names)]
     rule(c5([(a, b) for a, b in std if a is not None and b is not None]),
-         std_names + [c1_names[s] for s in std_seeds if s in c1_names])
+         std_names, [c1_names[s] for s in std_seeds if s in c1_names])
     return [v.row() for v in out]

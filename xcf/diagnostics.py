@@ -15,7 +15,7 @@ from . import studies
 
 __all__ = ["OVERFIT_DROP", "OVERFIT_WINDOW", "COLLAPSE_FRACTION", "DECAY_DROP", "overfitting",
            "decay_drop", "collapse_epoch", "label_free_selection", "planted_concentration",
-           "sharing_matrix"]
+           "sharing_matrix", "wall_minutes"]
 
 OVERFIT_DROP = 0.03      # a run robust-overfits if test RA falls >= 3 points after its peak
 OVERFIT_WINDOW = 5       # ... judged on 5-epoch trailing means of test and train RA
@@ -133,3 +133,9 @@ def sharing_matrix(num_classes: int, pairs: Sequence[Sequence[int]]) -> np.ndarr
     for i, j in pairs:
         S[i, j] = S[j, i] = True
     return S
+
+
+def wall_minutes(run) -> float:
+    """Minutes the run spent training and evaluating, summed over its epochs' ``seconds``
+    (resumed sessions included; start-up and data loading not)."""
+    return sum(sum(r.get("seconds", {}).values()) for r in run.metrics()) / 60
