@@ -381,3 +381,17 @@ def test_autoattack_is_added_to_a_finished_run_without_retraining(tmp_path, monk
         with torch.no_grad():
             clean = (model(setup.x_eval[idx]).argmax(1) == setup.y_eval[idx]).float().mean().item()
         assert 0 <= aa[which] <= clean + 1e-9
+
+
+def test_the_recorded_command_names_no_path_of_this_machine():
+    """Committed provenance travels: the interpreter is 'python', paths under the working
+    directory are relative, other absolute paths keep only their name."""
+    import sys
+
+    from xcf.provenance import command
+
+    argv = [sys.executable, "tools/run_claims.py", "/work/x/tools/a.yaml", "--only", "^C1",
+            "--export-to", "/tmp/export", "--out=/srv/data/runs", "-v"]
+    assert command(argv, cwd="/work/x") == (
+        "python tools/run_claims.py tools/a.yaml --only ^C1 --export-to .../export"
+        " --out=.../runs -v")

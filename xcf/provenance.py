@@ -7,13 +7,14 @@ a checkout.  Outside a git work tree, or without git, it is recorded as unknown.
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import subprocess
 import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -76,9 +77,29 @@ def environment(device: torch.device) -> dict:
     }
 
 
-def command() -> str:
-    """How this process was started, e.g. ``.venv/bin/python -m xcf train cfg.yaml``."""
-    return " ".join(getattr(sys, "orig_argv", sys.argv))
+def command(argv: Optional[Sequence[str]] = None, cwd: Optional[str] = None) -> str:
+    """How this process was started, e.g. ``python -m xcf train cfg.yaml``, with no path of
+    this machine: the interpreter is ``python`` (its version is in ``versions``), a path
+    under the working directory is written relative to it, any other absolute path as
+    ``.../<name>`` (committed provenance travels to other machines)."""
+    argv = list(getattr(sys, "orig_argv", sys.argv) if argv is None else argv)
+    here = Path(cwd or os.getcwd())
+    executable = Path(sys.executable)
+
+    def portable(arg: str) -> str:
+        flag, eq, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+        if not value.startswith("/"):
+            return arg
+        path = Path(value)
+        if path == executable:
+            value = "python"
+        elif path.is_relative_to(here):
+            value = str(path.relative_to(here)) or "."
+        else:
+            value = f".../{path.name}"
+        return f"{flag}{eq}{value}"
+
+    return " ".join(portable(a) for a in argv)
 
 
 def now() -> str:
