@@ -95,13 +95,7 @@ def train(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None,
     if world.size > 1:
         return _train_ranks(cfg, run, world, progress=progress, callbacks=callbacks,
                             overwrite=overwrite, log=log, wait=wait)
-    if overwrite and run.path.exists():
-        with run.lock(wait=wait, log=log):  # never delete a folder another process trains
-            pass
-        shutil.rmtree(run.path)
-    run.wait_while_locked(wait, log=log)  # another process trains it: reuse what it finishes
-    for line in run.repair():  # derived files checked against last.pt before any reuse
-        log(f"repaired {line}")
+    _settle(run, overwrite=overwrite, log=log, wait=wait)
     if run.finished:
         log(f"reusing finished run {run.path}")
         if cfg.autoattack and "autoattack" not in run.final():
@@ -116,6 +110,20 @@ def train(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None,
             return run
         _init_run_folder(run, setup)
         return _Trainer(setup, run, progress=progress, callbacks=callbacks, log=log).run()
+
+
+def _settle(run: Run, *, overwrite: bool, log: Callable[[str], None],
+            wait: Optional[float]) -> None:
+    """Before a run folder is reused or trained: ``overwrite`` deletes it (never while
+    another process trains it), a run another process trains is waited for (then its
+    finished run is reused), and derived files are checked against last.pt."""
+    if overwrite and run.path.exists():
+        with run.lock(wait=wait, log=log):
+            pass
+        shutil.rmtree(run.path)
+    run.wait_while_locked(wait, log=log)
+    for line in run.repair():
+        log(f"repaired {line}")
 
 
 def _reusable(cfg: TrainConfig, run: Run) -> bool:
@@ -158,13 +166,7 @@ def _claim(cfg: TrainConfig, run: Run, setup: Setup, held: contextlib.ExitStack,
            overwrite: bool, log: Callable[[str], None], wait: Optional[float]) -> str:
     """Rank 0's part of :func:`_train_ranks`: ``"reuse"``, or ``"train"`` with the lock
     entered into ``held`` and the run folder initialised."""
-    if overwrite and run.path.exists():
-        with run.lock(wait=wait, log=log):
-            pass
-        shutil.rmtree(run.path)
-    run.wait_while_locked(wait, log=log)
-    for line in run.repair():
-        log(f"repaired {line}")
+    _settle(run, overwrite=overwrite, log=log, wait=wait)
     if not _reusable(cfg, run):
         held.enter_context(run.lock(wait=wait, log=log))
     if _reusable(cfg, run):
