@@ -152,6 +152,33 @@ def test_seeded_random_start_is_reproducible():
     assert torch.equal(a, b)
 
 
+def test_fgsm_rs_steps_of_two_eps_or_more_all_land_on_the_face_of_the_ball():
+    """From a start inside the l-inf ball, a step of alpha >= 2 eps overshoots the ball
+    in every coordinate whose gradient is non-zero, so the projection puts the pixel at
+    x + eps * sign(grad at the start) (clipped to [0, 1]) whatever alpha is.  Fast-AT
+    steps of 2 eps and 2.5 eps therefore train identically (so the cpu study's C4 does
+    not try 2.5 eps); 1.25 eps does not reach the face everywhere."""
+    model = _net()
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.rand(6, 1, 8, 8, generator=g), torch.randint(0, 3, (6,), generator=g)
+    eps = 0.2
+    start = (x + torch.empty_like(x).uniform_(
+        -eps, eps, generator=torch.Generator().manual_seed(9))).clamp(0, 1)
+    start.requires_grad_(True)
+    torch.nn.functional.cross_entropy(model(start), y, reduction="sum").backward()
+    face = (x + eps * start.grad.sign()).clamp(0, 1)
+    runs = {a: fgsm_rs(model, x, y, eps=eps, alpha=a,
+                       generator=torch.Generator().manual_seed(9))
+            for a in (2 * eps, 2.5 * eps, 10 * eps, 1.25 * eps)}
+    moved = start.grad != 0
+    for a in (2 * eps, 2.5 * eps, 10 * eps):
+        assert torch.allclose(runs[a], face, atol=1e-6), a
+        assert torch.equal(runs[a], runs[2 * eps]), a
+    assert moved.float().mean() > 0.9
+    inside = ((runs[1.25 * eps] - x).abs() < eps - 1e-4) & (x > eps) & (x < 1 - eps)
+    assert inside.any()  # a shorter step leaves some pixels inside the ball
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(eps=-0.1), "eps must be"),
     (dict(eps=float("nan")), "eps must be"),

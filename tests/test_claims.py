@@ -1,5 +1,6 @@
 """xcf.claims, the rule book: each rule on run folders written by hand whose verdict is
 known from the numbers planted in them (not from the code under test)."""
+import numpy as np
 import pytest
 
 from run_folders import make_run
@@ -91,14 +92,36 @@ def test_c3_large_eps_checks_early_and_best_cas_and_the_gap_above_the_largest_ra
 
 
 def test_c4_decides_at_the_collapse_and_lists_every_setting_tried(tmp_path):
-    calm = make_run(tmp_path, [0.1, 0.2, 0.18], [6, 8, 7], name="calm")       # no collapse
-    co = make_run(tmp_path, [0.3, 0.5, 0.1], [6, 8, 2], name="co")           # 0.1 <= 0.25 * 0.5
+    ten = {e: np.eye(10) for e in (1, 2, 3)}  # K = 10: chance 10%, the premise's floor 20%
+    calm = make_run(tmp_path, [0.1, 0.2, 0.18], [6, 8, 7], name="calm", matrices=ten)
+    co = make_run(tmp_path, [0.3, 0.5, 0.1], [6, 8, 2], name="co", matrices=ten)  # 0.1 <= 0.125
     v = claims.c4([("a", calm), ("b", co)])
     assert v.verdict == "holds" and (v.agree, v.tested) == (1, 1)
     assert "a: no collapse" in v.ours and "b: CAS 8.00 at best (epoch 2" in v.ours
     assert "2.00 at collapse (epoch 3" in v.ours
     v = claims.c4([("a", calm)])
     assert v.verdict == "not tested" and "in 0 of 1 runs tried" in v.premise
+    rows = claims.fast_at_table([("a", calm), ("b", co)])
+    assert [r["collapse (epoch)"] for r in rows] == ["-", "3"]
+    assert rows[1]["CAS best → collapse"] == "8.00 → 2.00"
+    assert rows[1]["lowest later RA (epoch)"] == "10.0% (3)"
+
+
+def test_c4_premise_needs_robustness_learned_before_the_collapse(tmp_path):
+    """A run whose best RA is under twice chance (K = 10: 20%) never learned robustness,
+    so its fall to near zero is not catastrophic overfitting: not tested."""
+    ten = {e: np.eye(10) for e in (1, 2, 3)}
+    chance = make_run(tmp_path, [0.096, 0.05, 0.01], [6, 8, 2], name="chance", matrices=ten)
+    v = claims.c4([("e 0.3", chance)])
+    assert v.verdict == "not tested" and "e 0.3: no robustness learned (best RA 9.6%" in v.ours
+    assert "1 learned no robustness" in v.premise
+    assert claims.fast_at_table([("e 0.3", chance)])[0]["learned robustness"] == "no (< 2/10)"
+    # the same curve over K = 3 classes (chance 33%, floor 67%) is no robustness either;
+    # over K = 10 at 10x the RA it is a collapse whose CAS falls
+    assert claims.c4([("x", make_run(tmp_path, [0.5, 0.3, 0.1], [6, 8, 2],
+                                     name="k3"))]).verdict == "not tested"
+    high = make_run(tmp_path, [0.96, 0.5, 0.1], [8, 8, 2], name="high", matrices=ten)
+    assert claims.c4([("y", high)]).verdict == "holds"
 
 
 def test_c5_needs_lower_and_flat_clean_cas(tmp_path):
@@ -122,7 +145,8 @@ def test_decide_reads_each_claims_runs_by_their_study_names(tmp_path):
     found = {f"C1 seed {s}": c1_run(tmp_path, f"s{s}", 10, 7) for s in (0, 1)}
     found.update({f"C2 KD-AT eq3 seed {s}": c1_run(tmp_path, f"k{s}", 10, 9.5) for s in (0, 1)})
     found["C1 ℓ2 seed 0"] = c1_run(tmp_path, "l2", 10, 11)
-    found["C4 fast AT a seed 0"] = make_run(tmp_path, [0.3, 0.5, 0.1], [6, 8, 2], name="f")
+    found["C4 fast AT a seed 0"] = make_run(tmp_path, [0.3, 0.5, 0.1], [6, 8, 2], name="f",
+                                            matrices={e: np.eye(10) for e in (1, 2, 3)})
     rows = {r["claim"]: r for r in claims.decide(found, P)}
     assert list(rows) == ["C1", "C1 ℓ2", "C2 (eq3)", "C2 (hinton)", "C3", "C3 large ε", "C4",
                           "C5"]

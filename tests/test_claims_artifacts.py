@@ -115,8 +115,11 @@ def test_claims_table_is_regenerated_from_the_artifacts(found):
         for name in fast_names:
             r = raw_rows(found[name].path)
             b = max(range(len(r)), key=lambda i: r[i]["test_robust_acc"])
+            k = len(np.load(next((found[name].path / "matrices").glob("epoch_*.npy"))))
             co = next((x for x in r[b + 1:]
                        if x["test_robust_acc"] <= 0.25 * r[b]["test_robust_acc"]), None)
+            if r[b]["test_robust_acc"] < 2 / k:  # no robustness learned: nothing to forget
+                co = None
             c4.append(None if co is None else co["cas"] < r[b]["cas"])
         assert rows["C4"]["verdict"] == raw_verdict(c4)
     c5 = []

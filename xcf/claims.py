@@ -26,7 +26,9 @@ The claims (Wei, Guo & Wang, ICML 2025):
   all fall with ε.
 - **C4** (Sec. 5.2, Fig. 7): fast AT loses CAS at catastrophic overfitting (test RA at
   most :data:`xcf.diagnostics.COLLAPSE_FRACTION` of its best at a later epoch).
-  Premise: a collapse; every setting tried is listed.
+  Premise: a collapse of a run that had learned robustness (best RA at least
+  :data:`C4_CHANCE_MULTIPLE` times chance, 1/K): a model no better than guessing under
+  attack has nothing to forget.  Every setting tried is listed (:func:`fast_at_table`).
 - **C5** (Sec. 5.4, Fig. 9): standard training's clean CAS (last epoch) is below
   PGD-AT's (best checkpoint) and flat over the second half of training (its linear trend
   changes it by at most :data:`C5_FLAT` of its mean).
@@ -43,10 +45,11 @@ import numpy as np
 from scipy import stats
 
 from . import diagnostics, paper, studies
-from .study_plan import fast_settings, kd_forms, seeds_of
+from .study_plan import fast_studies, kd_forms, seeds_of
 
-__all__ = ["PAPER", "STATEMENT", "VERDICTS", "C3_MIN_EPS", "C3_ALPHA", "C5_FLAT", "Verdict",
-           "tally", "c1", "c2", "c3", "c3_large_eps", "c4", "c5", "decide"]
+__all__ = ["PAPER", "STATEMENT", "VERDICTS", "C3_MIN_EPS", "C3_ALPHA", "C4_CHANCE_MULTIPLE",
+           "C5_FLAT", "Verdict", "tally", "c1", "c2", "c3", "c3_large_eps", "c4",
+           "fast_at_outcome", "fast_at_table", "c5", "decide"]
 
 _T1 = paper.TABLE1["8/255"]
 _GAPS = paper.table1_cas_gaps()
@@ -78,6 +81,7 @@ STATEMENT = {
 VERDICTS = ("holds", "mixed", "inconclusive", "does not hold", "not tested", "not run")
 C3_MIN_EPS = 6     # ε values C3 needs, from small to large
 C3_ALPHA = 0.05    # significance of the rank correlation
+C4_CHANCE_MULTIPLE = 2.0  # C4's premise: best RA >= twice chance (2/K), robustness learned
 C5_FLAT = 0.10     # "flat": the second half's linear trend moves clean CAS <= 10% of its mean
 
 
@@ -258,29 +262,81 @@ def c3_large_eps(eps_runs: Sequence[tuple[float, int, Any]], early_epoch: int) -
     return _verdict("C3 large ε", verdict, ours, premise, agree, 3)
 
 
+def fast_at_outcome(run) -> dict:
+    """One fast-AT run as C4's rule reads it: its best epoch (test RA, CAS), whether it
+    learned robustness (best RA >= :data:`C4_CHANCE_MULTIPLE` / K), its lowest later RA,
+    and, where it collapsed (:func:`xcf.diagnostics.collapse_epoch`) after learning,
+    CAS at the collapse and whether it is below CAS at the best (``cas_falls``; ``None``
+    where the premise failed)."""
+    best = studies.checkpoint(run, "best")
+    k = best.C.shape[0]
+    rows = run.metrics()
+    later = [r for r in rows if r["epoch"] > best.epoch]
+    low = min(later, key=lambda r: r["test_robust_acc"]) if later else None
+    learned = best.robust_acc >= C4_CHANCE_MULTIPLE / k
+    co = diagnostics.collapse_epoch(run) if learned else None
+    at = studies.row_at(rows, co) if co is not None else None
+    return {"best_epoch": best.epoch, "best_ra": best.robust_acc, "best_cas": best.cas,
+            "classes": k, "learned": learned,
+            "low_epoch": None if low is None else int(low["epoch"]),
+            "low_ra": None if low is None else float(low["test_robust_acc"]),
+            "last_ra": float(rows[-1]["test_robust_acc"]), "collapse_epoch": co,
+            "collapse_ra": None if at is None else float(at["test_robust_acc"]),
+            "collapse_cas": None if at is None else float(at["cas"]),
+            "cas_falls": None if at is None else bool(at["cas"] < best.cas)}
+
+
 def c4(fast_runs: Sequence[tuple[str, Any]]) -> Verdict:
     """C4 on ``(label, run)`` of every fast-AT setting (and seed) tried: in each run
-    that collapses, CAS at the collapse is below CAS at the best checkpoint."""
+    that learned robustness and then collapsed, CAS at the collapse is below CAS at the
+    best checkpoint (:func:`fast_at_outcome`)."""
     if not fast_runs:
         return _verdict("C4", "not run", "-", "-")
-    outcomes, lines = [], []
+    outcomes, lines, unlearned = [], [], 0
     for label, run in fast_runs:
-        co = diagnostics.collapse_epoch(run)
-        best = studies.checkpoint(run, "best")
-        if co is None:
-            outcomes.append(None)
-            lines.append(f"{label}: no collapse (RA {best.robust_acc:.1%} at best, "
-                         f"{run.metrics()[-1]['test_robust_acc']:.1%} at the end)")
-            continue
-        r = studies.row_at(run.metrics(), co)
-        outcomes.append(bool(r["cas"] < best.cas))
-        lines.append(f"{label}: CAS {best.cas:.2f} at best (epoch {best.epoch}, RA "
-                     f"{best.robust_acc:.1%}) vs {r['cas']:.2f} at collapse (epoch {co}, RA "
-                     f"{r['test_robust_acc']:.1%})")
+        o = fast_at_outcome(run)
+        outcomes.append(o["cas_falls"])
+        if not o["learned"]:
+            unlearned += 1
+            lines.append(f"{label}: no robustness learned (best RA {o['best_ra']:.1%} < "
+                         f"{C4_CHANCE_MULTIPLE:g} × chance)")
+        elif o["collapse_epoch"] is None:
+            lines.append(f"{label}: no collapse (RA {o['best_ra']:.1%} at best, "
+                         f"{o['last_ra']:.1%} at the end)")
+        else:
+            lines.append(f"{label}: CAS {o['best_cas']:.2f} at best (epoch {o['best_epoch']}, "
+                         f"RA {o['best_ra']:.1%}) vs {o['collapse_cas']:.2f} at collapse "
+                         f"(epoch {o['collapse_epoch']}, RA {o['collapse_ra']:.1%})")
     verdict, agree, tested = tally(outcomes)
     premise = (f"catastrophic overfitting (RA ≤ {diagnostics.COLLAPSE_FRACTION:g} × best "
                f"later) in {tested} of {len(fast_runs)} runs tried")
+    if unlearned:
+        premise += (f"; {unlearned} learned no robustness (best RA < "
+                    f"{C4_CHANCE_MULTIPLE:g} × chance)")
     return _verdict("C4", verdict, "; ".join(lines), premise, agree, tested)
+
+
+def fast_at_table(fast_runs: Sequence[tuple[str, Any]]) -> list[dict]:
+    """One row per fast-AT run tried (``(label, run)``, as :func:`c4`): the numbers its
+    rule reads, for the Claims page's table of settings."""
+    pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+    rows = []
+    for label, run in fast_runs:
+        o = fast_at_outcome(run)
+        co = o["collapse_epoch"]
+        rows.append({
+            "setting": label,
+            "best RA (epoch)": f"{o['best_ra']:.1%} ({o['best_epoch']})",
+            "learned robustness": "yes" if o["learned"] else
+                                  f"no (< {C4_CHANCE_MULTIPLE:g}/{o['classes']})",
+            "lowest later RA (epoch)": "-" if o["low_ra"] is None
+                                       else f"{o['low_ra']:.1%} ({o['low_epoch']})",
+            "collapse (epoch)": "-" if co is None else str(co),
+            "CAS best → collapse": "-" if co is None
+                                   else f"{o['best_cas']:.2f} → {o['collapse_cas']:.2f}",
+            "last RA": pct(o["last_ra"]),
+        })
+    return rows
 
 
 def _second_half_change(run) -> tuple[float, float]:
@@ -359,8 +415,7 @@ def decide(found: Mapping[str, Any], P: Mapping[str, Any]) -> list[dict]:
     early = P.get("early_epoch") or max(1, round(paper.TABLE1_EARLY_EPOCH / paper.EPOCHS
                                                  * P["train"].get("epochs", paper.EPOCHS)))
     rule(c3_large_eps(eps_runs, early), [n for _, _, n in eps_names])
-    fast = [(f"{f['label']} (seed {s})", f"C4 fast AT {f['label']} seed {s}")
-            for f in fast_settings(P) for s in seeds_of(P, "fast")]
+    fast = fast_studies(P)
     rule(c4([(label, get(n)) for label, n in fast if get(n) is not None]), [n for _, n in fast])
     std_seeds = seeds_of(P, "standard")
     std_names = [f"C5 standard seed {s}" for s in std_seeds]

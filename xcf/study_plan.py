@@ -30,8 +30,8 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 from .locate import Committed, kd_overrides
 from .profiles import PROFILES, ParameterError, params_dir, profile_knobs, results_dir
 
-__all__ = ["Study", "StudyResults", "studies_of", "fast_settings", "kd_forms", "seeds_of",
-           "located_studies", "find_studies", "claims_profiles", "claims_results"]
+__all__ = ["Study", "StudyResults", "studies_of", "fast_settings", "fast_studies", "kd_forms",
+           "seeds_of", "located_studies", "find_studies", "claims_profiles", "claims_results"]
 
 
 @dataclass
@@ -68,6 +68,12 @@ def fast_settings(P: Mapping[str, Any]) -> list[dict]:
         step = fast.get("fast_at", {}).get("alpha")
         fast = [{"label": f"ε {fast.get('eps')}, step {step}", "overrides": fast}]
     return list(fast)
+
+
+def fast_studies(P: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(label, study name)`` of every C4 run: each fast-AT setting on each seed."""
+    return [(f"{f['label']} (seed {s})", f"C4 fast AT {f['label']} seed {s}")
+            for f in fast_settings(P) for s in seeds_of(P, "fast")]
 
 
 def studies_of(P: Mapping[str, Any]) -> Iterator[Study]:
