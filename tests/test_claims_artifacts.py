@@ -177,17 +177,14 @@ def test_every_committed_run_folder_is_named_by_its_config_key():
         assert folder.name == f"{run_slug(cfg)}-{cfg.key()}"
 
 
-def test_every_train_mode_run_comes_from_a_clean_commit():
-    """Runs with the paper's training attack (train mode) were trained from a clean
-    checkout, so their commit names the code exactly.  The eval-mode runs of the first
-    study predate that rule; the pages name their eval-mode attack as a deviation."""
-    train_mode = 0
-    for folder in sorted(p for p in RESULTS.iterdir() if p.is_dir()):
+def test_every_committed_run_is_the_papers_algorithm_from_a_clean_commit():
+    """Every committed run trains with the paper's training attack (train mode, as the
+    official train.py) and was trained from a clean checkout, so its commit names the
+    code exactly (issue 15)."""
+    folders = sorted(p for p in RESULTS.iterdir() if p.is_dir())
+    assert folders
+    for folder in folders:
         cfg = yaml.safe_load((folder / "config.yaml").read_text())
-        if cfg.get("attack_mode") != "train":
-            assert cfg.get("attack_mode") == "eval", folder.name
-            continue
-        train_mode += 1
+        assert cfg.get("attack_mode") == "train", folder.name
         git = json.loads((folder / "provenance.json").read_text())["git"]
         assert git["dirty"] is False and re.fullmatch(r"[0-9a-f]{40}", git["commit"]), folder.name
-    assert train_mode >= 4
