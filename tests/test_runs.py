@@ -390,8 +390,8 @@ def test_the_recorded_command_names_no_path_of_this_machine():
 
     from xcf.provenance import command
 
-    argv = [sys.executable, "tools/run_claims.py", "/work/x/tools/a.yaml", "--only", "^C1",
+    argv = [sys.executable, "tools/run_claims.py", "/home/u/xcf/tools/a.yaml", "--only", "^C1",
             "--export-to", "/tmp/export", "--out=/srv/data/runs", "-v"]
-    assert command(argv, cwd="/work/x") == (
+    assert command(argv, cwd="/home/u/xcf") == (
         "python tools/run_claims.py tools/a.yaml --only ^C1 --export-to .../export"
         " --out=.../runs -v")
