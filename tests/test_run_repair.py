@@ -157,11 +157,12 @@ def test_a_killed_session_is_shown_interrupted_unless_a_live_process_holds_the_l
 
 def test_a_replaced_teacher_gives_its_student_a_new_key_and_a_new_run(tmp_path):
     teacher = train(tiny(epochs=1), runs_dir=tmp_path / "t", **QUIET)
-    digest = teacher.final()["best_sha256"]
-    assert digest == checkpoints.file_digest(teacher.checkpoint_path("best"))
+    assert teacher.final()["best_sha256"] == checkpoints.file_digest(teacher.checkpoint_path("best"))
+    digest = teacher.final()["best_weights_sha256"]
+    assert digest == checkpoints.weights_digest(teacher.checkpoint_path("best"))
     kd = tiny(epochs=1, objective="kd_at", kd={"teacher": str(teacher.path)})
     old_key = make_config(kd).key()
-    assert make_config(kd).identity()["kd"]["teacher_sha256"] == digest
+    assert make_config(kd).identity()["kd"]["teacher_weights_sha256"] == digest
     student = train(kd, runs_dir=tmp_path / "s", **QUIET)
     assert student.key == old_key
 
@@ -172,6 +173,7 @@ def test_a_replaced_teacher_gives_its_student_a_new_key_and_a_new_run(tmp_path):
     checkpoints.save_model(model, model.meta, teacher.checkpoint_path("best"), epoch=1)
     final = teacher.final()
     final["best_sha256"] = checkpoints.file_digest(teacher.checkpoint_path("best"))
+    final["best_weights_sha256"] = checkpoints.weights_digest(teacher.checkpoint_path("best"))
     (teacher.path / "final.json").write_text(json.dumps(final))
 
     assert make_config(kd).key() != old_key
@@ -194,6 +196,45 @@ def test_a_teacher_checkpoint_replaced_behind_its_final_json_is_refused(tmp_path
         train(kd, runs_dir=tmp_path / "s", **QUIET)
 
 
+def test_a_teacher_trained_again_bit_for_bit_gives_its_student_the_same_key(tmp_path):
+    """best.pt also holds its epoch's wall-clock seconds, so a second training of the same
+    teacher writes another file; the student's key follows the weights, not the file."""
+    first = train(tiny(epochs=1), runs_dir=tmp_path / "a", **QUIET)
+    again = train(tiny(epochs=1), runs_dir=tmp_path / "b", **QUIET)
+    a, b = (checkpoints.read_checkpoint(r.path, "best")[0] for r in (first, again))
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])  # premise
+    keys = [make_config(tiny(epochs=1, objective="kd_at", kd={"teacher": str(r.path)})).key()
+            for r in (first, again)]
+    assert keys[0] == keys[1]
+
+
+def test_the_weights_digest_follows_the_weights_and_the_architecture_not_the_file(tmp_path, tiny_net):
+    meta = {"model": "small_cnn", "num_classes": 3, "in_channels": 1}
+    one, two, other = tmp_path / "one.pt", tmp_path / "two.pt", tmp_path / "other.pt"
+    checkpoints.save_model(tiny_net, meta, one, epoch=3, metrics={"seconds": 1.5})
+    checkpoints.save_model(tiny_net, meta, two, epoch=3, metrics={"seconds": 2.5})
+    assert checkpoints.file_digest(one) != checkpoints.file_digest(two)
+    assert checkpoints.weights_digest(one) == checkpoints.weights_digest(two)
+    checkpoints.save_model(tiny_net, {**meta, "model_kwargs": {"mean": [0.5], "std": [0.25]}}, other)
+    assert checkpoints.weights_digest(other) != checkpoints.weights_digest(one)
+    with torch.no_grad():
+        next(tiny_net.parameters()).view(-1)[0] += 1e-6  # one value of one tensor
+    checkpoints.save_model(tiny_net, meta, other, epoch=3, metrics={"seconds": 1.5})
+    assert checkpoints.weights_digest(other) != checkpoints.weights_digest(one)
+
+
+def test_a_teacher_with_only_a_file_digest_keeps_the_key_it_had(tmp_path):
+    """Teachers whose final.json records best_sha256 but no weights digest (the committed
+    results of before): the student's identity still carries the file digest."""
+    folder = tmp_path / "planted-small_cnn-pgd_at-0123456789ab"
+    folder.mkdir()
+    (folder / "final.json").write_text(json.dumps({"best_epoch": 1, "best_sha256": "ab" * 32}))
+    kd = dict(objective="kd_at", kd={"teacher": str(folder)})
+    identity = make_config(kd).identity()["kd"]
+    assert identity["teacher_sha256"] == "ab" * 32 and "teacher_weights_sha256" not in identity
+
+
 def test_a_teacher_without_a_recorded_digest_keeps_the_old_key(tmp_path):
     """Teachers trained before digests were recorded (as the committed results): the
     student's identity is what it was, the teacher named by its folder only."""
@@ -203,7 +244,7 @@ def test_a_teacher_without_a_recorded_digest_keeps_the_old_key(tmp_path):
     kd = dict(objective="kd_at", kd={"teacher": str(folder)})
     absent = dict(objective="kd_at", kd={"teacher": "gone/planted-small_cnn-pgd_at-0123456789ab"})
     assert make_config(kd).identity() == make_config(absent).identity()
-    assert "teacher_sha256" not in make_config(kd).identity()["kd"]
+    assert not {"teacher_sha256", "teacher_weights_sha256"} & set(make_config(kd).identity()["kd"])
 
 
 def test_a_pt_teacher_is_named_by_its_content(tmp_path, tiny_net):
@@ -212,7 +253,7 @@ def test_a_pt_teacher_is_named_by_its_content(tmp_path, tiny_net):
     checkpoints.save_model(tiny_net, meta, path)
     kd = dict(objective="kd_at", kd={"teacher": str(path)})
     first = make_config(kd).key()
-    assert make_config(kd).identity()["kd"]["teacher_sha256"] == checkpoints.file_digest(path)
+    assert make_config(kd).identity()["kd"]["teacher_weights_sha256"] == checkpoints.weights_digest(path)
     with torch.no_grad():
         tiny_net.head.bias.add_(1.0)
     checkpoints.save_model(tiny_net, meta, path)
@@ -222,9 +263,9 @@ def test_a_pt_teacher_is_named_by_its_content(tmp_path, tiny_net):
 def test_the_finished_run_records_best_sha256_only_on_its_first_final_json(copy, monkeypatch):
     """Adding AutoAttack to an older run must not add a digest: its students keep their keys."""
     final = copy.final()
-    del final["best_sha256"]
+    del final["best_sha256"], final["best_weights_sha256"]
     (copy.path / "final.json").write_text(json.dumps(final))
     monkeypatch.setattr(runner, "autoattack_accuracy", lambda *a, **k: 0.5)
     train(tiny(autoattack=True), runs_dir=copy.path.parent, **QUIET)
     assert copy.final()["autoattack"] == {"best": 0.5, "last": 0.5}
-    assert "best_sha256" not in copy.final()
+    assert not {"best_sha256", "best_weights_sha256"} & set(copy.final())

@@ -11,6 +11,7 @@ Files are loaded with ``weights_only=True``: no code runs while loading.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any, Mapping, Union
 
@@ -23,7 +24,7 @@ from .models import build
 __all__ = ["STATE_FORMAT", "MODEL_FORMAT", "FORMAT_VERSION", "Which", "CheckpointError",
            "load_torch", "checkpoint_path", "find_checkpoint", "model_checkpoint", "save_model",
            "read_checkpoint", "build_from_meta", "load_weights", "load_model", "describe",
-           "file_digest"]
+           "file_digest", "weights_digest"]
 
 STATE_FORMAT = "xcf-train-state"
 MODEL_FORMAT = "xcf-model"
@@ -168,4 +169,22 @@ def file_digest(path: str | Path) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def weights_digest(path_or_run: str | Path, which: Which = "best") -> str:
+    """SHA-256 of what a model checkpoint computes: its ``meta`` (architecture, classes,
+    normalisation) and every weight tensor (name, dtype, shape, bytes), in name order.
+
+    Not the file's bytes (:func:`file_digest`): a checkpoint also holds its epoch's
+    metrics row, wall-clock ``seconds`` among them, so training the same model twice,
+    bit for bit, writes two files with two file digests but one weights digest.  A KD
+    student's key carries its teacher's weights digest (:func:`xcf.config.teacher_digest`)."""
+    ckpt, _ = read_checkpoint(path_or_run, which)
+    h = hashlib.sha256()
+    h.update(json.dumps(_plain(dict(ckpt.get("meta", {}))), sort_keys=True, default=str).encode())
+    for name in sorted(ckpt["model"]):
+        t = ckpt["model"][name].detach().cpu().contiguous()
+        h.update(f"\n{name}:{t.dtype}:{tuple(t.shape)}:".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()

@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 import yaml
 
 from .attacks import NORMS, default_step_size
-from .checkpoints import file_digest
+from .checkpoints import CheckpointError, weights_digest
 from .data import DATASETS
 from .models import MODELS
 
@@ -290,8 +290,9 @@ class TrainConfig:
         whose canonical value differs from the baseline (:data:`KEY_BASELINE`; a field
         added after it is compared with its own default).  A section is compared field by
         field.  A KD teacher is named by :func:`teacher_identity`, and its content by
-        :func:`teacher_digest` (``kd.teacher_sha256``) when one is known, so a student of a
-        replaced teacher gets a key of its own."""
+        :func:`teacher_digest` (``kd.teacher_weights_sha256``) when one is known, so a
+        student of a replaced teacher gets a key of its own, and a student of a teacher
+        trained again bit for bit keeps its key."""
         d = self.resolved().to_dict()
         for key in NON_IDENTITY:
             d.pop(key, None)
@@ -302,8 +303,7 @@ class TrainConfig:
         if active == "kd" and d["kd"]["teacher"]:
             digest = teacher_digest(d["kd"]["teacher"])
             d["kd"]["teacher"] = teacher_identity(d["kd"]["teacher"])
-            if digest is not None:  # absent (old teachers): the key of before digests
-                d["kd"]["teacher_sha256"] = digest
+            d["kd"].update(digest)  # empty (old teachers): the key of before digests
         base = _key_baseline(type(self))
         diff = {}
         for name, value in d.items():
@@ -333,39 +333,50 @@ def teacher_identity(teacher: str) -> str:
     return str(p)
 
 
-def teacher_digest(teacher: str) -> Optional[str]:
-    """SHA-256 of the teacher's weights, as far as it can be known, else ``None``.
+def teacher_digest(teacher: str) -> dict[str, str]:
+    """What a KD student's key records of its teacher's content, as far as it can be known:
+    ``{"teacher_weights_sha256": ...}`` (:func:`xcf.checkpoints.weights_digest` of the
+    teacher's best weights), or for an older teacher the field it had, or ``{}``.
 
-    A run folder: the ``best_sha256`` its final.json records (written when it finished
-    training, :func:`xcf.runner.train`); an exported folder keeps its final.json but not
-    its checkpoints, so the digest travels with it.  A teacher whose final.json records
-    none (trained before digests were recorded) gives ``None``: its students keep their
-    keys.  A ``.pt`` file: the digest of the file.  A missing teacher: ``None``."""
+    A run folder: the ``best_weights_sha256`` its final.json records (written when it
+    finished training, :func:`xcf.runner.train`); an exported folder keeps its final.json
+    but not its checkpoints, so the digest travels with it.  A final.json from before
+    weights digests gives its ``best_sha256`` (the digest of the file) as
+    ``teacher_sha256``, and one from before any digest gives ``{}``: the students of
+    those teachers keep their keys.  A ``.pt`` file: the weights digest of the file.  A
+    missing teacher: ``{}``."""
     p = Path(teacher)
     if p.suffix == ".pt":
-        return _file_digest_cached(p) if p.is_file() else None
+        return {"teacher_weights_sha256": _weights_digest_cached(p)} if p.is_file() else {}
     final = p / "final.json"
     if not final.is_file():
-        return None
+        return {}
     try:
-        recorded = json.loads(final.read_text()).get("best_sha256")
+        recorded = json.loads(final.read_text())
+        weights, file = recorded.get("best_weights_sha256"), recorded.get("best_sha256")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError) as err:
         raise ConfigError("kd.teacher", f"the teacher's {final} is unreadable ({err}); "
                           "restore it or train the teacher again") from err
-    return recorded if isinstance(recorded, str) else None
+    if isinstance(weights, str):
+        return {"teacher_weights_sha256": weights}
+    return {"teacher_sha256": file} if isinstance(file, str) else {}
 
 
-_DIGESTS: dict[tuple, str] = {}  # (path, inode, size, mtime, ctime) -> sha256
+_DIGESTS: dict[tuple, str] = {}  # (path, inode, size, mtime, ctime) -> weights sha256
 
 
-def _file_digest_cached(path: Path) -> str:
-    """:func:`xcf.checkpoints.file_digest`, once per version of the file (keys are
+def _weights_digest_cached(path: Path) -> str:
+    """:func:`xcf.checkpoints.weights_digest`, once per version of the file (keys are
     computed often; a checkpoint can be large).  A version is told by inode, size and
     times: an atomic rewrite (:mod:`xcf.atomic`) always gets a new inode."""
     st = path.stat()
     tag = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if tag not in _DIGESTS:
-        _DIGESTS[tag] = file_digest(path)
+        try:
+            _DIGESTS[tag] = weights_digest(path)
+        except CheckpointError as err:
+            raise ConfigError("kd.teacher", f"{err}; a teacher .pt must be an xcf model "
+                              "checkpoint (xcf.checkpoints.save_model)") from err
     return _DIGESTS[tag]
 
 

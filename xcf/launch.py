@@ -17,7 +17,7 @@ A job is a :class:`TrainJob`: ``xcf.runner.train`` on the run's config.  Preempt
 time, submitit calls its ``checkpoint()``, which resubmits the same job; the new job finds
 the run folder and resumes from ``checkpoints/last.pt`` (the runner's resume, exact on CPU).
 
-A student's run key includes its teacher's best.pt digest (:func:`xcf.config.teacher_digest`),
+A student's run key includes its teacher's weights digest (:func:`xcf.config.teacher_digest`),
 known only once the teacher has finished: the plan names a student by the key it has
 before, and :func:`current_config` recomputes it from the teacher's run folder, as the
 notebook's :func:`xcf.locate.kd_pair` does.

@@ -43,7 +43,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .atomic import remove_stale_temps
-from .checkpoints import CheckpointError, file_digest, load_weights
+from .checkpoints import CheckpointError, file_digest, load_weights, weights_digest
 from .config import ConfigError, TrainConfig, make_config
 from .distributed import (SINGLE, TIMEOUT, RankZeroFailed, Replica, World, broadcast, join,
                           rank_seed, shard, wrap)
@@ -411,9 +411,11 @@ def _finish(run: Run, setup: Setup, history: list[dict], log, progress: bool) ->
     best_pt = run.checkpoint_path("best")
     if not previous and best_pt.is_file():
         # The content of best.pt, recorded once, when training ends: a KD student's key
-        # includes it (xcf.config.teacher_digest).  Not added to a final.json of before,
-        # so the students of older teachers keep their keys.
+        # includes the weights digest (xcf.config.teacher_digest); the file digest tells
+        # a best.pt replaced by hand.  Neither is added to a final.json of before, so the
+        # students of older teachers keep their keys.
         summary["best_sha256"] = file_digest(best_pt)
+        summary["best_weights_sha256"] = weights_digest(best_pt)
     if c.final_test and "test" not in summary and history:
         summary["test"] = final_test(run, c, history, best_epoch, setup.device, progress)
     if c.autoattack:
