@@ -46,7 +46,7 @@ import torch  # noqa: E402
 from benchmarks import baseline  # noqa: E402
 from xcf.attacks import PGD  # noqa: E402
 from xcf.attribution import cas, measure  # noqa: E402
-from xcf.precision import AutocastModel  # noqa: E402
+from xcf.precision import NOT_NATIVE, AutocastModel  # noqa: E402
 
 EPS = 8 / 255
 
@@ -103,7 +103,7 @@ def main(argv=None) -> None:
     names = {"baseline": "baseline (official algorithm, fp32, NCHW)",
              "fp32": "xcf measure fp32 (channels_last)",
              "bf16": "xcf measure bf16 autocast (channels_last)"}
-    if args.no_bf16:
+    if args.no_bf16 or not common.bf16_here():  # emulated bf16 would time the CPU, not xcf
         del names["bf16"]
     make = {"baseline": run_baseline, "fp32": lambda s: run_xcf(s, "none"),
             "bf16": lambda s: run_xcf(s, "bf16")}
@@ -125,6 +125,8 @@ def main(argv=None) -> None:
     for key in [k for k in names if k != "baseline"]:
         print(f"ratio xcf {key} / baseline: {timers[key].rate / base.rate:.2f}x  "
               f"({common.spread(timers[key], base)})")
+    if not args.no_bf16 and "bf16" not in names:
+        print(f"ratio xcf bf16 / baseline: {NOT_NATIVE}")
     print(f"# total {time.perf_counter() - t0:.0f} s")
 
 

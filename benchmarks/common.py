@@ -47,9 +47,33 @@ def header(title: str, **settings) -> None:
     print(f"# CPU {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
           f"GPU {dev}")
+    print("# " + cpu_flags_line())
     if settings:
         print("# " + ", ".join(f"{k} {v}" for k, v in settings.items()))
     sys.stdout.flush()
+
+
+NOT_NATIVE = "not native on this CPU"  # = xcf.precision.NOT_NATIVE (read before torch loads)
+
+
+def cpu_flags_line() -> str:
+    """Whether this CPU runs bf16 natively, and the instruction sets that decide it
+    (:func:`xcf.precision.cpu_features`): a bf16 ratio means something only where it does."""
+    from xcf.precision import cpu_features
+
+    f = cpu_features()
+    yes = lambda v: "n/a" if v is None else "yes" if v else "no"  # noqa: E731
+    return (f"native bf16 {yes(f['native_bf16'])} (AVX2 {yes(f['avx2'])}, AVX-512 "
+            f"{yes(f['avx512'])}, AVX-512 BF16 {yes(f['avx512_bf16'])}, AMX {yes(f['amx'])})")
+
+
+def bf16_here(device: str = "cpu") -> bool:
+    """Whether to time a bf16 contender on ``device``: only where bf16 is native.  Where it
+    is emulated, each benchmark prints ``ratio xcf bf16 / baseline: not native on this CPU``
+    instead of a ratio that would be about the CPU, not about xcf."""
+    from xcf.precision import native_bf16
+
+    return native_bf16(device)
 
 
 class Timer:

@@ -46,6 +46,9 @@ def main(argv=None) -> None:
                   model="PreActResNet-18 (width 64)", batch=args.batch, attack="PGD-10",
                   rounds=rounds, compile="model.compile() (inductor, default mode)",
                   inductor_cache=os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    if args.amp == "bf16" and not common.bf16_here():
+        print(f"ratio compiled / eager: {common.NOT_NATIVE}")
+        return
     images, labels = baseline.synthetic_cifar(args.batch * 8, seed=0)
     x, y = baseline.to_tensor(images), torch.from_numpy(labels)
     eager = xcf_contender(args.amp, args.batch, 10, x, y)

@@ -60,6 +60,9 @@ def main(argv=None) -> None:
         return child(args.child, args.amp, args.steps)
     common.header("Freed-memory reuse (glibc mallopt) on the xcf PGD-AT step",
                   amp=args.amp, steps_per_process=args.steps, order="default keep keep default")
+    if args.amp == "bf16" and not common.bf16_here():
+        print(f"bf16: {common.NOT_NATIVE}; measure fp32 with --amp none")
+        return
     totals = {"default": [0.0, 0.0, 0, 0], "keep": [0.0, 0.0, 0, 0]}
     for setting in ("default", "keep", "keep", "default"):
         out = subprocess.run([sys.executable, __file__, "--child", setting, "--amp", args.amp,

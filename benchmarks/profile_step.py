@@ -57,6 +57,9 @@ def main(argv=None) -> None:
     kind = ("bf16" if args.amp == "bf16" else "fp32") + (", compiled" if args.compile else "")
     common.header(f"torch.profiler on one xcf PGD-AT step ({kind})",
                   model="PreActResNet-18 (width 64)", batch=64, attack="PGD-10")
+    if args.amp == "bf16" and not common.bf16_here():
+        print(f"bf16: {common.NOT_NATIVE}; profile fp32 with --amp none")
+        return
     images, labels = baseline.synthetic_cifar(64 * 4, seed=0)
     step = xcf_contender(args.amp, 64, 10, baseline.to_tensor(images), torch.from_numpy(labels),
                          compile_model=args.compile)

@@ -60,11 +60,26 @@ def rows(results: Path = RESULTS) -> list[dict]:
         line = next((ln for ln in text.splitlines() if match and match.group(0) in ln), "")
         value = float(match.group(1)) if match else None
         judged = value is not None and target is not None
-        out.append({"log": name, "line": line.strip() or "(not recorded)", "value": value,
+        emulated = _not_native(pattern, text) if match is None else ""
+        out.append({"log": name, "line": line.strip() or emulated or "(not recorded)",
+                    "value": value, "native": not emulated,
                     "target": f">= {target:g}{unit}" if target is not None else "(none)",
                     "met": value >= target if judged else None,
                     "command": text.splitlines()[0] if text else ""})
     return out
+
+
+NOT_NATIVE = "not native on this CPU"
+
+
+def _not_native(pattern: str, text: str) -> str:
+    """The line that says a bf16 contender was left out (bf16 emulated on the recording
+    CPU), for the target ``pattern`` whose value it would have printed; else ``""``."""
+    prefix = re.split(r"\.\*|\(\[|\(\\d", pattern)[0].rstrip(": ")
+    for line in text.splitlines():
+        if line.startswith(prefix.replace("\\", "")) and NOT_NATIVE in line:
+            return line.strip()
+    return ""
 
 
 def rates(log: str, results: Path = RESULTS) -> dict[str, float]:
@@ -87,7 +102,7 @@ def epochs_wall_time(images_per_second: float, *, train_images: int = 50_000,
 def verdict(row: dict) -> str:
     """``met``, ``NOT met``, ``no target`` (a line listed, not judged) or ``not recorded``."""
     if row["value"] is None:
-        return "not recorded"
+        return NOT_NATIVE if not row.get("native", True) else "not recorded"
     return {True: "met", False: "NOT met", None: "no target"}[row["met"]]
 
 

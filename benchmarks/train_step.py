@@ -55,7 +55,7 @@ import torch  # noqa: E402
 from benchmarks import baseline  # noqa: E402
 from xcf.config import TrainConfig  # noqa: E402
 from xcf.objectives import build_objective  # noqa: E402
-from xcf.precision import grad_scaler  # noqa: E402
+from xcf.precision import NOT_NATIVE, grad_scaler  # noqa: E402
 from xcf.training import sgd, train_epoch  # noqa: E402
 
 
@@ -150,13 +150,15 @@ def main(argv=None) -> None:
         f"xcf pgd_at fp32 (channels_last{tag})": xcf_contender(
             "none", args.batch, args.steps, x, y, attack_mode=args.attack_mode,
             compile_model=args.compile, log_train_clean=args.log_train_clean, **dev),
-        f"xcf pgd_at bf16 autocast (channels_last{tag})": xcf_contender(
-            "bf16", args.batch, args.steps, x, y, attack_mode=args.attack_mode,
-            compile_model=args.compile, log_train_clean=args.log_train_clean, **dev),
         f"xcf pgd_at fp32, eval-mode attack (channels_last{tag})": xcf_contender(
             "none", args.batch, args.steps, x, y, attack_mode="eval",
             compile_model=args.compile, log_train_clean=args.log_train_clean, **dev),
     }
+    with_bf16 = common.bf16_here(args.device)
+    if with_bf16:  # emulated bf16 (an AVX2-only CPU) would time the CPU, not xcf
+        contenders[f"xcf pgd_at bf16 autocast (channels_last{tag})"] = xcf_contender(
+            "bf16", args.batch, args.steps, x, y, attack_mode=args.attack_mode,
+            compile_model=args.compile, log_train_clean=args.log_train_clean, **dev)
     if on_gpu:  # fp16 autocast with loss scaling: the fast path of T4 / V100 tensor cores
         contenders[f"xcf pgd_at fp16 autocast + GradScaler (channels_last{tag})"] = xcf_contender(
             "fp16", args.batch, args.steps, x, y, attack_mode=args.attack_mode,
@@ -172,12 +174,18 @@ def main(argv=None) -> None:
     for order in common.abba(rounds, list(contenders)):
         for name in order:
             timers[name].time(contenders[name], args.batch)
-    base, fp32, bf16, fp32_eval, *fp16 = timers.values()
+    base, fp32, fp32_eval, *rest = timers.values()
+    bf16 = rest.pop(0) if with_bf16 else None
+    fp16 = rest
     width = max(map(len, timers))
     for t in timers.values():
         print(f"{t.name:<{width}}  {t.rate:6.2f} img/s")
     print(f"ratio xcf fp32 / baseline: {fp32.rate / base.rate:.2f}x  ({common.spread(fp32, base)})")
-    print(f"ratio xcf bf16 / baseline: {bf16.rate / base.rate:.2f}x  ({common.spread(bf16, base)})")
+    if bf16 is None:
+        print(f"ratio xcf bf16 / baseline: {NOT_NATIVE}")
+    else:
+        print(f"ratio xcf bf16 / baseline: {bf16.rate / base.rate:.2f}x  "
+              f"({common.spread(bf16, base)})")
     print(f"ratio xcf fp32 eval-mode attack (a deviation) / baseline: "
           f"{fp32_eval.rate / base.rate:.2f}x  ({common.spread(fp32_eval, base)})")
     for half in fp16:

@@ -86,6 +86,9 @@ def main(argv=None) -> None:
     for amp in amps:
         dtype = torch.bfloat16 if amp == "bf16" else torch.float32
         label = "bf16" if amp == "bf16" else "fp32"
+        if amp == "bf16" and not common.bf16_here():
+            print(f"xcf step bf16: {common.NOT_NATIVE}", flush=True)
+            continue
         step = xcf_contender(amp, args.batch, 10, x, y)
         step()  # warm-up
         flops = count_flops(step)

@@ -1,8 +1,10 @@
 """benchmarks/report.py reads the printed lines of recorded benchmark logs."""
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 from benchmarks import report  # noqa: E402
 
 
@@ -67,3 +69,33 @@ def test_shown_log_hides_temporary_folders_of_the_recording_machine(tmp_path):
     assert "inductor_cache <temporary folder>, rounds 4" in shown
     assert "ratio compiled / eager: 1.2x" in shown          # the result itself is untouched
     assert report.shown_log("missing.txt", tmp_path) == ""
+
+
+def test_a_bf16_row_left_out_on_a_cpu_without_native_bf16_reads_so(tmp_path):
+    """Where the recording CPU emulates bf16 the benchmark prints no ratio for it; the
+    report says why instead of 'not recorded', and judges no target."""
+    (tmp_path / "train_step.txt").write_text(
+        "$ cmd\n# native bf16 no (AVX2 yes, AVX-512 no, AVX-512 BF16 no, AMX no)\n"
+        "ratio xcf fp32 / baseline: 1.61x  (per-round 1.6-1.7)\n"
+        "ratio xcf bf16 / baseline: not native on this CPU\n")
+    rows = {(r["log"], r["target"]): r for r in report.rows(tmp_path)}
+    bf16 = rows[("train_step.txt", ">= 3.5x")]
+    assert bf16["value"] is None and bf16["met"] is None
+    assert report.verdict(bf16) == "not native on this CPU"
+    assert bf16["line"] == "ratio xcf bf16 / baseline: not native on this CPU"
+    fp32 = rows[("train_step.txt", ">= 1.8x")]
+    assert fp32["value"] == 1.61 and report.verdict(fp32) == "NOT met"
+    missing = rows[("attribution.txt", ">= 3x")]
+    assert report.verdict(missing) == "not recorded"
+
+
+def test_the_benchmarks_leave_bf16_out_where_it_is_emulated():
+    """Forced no-bf16 path: the attribution benchmark times fp32 only and says why."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "benchmarks/attribution.py", "--per-class", "3",
+                          "--steps", "1", "--rounds", "1"], cwd=ROOT, capture_output=True,
+                         text=True, env={**os.environ, "XCF_NATIVE_BF16": "0"}, check=True).stdout
+    assert "# native bf16 no" in out
+    assert "ratio xcf bf16 / baseline: not native on this CPU" in out
+    assert "bf16 autocast" not in out and "ratio xcf fp32 / baseline: " in out

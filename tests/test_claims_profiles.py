@@ -72,6 +72,7 @@ def test_the_claims_page_reads_full_results_and_labels_them_full(tmp_path):
     assert sorted(full.found) == ["C1 seed 0", "C3 eps 0.0313725 seed 0", "C5 standard seed 0"]
     assert all(run.path.parent == tmp_path / "full" for run in full.found.values())
     assert full.caption().startswith(f"**full profile**: 3 of its {full.n_studies} studies")
+    assert full.caption().endswith("trained in fp32 (3 runs).")  # each run's amp: none
     verdicts = {v["claim"]: v["verdict"] for v in claims.decide(full.found, full.studies)}
     # by hand: RA 0.5 at best > 0.4 last, and best's interval [4, 6] lies above last's [1, 3]
     assert verdicts["C1"] == "holds"

@@ -50,6 +50,7 @@ class _FakeRun:
     def __init__(self, name):
         self.path = type("P", (), {"name": name})()
         self.best_epoch = 1
+        self.config = {"amp": "bf16" if name.endswith("bf16") else "none"}
 
     def metrics(self):
         return [{"epoch": 1}, {"epoch": 2}]
@@ -72,8 +73,8 @@ def test_train_or_reuse_trains_once_per_config_and_says_what_it_did(monkeypatch,
     assert locate(CFG, eps=0.1) is a and len(calls) == 1     # asked again: not again
     locate(CFG, eps=0.2)
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 and "run-0.1: trained in" in out[0]
-    assert out[1] == "run-0.2: reused, best epoch 1 of 2"
+    assert len(out) == 2 and "run-0.1 (fp32): trained in" in out[0]
+    assert out[1] == "run-0.2 (fp32): reused, best epoch 1 of 2"
     assert locate.profile == "smoke"
 
 
@@ -92,7 +93,7 @@ def test_a_smoke_locator_still_prints_a_wait_for_another_process(monkeypatch, ca
     L.TrainOrReuse("smoke")(CFG)
     out = capsys.readouterr().out.splitlines()
     assert out == ["waiting for run-x (trained by pid 7 on host h) ... 30 s",
-                   "run-x: reused, best epoch 1 of 2"]
+                   "run-x (fp32): reused, best epoch 1 of 2"]
 
 
 @pytest.mark.parametrize("bad", ["studies.run_study", "studies.find_study"])
@@ -100,3 +101,14 @@ def test_nothing_in_studies_trains_or_locates(bad):
     from xcf import studies
 
     assert not hasattr(studies, bad.split(".")[1])
+
+
+def test_the_printed_line_names_the_precision_a_run_trained_in(monkeypatch, capsys):
+    """A committed bf16 run read on any machine is labelled bf16 (its key says so too)."""
+    import xcf.locate
+
+    monkeypatch.setattr(xcf.locate, "train", lambda config, progress, log, **o: (
+        log("reusing finished run"), _FakeRun("run-bf16"))[1])
+    L.TrainOrReuse("cpu")(CFG)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "run-bf16 (bf16 autocast): reused, best epoch 1 of 2")

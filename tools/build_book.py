@@ -15,6 +15,7 @@ why it lives in ``tools/`` and not in the installable library.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -53,6 +54,29 @@ def toc_notebooks(root: Path = ROOT) -> list[Path]:
 
     walk(toc)
     return [root / f"{f}.ipynb" for f in files if (root / f"{f}.ipynb").is_file()]
+
+
+# What a notebook's recorded metrics depend on, besides the notebook itself: the library,
+# the profiles, and the benchmarks (the Performance page runs them).
+SOURCE_TREES = ("xcf", "notebooks/params", "benchmarks")
+
+
+def source_fingerprint(notebook: Path, root: Path = ROOT) -> str:
+    """A digest of ``notebook`` and of every file it runs (:data:`SOURCE_TREES`): the
+    metrics a build recorded for it are current exactly while this digest is unchanged.
+    ``make test`` after ``make book`` reuses them on that condition (tests/test_notebooks.py)."""
+    h = hashlib.sha256()
+    files = [notebook] + sorted(f for tree in SOURCE_TREES for f in (root / tree).rglob("*")
+                                if f.is_file() and f.suffix in (".py", ".yaml", ".yml")
+                                and "__pycache__" not in f.parts)
+    for f in files:
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def fingerprint_path(runs: Path, notebook: Path) -> Path:
+    """Where the build records :func:`source_fingerprint` beside a notebook's metrics."""
+    return runs / "metrics" / f"{notebook.stem}.source"
 
 
 def kernel_env(build: Path) -> dict:
@@ -121,7 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     for nb in notebooks:
         out = build / "src" / nb.relative_to(ROOT)
         print(f"[build_book] executing {nb.relative_to(ROOT)} at profile {args.profile} ...", flush=True)
+        stamp = fingerprint_path(build / "runs", nb)
+        stamp.unlink(missing_ok=True)  # a failed run leaves no claim of current metrics
+        digest = source_fingerprint(nb)  # before: an edit during the run makes it stale
         secs = execute(nb, out, args.profile, cwd=nb.parent)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(f"{args.profile} {digest}\n")
         print(f"[build_book]   done in {secs:.0f} s -> {out.relative_to(ROOT)}", flush=True)
     if args.no_build:
         return 0

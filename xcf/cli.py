@@ -20,6 +20,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -542,10 +543,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .data.dataset import DatasetUnavailableError
     from .run_lock import RunLockedError
 
+    def say(message, *rest, **kw) -> None:  # a warning (bf16 emulated here) as one line
+        print(f"xcf {args.command}: warning: {message}", file=sys.stderr, flush=True)
+
     try:
         run = {"train": _train, "measure": _measure, "measure-model": _measure_model,
                "plan": _plan, "launch": _launch, "status": _status}
-        return run[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = say
+            return run[args.command](args)
     except (FloatingPointError, RunLockedError) as err:
         print(f"xcf {args.command}: training stopped: {err}", file=sys.stderr)
         return 1

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Protocol
 
 from .config import make_config
+from .precision import precision_label
 from .runner import train
 from .runs import find_run
 
@@ -72,7 +73,9 @@ class TrainOrReuse:
         run = train(dict(config), progress=False, log=log, **extra, **overrides)
         reused = any(s.startswith("reusing") for s in said)
         verb = "reused" if reused else f"trained in {time.time() - start:.0f} s"
-        print(f"{run.path.name}: {verb}, best epoch {run.best_epoch} of {len(run.metrics())}")
+        amp = precision_label(run.config.get("amp", "none"))
+        print(f"{run.path.name} ({amp}): {verb}, best epoch {run.best_epoch} of "
+              f"{len(run.metrics())}")
         self._located[memo] = run
         return run
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .precision import cpu_features
 
 __all__ = ["RUNNING", "INTERRUPTED", "git_commit", "device_description", "environment",
            "command", "now", "mark_interrupted"]
@@ -74,6 +75,7 @@ def environment(device: torch.device) -> dict:
         "platform": platform.platform(),
         "device": device_description(device),
         "threads": torch.get_num_threads(),
+        "cpu": cpu_features(),  # native bf16 or not: why a bf16 run was fast or slow
     }
 
 

@@ -51,7 +51,7 @@ from .evaluation import autoattack_accuracy, evaluate, evaluate_holdout, final_t
 from .preparation import Setup, prepare
 from .provenance import environment, now
 from .runs import Run, default_runs_dir, find_run
-from .precision import grad_scaler
+from .precision import grad_scaler, warn_if_emulated
 from .selection import select_best
 from .training import piecewise_lr, sgd, train_epoch
 
@@ -104,6 +104,7 @@ def train(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None,
                 _finish(run, setup, _history(run), log, progress)
         return run
     setup = prepare(cfg)  # every check, before the folder is created or any training
+    warn_if_emulated(cfg.amp, setup.device)  # bf16 on a CPU that emulates it: say so first
     with run.lock(wait=wait, log=log):
         if _reusable(cfg, run):  # another process finished it while this one prepared
             log(f"reusing finished run {run.path}")
@@ -138,6 +139,8 @@ def _train_ranks(cfg: TrainConfig, run: Run, world: World, *, progress: bool,
     rank 0 alone claims the run folder (overwrite, wait, repair, lock) and tells the
     others whether to train; each then trains its shard, and rank 0 writes."""
     setup = prepare(dataclasses.replace(cfg, device=world.device))
+    if world.is_main:
+        warn_if_emulated(cfg.amp, setup.device)
     with contextlib.ExitStack() as held:
         verdict = "train"
         if world.is_main:

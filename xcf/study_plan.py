@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 from .locate import Committed, kd_overrides
+from .precision import precision_label
 from .profiles import PROFILES, ParameterError, params_dir, profile_knobs, results_dir
 
 __all__ = ["Study", "StudyResults", "studies_of", "fast_settings", "fast_studies", "kd_forms",
@@ -173,7 +174,17 @@ class StudyResults:
                     f"`{self.where}/`; `tools/run_claims.py --profile {self.profile}` trains "
                     "and exports them. Every verdict is *not run*.")
         return (f"{head}: {len(self.found)} of its {self.n_studies} studies have a finished "
-                f"run, read from `{self.where}/`.")
+                f"run, read from `{self.where}/`; trained in {self.precisions()}.")
+
+    def precisions(self) -> str:
+        """The precisions the found runs trained in, with counts, e.g. ``bf16 autocast
+        (61 runs) and fp32 (8 runs)``: a run's precision is part of its key."""
+        counts: dict[str, int] = {}
+        for run in self.found.values():
+            label = precision_label(run.config.get("amp", "none"))
+            counts[label] = counts.get(label, 0) + 1
+        parts = [f"{label} ({n} run{'s' * (n != 1)})" for label, n in counts.items()]
+        return " and ".join(parts) if parts else "-"
 
 
 def claims_profiles(directory: str | Path | None = None) -> list[str]:
