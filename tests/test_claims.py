@@ -25,36 +25,144 @@ def test_tally_counts_only_seeds_that_met_the_premise():
     assert claims.tally([]) == ("not run", 0, 0)
 
 
-def test_c1_needs_the_gap_beyond_both_bootstrap_intervals(tmp_path):
-    clear = [c1_run(tmp_path, f"s{i}", 10, 10 - g, ci_best=(9.5, 10.5), ci_last=(8 - g, 9 - g))
-             for i, g in enumerate([3.0, 1.0, 2.0])]
-    v = claims.c1(clear)
+def curve_run(tmp_path, name, *, best=10, epochs=40, fall=0.06, cas=None, holdout=None,
+              ci_best=None, ci_last=None, test_spike=None):
+    """A run whose test RA rises linearly to 0.5 at epoch ``best`` and then falls by
+    ``fall`` to the last epoch while train RA rises (robust overfitting when ``fall`` >=
+    3 points); held-out RA follows test RA unless ``holdout`` (a list) is given;
+    ``test_spike``: an epoch whose test RA alone jumps to 0.6 (a lucky evaluation).
+    ``cas``: the CAS per epoch (a list), default 10 before the best and 7 after it."""
+    ra = [0.2 + 0.3 * e / best if e <= best else 0.5 - fall * (e - best) / (epochs - best)
+          for e in range(1, epochs + 1)]
+    hold = holdout or list(ra)
+    if test_spike:
+        ra[test_spike - 1] = 0.6
+    cas = cas or [10.0 if e <= best else 7.0 for e in range(1, epochs + 1)]
+    extra = {e: {"holdout_robust_acc": hold[e - 1]} for e in range(1, epochs + 1)}
+    if ci_best:
+        extra[best]["cas_ci95"] = list(ci_best)
+    if ci_last:
+        extra[epochs]["cas_ci95"] = list(ci_last)
+    return make_run(tmp_path, ra, cas, extra=extra, name=name,
+                    train_ra=[0.01 * e for e in range(1, epochs + 1)])
+
+
+def gap_runs(tmp_path, gaps, prefix="s", **kw):
+    """One overfitting run per CAS gap (best 10, last 10 - gap)."""
+    return [curve_run(tmp_path, f"{prefix}{i}", cas=[10.0] * 39 + [10.0 - g], **kw)
+            for i, g in enumerate(gaps)]
+
+
+def t_interval(values):
+    """By hand: mean ± t(0.975, n - 1) sd / sqrt(n) (t from a table: 4.303 for n = 3)."""
+    v = np.asarray(values, dtype=float)
+    half = {3: 4.303, 5: 2.776}[len(v)] * v.std(ddof=1) / np.sqrt(len(v))
+    return v.mean() - half, v.mean() + half
+
+
+def test_c1_fall_is_decided_by_the_paired_interval_over_seeds(tmp_path):
+    v = claims.c1(gap_runs(tmp_path, [3.0, 2.5, 2.0]))        # 2.5 ± 4.303 * 0.5 / √3
+    lo, hi = t_interval([3.0, 2.5, 2.0])
     assert v.verdict == "holds" and (v.agree, v.tested) == (3, 3)
-    assert "gap 2.00 ± 1.00" in v.ours and "RA best 50.0 ± 0.0% vs last 40.0 ± 0.0%" in v.ours
-    # a positive gap whose intervals overlap does not count
-    overlap = c1_run(tmp_path, "o", 10, 9.8, ci_best=(9.5, 10.5), ci_last=(9.3, 10.3))
-    v = claims.c1(clear[:2] + [overlap])
-    assert v.verdict == "mixed" and (v.agree, v.tested) == (2, 3)
-
-
-def test_c1_without_robust_overfitting_is_not_tested_and_never_does_not_hold(tmp_path):
-    no_overfit = [c1_run(tmp_path, f"n{i}", 10, 12, ra_last=0.55) for i in range(2)]  # last best
-    v = claims.c1(no_overfit)
-    assert v.verdict == "not tested" and "0/2 seeds" in v.premise
+    assert f"+2.50 [{lo:+.2f}, {hi:+.2f}] (3/3 > 0)" in v.ours and lo > 0
+    # the same mean with more spread: the interval contains 0
+    v = claims.c1(gap_runs(tmp_path, [4.5, 2.5, 0.5], prefix="w"))
+    assert v.verdict == "inconclusive" and t_interval([4.5, 2.5, 0.5])[0] < 0
+    v = claims.c1(gap_runs(tmp_path, [-3.0, -2.5, -2.0], prefix="n"))
+    assert v.verdict == "does not hold"
     assert claims.c1([]).verdict == "not run"
-    # intervals missing: the point comparison decides
-    assert claims.c1([c1_run(tmp_path, "p", 10, 9)]).verdict == "holds"
-    assert claims.c1([c1_run(tmp_path, "q", 9, 10)]).verdict == "does not hold"
 
 
-def test_c2_compares_seed_by_seed_and_needs_a_positive_pgd_at_gap(tmp_path):
-    at = [c1_run(tmp_path, f"a{i}", 10, 7) for i in range(3)]             # gap 3
-    kd = [c1_run(tmp_path, f"k{i}", 10, 10 - g) for i, g in enumerate([0.5, 1.0, 4.0])]
-    v = claims.c2(list(zip(at, kd)), form="eq3")
-    assert v.verdict == "mixed" and (v.agree, v.tested) == (2, 3) and v.claim == "C2 (eq3)"
-    no_gap = [c1_run(tmp_path, f"z{i}", 10, 10.5) for i in range(3)]      # PGD-AT gap -0.5
-    v = claims.c2(list(zip(no_gap, kd)))
-    assert v.verdict == "not tested" and v.claim == "C2"
+def test_c1_fall_premise_is_robust_overfitting_not_a_best_before_the_last(tmp_path):
+    """A best-to-last fall of one point (the best is before the last, so the paper's
+    comparison applies) is not robust overfitting: every seed fails the premise."""
+    runs = gap_runs(tmp_path, [3.0, 2.5, 2.0], fall=0.01)
+    v = claims.c1(runs)
+    assert v.verdict == "not tested" and v.tested == 0
+    assert "in 0/3 seeds (falls 0.9, 0.9, 0.9 pts)" in v.premise  # 5-epoch means
+    assert claims.c1_specificity(runs).verdict == "not tested"
+
+
+def test_c1_counts_gaps_beyond_both_bootstrap_intervals(tmp_path):
+    runs = [curve_run(tmp_path, "clear", cas=[10.0] * 39 + [7.0], ci_best=(9.5, 10.5),
+                      ci_last=(6.5, 7.5)),
+            curve_run(tmp_path, "overlap", cas=[10.0] * 39 + [9.8], ci_best=(9.5, 10.5),
+                      ci_last=(9.3, 10.3))]
+    assert "beyond both bootstrap intervals in 1/2" in claims.c1(runs).ours
+
+
+def test_the_best_epoch_is_chosen_on_held_out_images_and_the_test_row_says_so(tmp_path):
+    """A lucky test evaluation at epoch 30 (RA 0.6) is the paper's best; the held-out
+    images do not see it, so the held-out reading keeps epoch 10 and its CAS."""
+    cas = [10.0 if e <= 10 else 12.0 if e == 30 else 7.0 for e in range(1, 41)]
+    runs = [curve_run(tmp_path, f"s{i}", cas=cas, test_spike=30) for i in range(3)]
+    from xcf import evidence
+
+    assert evidence.reading(runs[0]).best["epoch"] == 10
+    assert evidence.reading(runs[0], "test").best["epoch"] == 30
+    assert "CAS best 10.00" in claims.c1(runs).ours
+    test_selected = claims.c1(runs, claim="C1 fall, test-selected", select="test")
+    assert "CAS best 12.00" in test_selected.ours and "test RA" in test_selected.statement
+
+
+def test_c1_rise_compares_table_1s_early_epoch_with_the_best(tmp_path):
+    """Epoch 10 of 200 is epoch 2 of 40; CAS there 6 against 10 at the best: a rise."""
+    rising = [6.0 if e <= 2 else 10.0 if e <= 10 else 7.0 for e in range(1, 41)]
+    v = claims.c1_rise([curve_run(tmp_path, f"r{i}", cas=rising) for i in range(3)])
+    assert v.verdict == "holds" and "CAS best − epoch 2 +4.00" in v.ours
+    falling = [14.0 if e <= 2 else 10.0 if e <= 10 else 7.0 for e in range(1, 41)]
+    v = claims.c1_rise([curve_run(tmp_path, f"f{i}", cas=falling) for i in range(3)])
+    assert v.verdict == "does not hold"
+    # Fig. 2's epoch 70 of 200 is epoch 14 of 40, after this best (10): not tested
+    v = claims.c1_rise([curve_run(tmp_path, f"g{i}", cas=rising) for i in range(3)], "fig2")
+    assert v.verdict == "not tested" and "epoch 14 before the best epoch in 0/3" in v.premise
+    # a best at epoch 1 leaves no under-fitted checkpoint before it
+    early = [curve_run(tmp_path, f"e{i}", best=1, cas=rising) for i in range(3)]
+    assert claims.c1_rise(early).verdict == "not tested"
+
+
+ZIG = [1, -1, 1, 1, -1, -1, 1, -1, 1, 1, -1, 1, -1, -1, 1, -1, 1, -1, -1, 1, 1, -1, 1, -1,
+       -1, 1, 1, -1, 1, -1]  # epochs 11-40: an irregular zig-zag around the trend
+
+
+def tracked_run(tmp_path, name, sign):
+    """After the best (epoch 10) test RA and CAS both fall linearly; around that trend
+    CAS moves with RA (``sign`` +1) or against it (-1)."""
+    ra = [0.2 + 0.03 * e for e in range(1, 11)] + [0.5 - 0.002 * t + 0.01 * z
+                                                    for t, z in enumerate(ZIG, 1)]
+    cas = [10.0] * 10 + [10 - 0.1 * t + 0.3 * sign * z for t, z in enumerate(ZIG, 1)]
+    return make_run(tmp_path, ra, cas, name=name, train_ra=[0.01 * e for e in range(1, 41)],
+                    extra={e: {"holdout_robust_acc": ra[e - 1] if e != 10 else 0.9}
+                           for e in range(1, 41)})
+
+
+def test_c1_specificity_asks_whether_cas_follows_ra_beyond_time(tmp_path):
+    follows = [tracked_run(tmp_path, f"f{i}", +1) for i in range(3)]
+    v = claims.c1_specificity(follows)
+    assert v.verdict == "holds" and v.ours.split(": ")[1].startswith("+0.9")
+    against = [tracked_run(tmp_path, f"a{i}", -1) for i in range(3)]
+    assert claims.c1_specificity(against).verdict == "not specific"
+
+
+def test_c2_has_three_parts_each_paired_over_seeds(tmp_path):
+    at = gap_runs(tmp_path, [3.0, 3.0, 3.0], prefix="a")
+    kd = gap_runs(tmp_path, [0.5, 1.0, 0.0], prefix="k")
+    rel, own, rob = claims.c2(list(zip(at, kd)), form="eq3")
+    assert [v.claim for v in (rel, own, rob)] == ["C2 (eq3)", "C2 (eq3) own gap",
+                                                  "C2 (eq3) robustness"]
+    assert rel.verdict == "holds" and "+2.50" in rel.ours      # 3 - (0.5, 1, 0)
+    # 0.5 ± 1.24 contains 0, but with no intervals the point comparison finds a gap
+    # in 2 of 3 seeds: more than half, so not read as "no gap"
+    assert own.verdict == "inconclusive"
+    overlapping = gap_runs(tmp_path, [0.5, 1.0, 0.0], prefix="o", ci_best=(9, 11),
+                           ci_last=(8.5, 10.5))
+    assert claims.c2(list(zip(at, overlapping)))[1].verdict == "holds"
+    assert rob.verdict == "inconclusive"                       # identical RA curves: 0 ± 0
+    big = gap_runs(tmp_path, [2.5, 3.0, 3.5], prefix="b")      # KD keeps a clear gap
+    assert claims.c2(list(zip(at, big)))[1].verdict == "does not hold"
+    no_gap = gap_runs(tmp_path, [-0.5] * 3, prefix="z")
+    rel = claims.c2(list(zip(no_gap, kd)))[0]
+    assert rel.verdict == "not tested" and rel.claim == "C2"
 
 
 def eps_runs(tmp_path, pairs, seed=0):
@@ -124,40 +232,64 @@ def test_c4_premise_needs_robustness_learned_before_the_collapse(tmp_path):
     assert claims.c4([("y", high)]).verdict == "holds"
 
 
-def test_c5_needs_lower_and_flat_clean_cas(tmp_path):
-    at = c1_run(tmp_path, "at", 10, 7)                              # best CAS 10
-    flat = make_run(tmp_path, [0.0] * 6, [2, 4, 8, 8, 8.2, 8], name="flat")   # cas_clean = cas/2
-    rising = make_run(tmp_path, [0.0] * 6, [2, 4, 6, 8, 10, 12], name="rise")
-    v = claims.c5([(flat, at)])
-    assert v.verdict == "holds" and "standard 4.00" in v.ours
-    assert claims.c5([(rising, at)]).verdict == "does not hold"    # second half +2 of mean 5
-    high = make_run(tmp_path, [0.0] * 4, [30, 30, 30, 30], name="high")       # 15 > 10
-    assert claims.c5([(high, at)]).verdict == "does not hold"
+def test_c5_needs_lower_and_flat_clean_cas_paired_over_seeds(tmp_path):
+    at = [curve_run(tmp_path, f"at{i}") for i in range(3)]          # best CAS 10
+    flat = [make_run(tmp_path, [0.0] * 6, [2, 4, 8, 8, 8.2, 8 + i / 10], name=f"flat{i}")
+            for i in range(3)]                                      # cas_clean = cas / 2
+    v = claims.c5(list(zip(flat, at)))
+    assert v.verdict == "holds" and "standard 4.05 ± 0.05" in v.ours
+    rising = [make_run(tmp_path, [0.0] * 6, [2, 4, 6, 8, 10, 12 + i / 10], name=f"rise{i}")
+              for i in range(3)]                                    # +2 of a mean of 5
+    assert claims.c5(list(zip(rising, at))).verdict == "mixed"
+    high = [make_run(tmp_path, [0.0] * 4, [30 + i] * 4, name=f"high{i}") for i in range(3)]
+    assert claims.c5(list(zip(high, at))).verdict == "does not hold"   # 15 > 10
+    assert claims.c5(list(zip(flat, at))[:1]).verdict == "inconclusive"  # one seed
 
 
-P = {"train": {"epochs": 3}, "seeds": [0, 1], "kd_forms": ["eq3", "hinton"],
+P = {"train": {"epochs": 3}, "seeds": [0, 1, 2], "across_seeds": [0, 1], "kd_seeds": [0, 1, 2],
+     "kd_forms": ["eq3", "hinton"],
      "kd_lambda": 0.5, "kd_temperature": 2.0, "eps_list": [0.1], "eps_seeds": [0],
      "fast": [{"label": "a", "overrides": {"eps": 0.2}}], "fast_seeds": [0],
      "standard_seeds": [0], "across": [{"label": "ℓ2", "overrides": {"norm": "l2"}}]}
 
 
 def test_decide_reads_each_claims_runs_by_their_study_names(tmp_path):
-    found = {f"C1 seed {s}": c1_run(tmp_path, f"s{s}", 10, 7) for s in (0, 1)}
-    found.update({f"C2 KD-AT eq3 seed {s}": c1_run(tmp_path, f"k{s}", 10, 9.5) for s in (0, 1)})
-    found["C1 ℓ2 seed 0"] = c1_run(tmp_path, "l2", 10, 11)
+    found = {f"C1 seed {s}": curve_run(tmp_path, f"s{s}", cas=[10.0] * 39 + [7.0 + s / 4])
+             for s in (0, 1, 2)}
+    found.update({f"C2 KD-AT eq3 seed {s}": curve_run(tmp_path, f"k{s}", cas=[10.0] * 39 + [9.5])
+                  for s in (0, 1, 2)})
+    found["C1 ℓ2 seed 0"] = curve_run(tmp_path, "l2", cas=[10.0] * 39 + [11.0])
     found["C4 fast AT a seed 0"] = make_run(tmp_path, [0.3, 0.5, 0.1], [6, 8, 2], name="f",
                                             matrices={e: np.eye(10) for e in (1, 2, 3)})
     rows = {r["claim"]: r for r in claims.decide(found, P)}
-    assert list(rows) == ["C1", "C1 ℓ2", "C2 (eq3)", "C2 (hinton)", "C3", "C3 large ε", "C4",
-                          "C5"]
-    assert rows["C1"]["verdict"] == "holds"
+    assert list(rows) == ["C1 rise", "C1 rise (Fig. 2's epoch)", "C1 fall", "C1 specificity",
+                          "C1 fall, test-selected", "C1 ℓ2", "C2 (eq3)", "C2 (eq3) own gap",
+                          "C2 (eq3) robustness", "C2 (hinton)", "C2 (hinton) own gap",
+                          "C2 (hinton) robustness", "C3", "C3 large ε", "C4", "C5"]
+    assert rows["C1 fall"]["verdict"] == "holds"               # gaps 3, 2.75, 2.5
+    assert rows["C1 rise"]["verdict"] == "inconclusive"        # CAS 10 early and best: 0 ± 0
     # one of the two ℓ2 seeds: not decided from part of its seeds
     assert rows["C1 ℓ2"]["verdict"] == "not run" and rows["C1 ℓ2"]["ours"] == "1 of 2 runs found"
-    found["C1 ℓ2 seed 1"] = c1_run(tmp_path, "l2b", 10, 11)
+    found["C1 ℓ2 seed 1"] = curve_run(tmp_path, "l2b", cas=[10.0] * 39 + [11.0])
     rows = {r["claim"]: r for r in claims.decide(found, P)}
-    assert rows["C1 ℓ2"]["verdict"] == "does not hold"
-    assert rows["C2 (eq3)"]["verdict"] == "holds" and rows["C2 (hinton)"]["verdict"] == "not run"
+    assert rows["C1 ℓ2"]["verdict"] == "inconclusive"          # two seeds give no interval
+    assert rows["C2 (eq3)"]["verdict"] == "holds"              # 3 - 0.5 etc.
+    assert rows["C2 (hinton)"]["verdict"] == "not run"
     assert rows["C3"]["verdict"] == "not run" and rows["C4"]["verdict"] == "holds"
     assert rows["C5"]["verdict"] == "not run"
     assert all(r["paper"] and r["statement"] for r in rows.values())
     assert set(r["verdict"] for r in rows.values()) <= set(claims.VERDICTS)
+
+
+def test_partial_spearman_agrees_with_the_textbook_formula():
+    """Independent truth: r_xy.z = (r_xy - r_xz r_yz) / sqrt((1 - r_xz²)(1 - r_yz²)) on
+    Spearman correlations, against the rule book's residualised ranks."""
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=30)
+    x, y = z + rng.normal(size=30), z + rng.normal(size=30)
+    r = lambda a, b: stats.spearmanr(a, b)[0]  # noqa: E731
+    want = (r(x, y) - r(x, z) * r(y, z)) / np.sqrt((1 - r(x, z) ** 2) * (1 - r(y, z) ** 2))
+    got, p = claims.partial_spearman(x, y, z)
+    assert abs(got - want) < 1e-9 and 0 < p < 1

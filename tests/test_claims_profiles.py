@@ -74,10 +74,14 @@ def test_the_claims_page_reads_full_results_and_labels_them_full(tmp_path):
     assert full.caption().startswith(f"**full profile**: 3 of its {full.n_studies} studies")
     assert full.caption().endswith("trained in fp32 (3 runs).")  # each run's amp: none
     verdicts = {v["claim"]: v["verdict"] for v in claims.decide(full.found, full.studies)}
-    # by hand: RA 0.5 at best > 0.4 last, and best's interval [4, 6] lies above last's [1, 3]
-    assert verdicts["C1"] == "holds"
-    # standard: clean CAS 1.0 (half of 2, make_run) below PGD-AT's best CAS 5, and flat
-    assert verdicts["C5"] == "holds"
+    # by hand: RA 0.3, 0.5, 0.4 over 3 epochs has one 3-epoch mean, which cannot fall:
+    # no robust overfitting, so C1's fall is not tested (a best before the last is not
+    # enough); its rise has no epoch before the best but epoch 1 (Table 1's 10 of 200,
+    # scaled to 3 epochs), one seed: no interval
+    assert verdicts["C1 fall"] == "not tested"
+    assert verdicts["C1 rise"] == "inconclusive"
+    # standard: clean CAS 1.0 below PGD-AT's best CAS 5, one seed: no interval either
+    assert verdicts["C5"] == "inconclusive"
     assert verdicts["C2"] == verdicts["C4"] == "not run"  # no KD or fast-AT run exported
     assert verdicts["C3"] == "not run"  # one ε of the six: not decided from part of them
 

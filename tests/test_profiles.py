@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xcf.profiles import (ParameterError, notebook_parameters, params_dir, record_metrics,
-                          resolve_profile)
+from xcf.profiles import (ParameterError, notebook_parameters, params_dir, profile_knobs,
+                          record_metrics, resolve_profile)
 
 
 @pytest.fixture(autouse=True)
@@ -146,3 +146,16 @@ def test_no_params_anywhere_is_a_clear_error_not_a_path_into_the_install(tmp_pat
         pytest.skip("a folder above the temp dir holds profile files")
     with pytest.raises(ParameterError, match="XCF_PARAMS_DIR"):
         params_dir()
+
+
+def test_every_profiles_early_epoch_is_table_1s_epoch_scaled_to_its_runs():
+    """One definition of the under-fitted checkpoint on every page (issue 26): the ε
+    page's Table 1 column is the epoch the rule book reads, Table 1's 10 of 200 scaled."""
+    from xcf.evidence import paper_epoch
+
+    for profile in ("smoke", "cpu", "gpu", "full"):
+        K = profile_knobs("05_perturbation_bound", profile)
+        epochs = K["train"].get("epochs", 200)
+        assert K["early_epoch"] == round(10 / 200 * epochs) or (
+            K["early_epoch"] == 1 and round(10 / 200 * epochs) == 0), profile
+        assert K["early_epoch"] == paper_epoch(10, epochs), profile
