@@ -82,14 +82,16 @@ def test_claims_table_is_regenerated_from_the_artifacts(found):
         return bool(missing)
 
     c1 = []
-    for s in S["seeds"]:
+    c1_pending = pending("C1", [f"C1 seed {s}" for s in S["seeds"]])
+    for s in [] if c1_pending else S["seeds"]:
         r = raw_rows(found[f"C1 seed {s}"].path)
         best, last = max(r, key=lambda x: x["test_robust_acc"]), r[-1]
         premise = best["test_robust_acc"] > last["test_robust_acc"]
         c1.append(best["cas_ci95"][0] > last["cas_ci95"][1] if premise else None)
-    assert rows["C1"]["verdict"] == raw_verdict(c1)
-    mean_gap = sum(raw_gap(found[f"C1 seed {s}"].path)[2] for s in S["seeds"]) / len(S["seeds"])
-    assert f"gap {mean_gap:.2f} ±" in rows["C1"]["ours"]
+    if not c1_pending:
+        assert rows["C1"]["verdict"] == raw_verdict(c1)
+        mean_gap = sum(raw_gap(found[f"C1 seed {s}"].path)[2] for s in S["seeds"]) / len(S["seeds"])
+        assert f"gap {mean_gap:.2f} ±" in rows["C1"]["ours"]
     forms = study_plan.kd_forms(S)
     for form in forms:
         claim = f"C2 ({form})" if len(forms) > 1 else "C2"
