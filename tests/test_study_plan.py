@@ -51,3 +51,26 @@ def test_each_kd_student_is_taught_by_the_c1_run_of_its_own_seed():
     # without a teacher the student is reported missing, and nothing is located for it
     nothing = dict(study_plan.located_studies(P, lambda config, **o: None))
     assert nothing["C2 KD-AT eq3 seed 0"] is None
+
+
+def test_seed_overrides_reach_every_run_of_that_seed_teacher_and_student_alike():
+    """``seed_overrides`` (seeds trained in fp32 where bf16 is not native) change the runs
+    of the seeds they name, and only those; a KD student's teacher is located with them."""
+    P = {"train": {"amp": "bf16"}, "seeds": [0, 3], "eps_list": [0.1], "eps_seeds": [3],
+         "fast": [], "kd_lambda": 0.5, "kd_temperature": 2, "kd_forms": ["hinton"],
+         "standard_seeds": [3], "seed_overrides": {3: {"amp": "none"}}}
+    by_name = {s.name: s.overrides for s in study_plan.studies_of(P)}
+    assert by_name["C1 seed 0"] == {"seed": 0}
+    assert by_name["C1 seed 3"] == {"amp": "none", "seed": 3}
+    assert by_name["C3 eps 0.1 seed 3"] == {"amp": "none", "eps": 0.1, "seed": 3}
+    assert by_name["C5 standard seed 3"] == {"amp": "none", "objective": "standard", "seed": 3}
+    calls = []
+
+    def locate(config, **overrides):
+        calls.append(overrides)
+        return _Found(f"run {overrides}")
+
+    dict(study_plan.located_studies(P, locate, only=lambda n: n == "C2 KD-AT hinton seed 3"))
+    teacher, student = calls
+    assert teacher == {"amp": "none", "seed": 3}
+    assert student["amp"] == "none" and student["kd"]["form"] == "hinton"

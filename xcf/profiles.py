@@ -215,7 +215,8 @@ _INT_KNOBS = {k for k, r in _RANGES.items() if r == _POSITIVE_INT} | {"seed", "s
 _CHOICES = {"kd_form": ("eq3", "hinton"), "results": PROFILES, "profiles": PROFILES}
 _CONFIG_KNOBS = ("train", "teacher")       # whole training configs
 _OVERRIDE_KNOBS = {"vit": "train"}         # overrides of another knob's config
-_OVERRIDE_TABLES = {"datasets": "train"}   # name -> overrides of another knob's config
+_OVERRIDE_TABLES = {"datasets": "train",   # name -> overrides of another knob's config
+                    "seed_overrides": "train"}
 
 
 class _Bad(Exception):

@@ -19,7 +19,10 @@ Keys of ``P`` (each list of seeds defaults to ``seeds``):
   student per form and seed, taught by the best checkpoint of C1's run of that seed;
 - ``eps_list``: C3's ε values; ``fast``: C4's fast-AT settings (``{label, overrides}``);
 - ``across``: ``{label, overrides}`` rows that repeat C1 under another norm or model;
-- ``search``: settings tried for robust overfitting; ``planted``: the planted-data run.
+- ``search``: settings tried for robust overfitting; ``planted``: the planted-data run;
+- ``seed_overrides``: ``{seed: overrides}`` applied to every run of that seed (a KD
+  student and its teacher alike), e.g. ``{3: {amp: none}}`` for seeds trained in fp32 on
+  a CPU without native bf16; each run's key and page label carry its precision.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from .precision import precision_label
 from .profiles import PROFILES, ParameterError, params_dir, profile_knobs, results_dir
 
 __all__ = ["Study", "StudyResults", "studies_of", "fast_settings", "fast_studies", "kd_forms",
-           "seeds_of", "located_studies", "find_studies", "claims_profiles", "claims_results"]
+           "seeds_of", "seed_overrides", "located_studies", "find_studies", "claims_profiles", "claims_results"]
 
 
 @dataclass
@@ -54,6 +57,11 @@ def seeds_of(P: Mapping[str, Any], claim: str) -> list[int]:
     """The seeds of ``claim`` (``kd``, ``eps``, ``fast``, ``standard``, ``across``):
     ``P[claim + '_seeds']``, or C1's ``seeds``."""
     return list(P.get(f"{claim}_seeds", P["seeds"]))
+
+
+def seed_overrides(P: Mapping[str, Any], seed: int) -> dict:
+    """The overrides ``P['seed_overrides']`` names for every run of ``seed`` (``{}``)."""
+    return dict((P.get("seed_overrides") or {}).get(seed, {}))
 
 
 def kd_forms(P: Mapping[str, Any]) -> list[str]:
@@ -80,26 +88,27 @@ def fast_studies(P: Mapping[str, Any]) -> list[tuple[str, str]]:
 def studies_of(P: Mapping[str, Any]) -> Iterator[Study]:
     """Every run the ``11_claims`` section ``P`` names, teachers before students."""
     base = P["train"]
+    of = lambda seed, overrides: {**seed_overrides(P, seed), **overrides, "seed": seed}  # noqa: E731
     for probe in P.get("search", []):
         yield Study(f"search: {probe['label']}", base, dict(probe["overrides"]))
     for seed in P["seeds"]:
-        yield Study(f"C1 seed {seed}", base, {"seed": seed})
+        yield Study(f"C1 seed {seed}", base, of(seed, {}))
     for form in kd_forms(P):
         for seed in seeds_of(P, "kd"):
-            yield Study(f"C2 KD-AT {form} seed {seed}", base, {"objective": "kd_at"},
+            yield Study(f"C2 KD-AT {form} seed {seed}", base, of(seed, {"objective": "kd_at"}),
                         teacher_seed=seed, kd_form=form)
     for eps in P.get("eps_list", []):
         for seed in seeds_of(P, "eps"):
-            yield Study(f"C3 eps {eps:g} seed {seed}", base, {"eps": eps, "seed": seed})
+            yield Study(f"C3 eps {eps:g} seed {seed}", base, of(seed, {"eps": eps}))
     for setting in fast_settings(P):
         for seed in seeds_of(P, "fast"):
             yield Study(f"C4 fast AT {setting['label']} seed {seed}", base,
-                        {**setting["overrides"], "seed": seed})
+                        of(seed, setting["overrides"]))
     for seed in seeds_of(P, "standard"):
-        yield Study(f"C5 standard seed {seed}", base, {"objective": "standard", "seed": seed})
+        yield Study(f"C5 standard seed {seed}", base, of(seed, {"objective": "standard"}))
     for row in P.get("across", []):
         for seed in seeds_of(P, "across"):
-            yield Study(f"C1 {row['label']} seed {seed}", base, {**row["overrides"], "seed": seed})
+            yield Study(f"C1 {row['label']} seed {seed}", base, of(seed, row["overrides"]))
     if P.get("planted"):
         yield Study("planted", base, dict(P["planted"]))
 
@@ -124,11 +133,12 @@ def located_studies(P: Mapping[str, Any], locate: Callable[..., Any],
         if study.teacher_seed is not None:
             seed = study.teacher_seed
             if seed not in c1:
-                c1[seed] = locate(study.config, seed=seed)
+                c1[seed] = locate(study.config, **seed_overrides(P, seed), seed=seed)
             if c1[seed] is None:
                 yield study.name, None
                 continue
-            overrides = {**kd_overrides(c1[seed].path, P["kd_lambda"], P["kd_temperature"],
+            overrides = {**seed_overrides(P, seed),
+                         **kd_overrides(c1[seed].path, P["kd_lambda"], P["kd_temperature"],
                                         study.kd_form), "seed": seed}
         if announce is not None:
             announce(study.name)
