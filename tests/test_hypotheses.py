@@ -1,0 +1,94 @@
+"""xcf.hypotheses: the rules of the causal test (issue 28), committed before its runs,
+on made-up runs and erasure records whose verdicts are known by hand."""
+import pytest
+
+from run_folders import make_run
+from xcf import hypotheses as H
+
+
+def run(tmp_path, name, fall=0.06, cas_best=10.0, cas_last=7.0, ra_scale=1.0):
+    """Test RA rises to 0.5 * ra_scale at epoch 10 and falls by ``fall`` to epoch 40."""
+    ra = [ra_scale * (0.2 + 0.03 * e) if e <= 10 else ra_scale * 0.5 - fall * (e - 10) / 30
+          for e in range(1, 41)]
+    cas = [cas_best if e <= 10 else cas_best if e < 40 else cas_last for e in range(1, 41)]
+    return make_run(tmp_path, ra, cas, name=name, train_ra=[0.01 * e for e in range(1, 41)],
+                    extra={e: {"holdout_robust_acc": ra[e - 1]} for e in range(1, 41)})
+
+
+def record(shared_cost_best, shared_cost_last, excl_cost_best=0.05, excl_cost_last=0.10):
+    def at(shared, excl):
+        return {"as_is": {"robust_acc": 0.5}, "shared_erased": {"robust_acc": 0.5 - shared},
+                "exclusive_erased": {"robust_acc": 0.5 - excl}}
+    return {"under": at(0.0, 0.0), "best": at(shared_cost_best, excl_cost_best),
+            "last": at(shared_cost_last, excl_cost_last)}
+
+
+def test_erasure_cost_by_hand_and_bad_names():
+    rec = record(0.20, 0.05)
+    assert H.erasure_cost(rec, "best", "shared_erased") == pytest.approx(0.20)
+    assert H.erasure_cost(rec, "last", "exclusive_erased") == pytest.approx(0.10)
+    with pytest.raises(ValueError, match="'middle' is not one of under, best, last"):
+        H.erasure_cost(rec, "middle", "shared_erased")
+    with pytest.raises(ValueError, match="'as_is' is not one of"):
+        H.erasure_cost(rec, "best", "as_is")
+
+
+def test_h1_reads_the_paired_difference_of_erasure_costs(tmp_path):
+    # shared-glyph cost best - last: 0.15, 0.12, 0.18 -> interval above 0
+    seeds = [(run(tmp_path, f"s{i}"), record(0.20 + d, 0.05)) for i, d in
+             enumerate([0.0, -0.03, 0.03])]
+    h1a, h1b = H.h1(seeds)
+    assert h1a.verdict == "holds" and "+15.0 pts" in h1a.ours
+    assert h1b.verdict == "holds"                 # 0.05 in every seed: a point interval
+    reversed_ = [(run(tmp_path, f"r{i}"), record(0.05, 0.20 + d)) for i, d in
+                 enumerate([0.0, -0.03, 0.03])]
+    assert H.h1(reversed_)[0].verdict == "does not hold"
+
+
+def test_h1_without_robust_overfitting_is_not_tested(tmp_path):
+    calm = [(run(tmp_path, f"c{i}", fall=0.01), record(0.2, 0.05)) for i in range(3)]
+    h1a, h1b = H.h1(calm)
+    assert h1a.verdict == h1b.verdict == "not tested"
+    assert h1a.premise == "robust overfitting in 0/3 seeds"
+
+
+def arms(tmp_path, i, kd_last, shuffled_last, ls_last, pgd_last=7.0, shuffled_fall=0.05):
+    return {"pgd_at": run(tmp_path, f"p{i}", cas_last=pgd_last),
+            "kd": run(tmp_path, f"k{i}", cas_last=kd_last, fall=0.01),
+            "kd_shuffled": run(tmp_path, f"s{i}", cas_last=shuffled_last, fall=shuffled_fall),
+            "label_smoothing": run(tmp_path, f"l{i}", cas_last=ls_last, fall=0.05,
+                                   cas_best=9.0)}
+
+
+def test_h2_holds_only_when_the_teacher_beats_both_controls_in_every_part(tmp_path):
+    seeds = [arms(tmp_path, i, 9.5 + i / 10, 7.5 - i / 10, 7.8 + i / 10) for i in range(3)]
+    out = H.h2(seeds)
+    parts = {o.name: o.verdict for o in out}
+    # CAS gaps: KD 0.5/0.4/0.3, shuffled 2.5/2.6/2.7, smoothing 1.2/1.1/1.0 (best 9):
+    # KD's gap smaller than both; RA falls 1 point (KD) vs 5 (controls) in every seed, a
+    # point interval at 4 points; best CAS KD 10 vs shuffled 10 (0 in every seed) and
+    # smoothing 9 (1 in every seed)
+    assert parts["H2: CAS gap below the shuffled teacher's"] == "holds"
+    assert parts["H2: CAS gap below matched smoothing's"] == "holds"
+    assert parts["H2: RA gap below the shuffled teacher's"] == "holds"
+    assert parts["H2: best CAS above the shuffled teacher's"] == "inconclusive"
+    assert parts["H2: best CAS above matched smoothing's"] == "holds"
+    assert parts["H2"] == "mixed"
+    assert H.verdict_line(out) == "H2 is mixed: see its parts."
+
+
+def test_h2_says_plainly_when_the_shuffled_teacher_does_as_well(tmp_path):
+    # the shuffled teacher's CAS gap 0.5/0.4/0.3 against KD's 0.5/0.6/0.7, and its RA
+    # falls as little as KD's: every comparison with it inconclusive or reversed
+    same = [arms(tmp_path, i, 9.5 - i / 10, 9.5 + i / 10, 8.0, shuffled_fall=0.01)
+            for i in range(3)]
+    out = H.h2(same)
+    assert H.verdict_line(out).startswith("The shuffled teacher helps as much as the real one")
+
+
+def test_h2_premise_and_missing_arms(tmp_path):
+    no_gap = [arms(tmp_path, i, 9.5, 7.5, 7.8, pgd_last=10.5) for i in range(3)]
+    assert {o.verdict for o in H.h2(no_gap)} == {"not tested"}
+    broken = [{"pgd_at": run(tmp_path, "x"), "kd": None}]
+    with pytest.raises(ValueError, match="missing: .*kd"):
+        H.h2(broken)

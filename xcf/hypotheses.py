@@ -1,0 +1,159 @@
+"""Beyond the paper: a causal test of its hypothesis, with the rules and predictions
+written before the runs (issue 28).
+
+The paper's evidence is correlational: the best checkpoint has a higher CAS than the
+overfitted last one, and KD-AT keeps both CAS and robustness.  Its hypothesis is causal:
+cross-class features *help* robust generalisation, robust overfitting *is* their loss,
+and soft labels help *because* they carry the classes' similarity.  Two interventions
+test that, each decided here by a rule fixed before any of its runs:
+
+**H1, planted features erased.**  On planted images each sharing pair of classes owns a
+shared glyph and each class an exclusive one (:mod:`xcf.data.planted`).  For each
+checkpoint (under-fitted, best, last) robust accuracy is measured on the test set as it
+is, with the shared glyphs erased, and with the exclusive glyphs erased.  The *cost* of
+an erasure is RA(as is) - RA(erased).
+
+- Prediction H1a: erasing the shared glyphs costs the best checkpoint more than the last
+  one (paired over seeds: cost_shared(best) - cost_shared(last) > 0).
+- Prediction H1b: erasing the exclusive glyphs costs the last checkpoint more than the
+  best one (cost_exclusive(last) - cost_exclusive(best) > 0).
+- Premise: the run robust-overfits (:func:`xcf.diagnostics.overfitting`).
+- Meaning: H1a holding says the best checkpoint relies on cross-class features more
+  than the overfitted one, as the hypothesis has it; H1a failing (an interval below 0 or
+  around 0) says robust overfitting here is not a loss of reliance on shared features.
+
+**H2, soft labels with their structure destroyed.**  KD-AT with the real teacher
+(Hinton form, where KD-AT keeps CAS at cpu scale) against two controls that keep
+everything else: ``kd_shuffled`` (per sample, the teacher's true-class probability kept
+and its other probabilities permuted: same confidence and entropy, no class similarity)
+and ``label_smoothing`` matched to the teacher's mean true-class probability.
+
+- Prediction H2: over seeds, KD-AT with the teacher has a smaller CAS gap (best - last)
+  and a smaller RA gap than each control, and a higher CAS at its best checkpoint
+  (six paired comparisons: :data:`H2_PARTS`).
+- Premise: PGD-AT's CAS gap is positive in the seed (there is a loss to prevent).
+- Meaning: all six holding supports "soft labels help because of their cross-class
+  structure"; the shuffled teacher doing as well (its comparisons inconclusive or
+  reversed) says the structure is not what helps at this scale, whatever smoothing does.
+
+Each verdict comes from the paired 95% t interval of :mod:`xcf.paired` (holds,
+does not hold, inconclusive, not tested).  Best checkpoints are chosen on held-out
+images (:func:`xcf.evidence.reading`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
+
+from . import evidence, paired
+
+__all__ = ["CHECKPOINTS", "TEST_SETS", "H2_ARMS", "H2_PARTS", "PREDICTIONS", "Outcome",
+           "erasure_cost", "h1", "h2", "verdict_line"]
+
+CHECKPOINTS = ("under", "best", "last")
+TEST_SETS = ("as_is", "shared_erased", "exclusive_erased")
+H2_ARMS = ("kd", "kd_shuffled", "label_smoothing")
+# (label, control arm, quantity, sign): sign +1 means "the control's value minus KD's
+# is predicted positive" (KD's gap smaller), -1 "KD's minus the control's" (KD higher).
+H2_PARTS = (
+    ("CAS gap below the shuffled teacher's", "kd_shuffled", "cas_gap", +1),
+    ("CAS gap below matched smoothing's", "label_smoothing", "cas_gap", +1),
+    ("RA gap below the shuffled teacher's", "kd_shuffled", "ra_gap", +1),
+    ("RA gap below matched smoothing's", "label_smoothing", "ra_gap", +1),
+    ("best CAS above the shuffled teacher's", "kd_shuffled", "cas_best", -1),
+    ("best CAS above matched smoothing's", "label_smoothing", "cas_best", -1),
+)
+PREDICTIONS = {
+    "H1a": "erasing the shared glyphs costs the best checkpoint more robust accuracy than "
+           "the last one",
+    "H1b": "erasing the exclusive glyphs costs the last checkpoint more robust accuracy "
+           "than the best one",
+    "H2": "KD-AT with the real teacher keeps CAS and robustness better than with the "
+          "shuffled teacher and than with matched label smoothing",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One prediction decided: its verdict, the paired summary, the premise as it fared."""
+
+    name: str
+    prediction: str
+    verdict: str
+    ours: str
+    premise: str
+
+    def say(self) -> str:
+        return (f"{self.name}, {self.prediction}: {self.verdict}\n  ours: {self.ours}\n"
+                f"  premise: {self.premise}")
+
+
+def erasure_cost(record: Mapping[str, Mapping[str, Mapping[str, float]]], checkpoint: str,
+                 erased: str) -> float:
+    """RA(as is) - RA(``erased``) at ``checkpoint`` of one seed's erasure record
+    ``{checkpoint: {test set: {"robust_acc": ...}}}`` (:data:`CHECKPOINTS`,
+    :data:`TEST_SETS`)."""
+    for name, allowed in ((checkpoint, CHECKPOINTS), (erased, TEST_SETS[1:])):
+        if name not in allowed:
+            raise ValueError(f"{name!r} is not one of {', '.join(allowed)}")
+    at = record[checkpoint]
+    return float(at["as_is"]["robust_acc"] - at[erased]["robust_acc"])
+
+
+def h1(seeds: Sequence[tuple[Any, Mapping]]) -> list[Outcome]:
+    """H1a and H1b on ``(planted PGD-AT run, its erasure record)`` per seed."""
+    tested = [(run, rec) for run, rec in seeds if evidence.reading(run).overfits]
+    premise = f"robust overfitting in {len(tested)}/{len(seeds)} seeds"
+    out = []
+    for name, erased, high, low in (("H1a", "shared_erased", "best", "last"),
+                                    ("H1b", "exclusive_erased", "last", "best")):
+        p = paired.paired([erasure_cost(rec, high, erased) - erasure_cost(rec, low, erased)
+                           for _, rec in tested])
+        out.append(Outcome(name, PREDICTIONS[name], paired.verdict_of(p),
+                           f"cost at {high} − cost at {low}: {p.text(1, 100, ' pts')}", premise))
+    return out
+
+
+def _value(r: evidence.Reading, quantity: str) -> float:
+    return {"cas_gap": r.cas_gap, "ra_gap": r.ra_gap, "cas_best": float(r.best["cas"])}[quantity]
+
+
+def h2(seeds: Sequence[Mapping[str, Any]]) -> list[Outcome]:
+    """H2 on one mapping per seed: ``{"pgd_at": run, "kd": run, "kd_shuffled": run,
+    "label_smoothing": run}``; one :class:`Outcome` per part of :data:`H2_PARTS`, then
+    the whole prediction (holds only when every part holds)."""
+    missing = [a for s in seeds for a in ("pgd_at", *H2_ARMS) if s.get(a) is None]
+    if missing:
+        raise ValueError(f"H2 needs every arm in every seed; missing: {sorted(set(missing))}")
+    reads = [{arm: evidence.reading(s[arm]) for arm in ("pgd_at", *H2_ARMS)} for s in seeds]
+    tested = [r for r in reads if r["pgd_at"].cas_gap > 0]
+    premise = f"PGD-AT's CAS gap > 0 in {len(tested)}/{len(seeds)} seeds"
+    out = []
+    for label, control, quantity, sign in H2_PARTS:
+        p = paired.paired([sign * (_value(r[control], quantity) - _value(r["kd"], quantity))
+                           for r in tested])
+        scale, unit = (100, " pts") if quantity == "ra_gap" else (1, "")
+        out.append(Outcome(f"H2: {label}", PREDICTIONS["H2"], paired.verdict_of(p),
+                           f"{p.text(2, scale, unit)} in the predicted direction", premise))
+    verdicts = {o.verdict for o in out}
+    whole = ("holds" if verdicts == {"holds"} else "not tested" if verdicts == {"not tested"}
+             else "does not hold" if "holds" not in verdicts else "mixed")
+    out.append(Outcome("H2", PREDICTIONS["H2"], whole,
+                       f"{sum(o.verdict == 'holds' for o in out)} of {len(out)} parts hold",
+                       premise))
+    return out
+
+
+def verdict_line(outcomes: Sequence[Outcome]) -> Optional[str]:
+    """The plain sentence a page prints for H2's whole outcome, or ``None``."""
+    whole = next((o for o in outcomes if o.name == "H2"), None)
+    if whole is None:
+        return None
+    shuffled = [o for o in outcomes if "shuffled" in o.name]
+    if whole.verdict == "holds":
+        return ("KD-AT with the real teacher beats both controls: the cross-class structure "
+                "of the soft labels is what helps, at this scale.")
+    if shuffled and all(o.verdict in ("inconclusive", "does not hold") for o in shuffled):
+        return ("The shuffled teacher helps as much as the real one: the cross-class "
+                "structure of soft labels is not what helps at this scale.")
+    return f"H2 is {whole.verdict}: see its parts."
