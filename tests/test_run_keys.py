@@ -141,6 +141,8 @@ def test_the_key_hashes_the_difference_from_the_baseline_by_hand():
 # added after the freeze whose entry is the behaviour of the runs made before (T^2).
 CHANGED_DEFAULTS: dict = {"attack_mode": "eval"}
 ADDED_WITH_OLD_BEHAVIOUR: dict = {"kd": {"form": "hinton"}}
+# Fields added after the freeze, compared with their own default (issue 28's controls).
+ADDED_AFTER_THE_FREEZE: dict = {"kd": ("soft_labels",)}
 
 
 def test_the_baseline_is_the_resolved_default_config_it_was_frozen_from():
@@ -148,6 +150,9 @@ def test_the_baseline_is_the_resolved_default_config_it_was_frozen_from():
     for key in config.NON_IDENTITY:
         d.pop(key)
     assert set(KEY_BASELINE) <= set(d), "the baseline names a field that does not exist"
+    for section, fields in ADDED_AFTER_THE_FREEZE.items():
+        for field in fields:
+            d[section].pop(field)
     frozen_at = {**{k: d[k] for k in KEY_BASELINE}, **CHANGED_DEFAULTS}
     for section, fields in ADDED_WITH_OLD_BEHAVIOUR.items():
         frozen_at[section] = {**frozen_at[section], **fields}
@@ -161,3 +166,13 @@ def test_the_teacher_is_named_by_its_folder_not_its_location():
     other = make_config(objective="kd_at", kd={"teacher": "runs/cpu/t-pgd_at-ba9876543210"})
     assert here.key() == moved.key() != other.key()
     assert here.identity()["kd"] == {"teacher": "t-pgd_at-0123456789ab", "form": "eq3"}
+
+
+def test_a_kd_field_added_after_the_freeze_leaves_every_earlier_key_alone():
+    """kd.soft_labels (issue 28) at its default is no part of the key; another value is."""
+    kd = {"teacher": "runs/cpu/t-pgd_at-0123456789ab", "form": "hinton"}
+    before = make_config(objective="kd_at", kd=kd)
+    assert "soft_labels" not in before.identity()["kd"]
+    assert make_config(objective="kd_at", kd={**kd, "soft_labels": "teacher"}).key() == before.key()
+    shuffled = make_config(objective="kd_at", kd={**kd, "soft_labels": "shuffled"})
+    assert shuffled.identity()["kd"]["soft_labels"] == "shuffled"

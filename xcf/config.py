@@ -38,7 +38,7 @@ from .checkpoints import CheckpointError, weights_digest
 from .data import DATASETS
 from .models import MODELS
 
-__all__ = ["OBJECTIVES", "AMP_MODES", "ATTACK_MODES", "KD_FORMS", "BEST_METRICS", "DEVICE_PATTERN",
+__all__ = ["OBJECTIVES", "AMP_MODES", "ATTACK_MODES", "KD_FORMS", "KD_SOFT_LABELS", "BEST_METRICS", "DEVICE_PATTERN",
            "NON_IDENTITY", "KEY_BASELINE", "KEY_LENGTH", "FLOAT_DIGITS", "ConfigError",
            "ConfigFileError", "LINF_EPS_MAX", "L2_EPS_MAX", "read_config_file", "KDConfig",
            "TradesConfig", "FastATConfig", "TrainConfig", "teacher_identity", "teacher_digest",
@@ -51,6 +51,9 @@ OBJECTIVES = ("standard", "pgd_at", "kd_at", "fast_at", "trades")
 AMP_MODES = ("none", "bf16", "fp16")
 ATTACK_MODES = ("train", "eval")  # train: the official loop (model.train() before the attack)
 KD_FORMS = ("eq3", "hinton")
+# Whose soft labels KD-AT learns from: the teacher's (the paper), or a control of issue
+# 28 that keeps their confidence and destroys their class similarity (xcf.objectives).
+KD_SOFT_LABELS = ("teacher", "shuffled", "smoothing")
 BEST_METRICS = ("auto", "test_robust_acc", "test_clean_acc")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # Runtime- or logging-only fields: they do not change the trained weights, so they are left
@@ -132,12 +135,19 @@ class KDConfig:
     ``form``: ``eq3``, Eq. 3 as printed, ``(1 - lam) CE + lam KL`` (the default: the
     official code has no KD, so the printed equation is the spec), or ``hinton``, the
     Hinton et al. (2015) form ``(1 - lam) CE + lam T^2 KL`` of the KD-AT code the paper
-    builds on (Chen et al. 2021); see :func:`xcf.objectives.distillation_loss`."""
+    builds on (Chen et al. 2021); see :func:`xcf.objectives.distillation_loss`.
+
+    ``soft_labels`` (beyond the paper, issue 28): ``teacher`` (the paper's KD-AT),
+    ``shuffled`` (the teacher's probabilities with the non-true classes permuted per
+    sample: :class:`xcf.objectives.ShuffledDistillationAT`) or ``smoothing`` (label
+    smoothing matched to the teacher's mean true-class probability:
+    :class:`xcf.objectives.MatchedSmoothingAT`)."""
 
     teacher: Optional[str] = None   # xcf checkpoint file, or a run folder (its best.pt)
     lam: float = 0.5                # YAML key: lambda
     temperature: float = 2.0
     form: str = "eq3"
+    soft_labels: str = "teacher"
 
 
 @dataclass
@@ -617,3 +627,4 @@ def _validate_objective(c: TrainConfig) -> None:
         _need_number("kd.lambda", c.kd.lam, low=0, high=1)
         _need_number("kd.temperature", c.kd.temperature, low=0, strict_low=True)
         _need_choice("kd.form", c.kd.form, KD_FORMS)
+        _need_choice("kd.soft_labels", c.kd.soft_labels, KD_SOFT_LABELS)

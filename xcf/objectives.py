@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from .attacks import FGSMRS, PGD, Attack, ascent_direction, attack_mode, input_gradient, project
 from .config import TrainConfig
 
-__all__ = ["cross_entropy", "kl_divergence", "distillation_loss", "trades_loss", "Step",
-           "Objective", "Standard", "AdversarialCE", "DistillationAT", "trades_perturb", "Trades",
-           "build_objective"]
+__all__ = ["cross_entropy", "kl_divergence", "distillation_loss", "soft_target_loss",
+           "shuffle_off_true", "trades_loss", "Step", "Objective", "Standard", "AdversarialCE",
+           "DistillationAT", "ShuffledDistillationAT", "MatchedSmoothingAT", "trades_perturb",
+           "Trades", "build_objective"]
 
 
 # =========================================================================== losses
@@ -79,6 +80,37 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     kl = kl_divergence(teacher_logits, student_logits, temperature)
     scale = temperature ** 2 if form == "hinton" else 1.0
     return (1 - lam) * ce + lam * scale * kl
+
+
+def soft_target_loss(student_logits: torch.Tensor, target: torch.Tensor, y: torch.Tensor,
+                     lam: float, temperature: float, form: str = "eq3") -> torch.Tensor:
+    """:func:`distillation_loss` with the teacher's tempered distribution given directly
+    as ``target`` probabilities ``(B, K)`` (rows summing to 1): ``(1 - lam) CE + lam
+    [T^2] KL(target || softmax(student / T))``, the soft term of KD-AT for soft labels
+    that are not a teacher's (the controls of :class:`ShuffledDistillationAT` and
+    :class:`MatchedSmoothingAT`)."""
+    if form not in ("eq3", "hinton"):
+        raise ValueError(f"form must be 'eq3' or 'hinton', got {form!r}")
+    log_q = F.log_softmax(student_logits.float() / temperature, dim=1)
+    p = target.float()
+    kl = (p * (torch.log(p.clamp_min(1e-12)) - log_q)).sum(dim=1).mean()
+    scale = temperature ** 2 if form == "hinton" else 1.0
+    return (1 - lam) * cross_entropy(student_logits, y) + lam * scale * kl
+
+
+def shuffle_off_true(p: torch.Tensor, y: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """``p`` ``(B, K)`` with, in each row, the probabilities of the K - 1 classes other
+    than ``y`` permuted among themselves by the order of ``keys`` ``(B, K)`` (random
+    numbers): the true class keeps its probability, so confidence and entropy stay the
+    teacher's, and which other classes it found similar is lost."""
+    B, K = p.shape
+    others = torch.argsort(torch.where(torch.arange(K, device=p.device) == y[:, None],
+                                       torch.full_like(p, float("inf")),
+                                       torch.zeros_like(p)), dim=1, stable=True)[:, :K - 1]
+    order = torch.argsort(keys.gather(1, others), dim=1)      # a random permutation per row
+    out = p.clone()
+    out.scatter_(1, others, p.gather(1, others.gather(1, order)))
+    return out
 
 
 def trades_loss(clean_logits: torch.Tensor, adv_logits: torch.Tensor, y: torch.Tensor,
@@ -167,6 +199,77 @@ class DistillationAT(AdversarialCE):
         return Step(loss, logits, None, logits)
 
 
+class ShuffledDistillationAT(DistillationAT):
+    """KD-AT against the teacher's soft labels with their class structure destroyed
+    (issue 28's control): per sample the tempered teacher distribution keeps its
+    true-class probability and its other probabilities are permuted at random
+    (:func:`shuffle_off_true`).  The permutation's random keys come from the epoch's
+    generator after each batch's attack, so a run is deterministic and resumes exactly."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.name = "kd_at (shuffled soft labels)"
+        self._keys: Optional[torch.Tensor] = None
+
+    def perturb(self, model, x, y, generator=None):
+        x_adv = super().perturb(model, x, y, generator)
+        K = self.teacher.head.out_features  # every xcf model is head(features(x))
+        where = generator.device if generator is not None else torch.device("cpu")
+        self._keys = torch.rand(x.shape[0], K, generator=generator, device=where).to(x.device)
+        return x_adv
+
+    def loss(self, model, x, y, x_adv):
+        logits = model(x_adv)
+        with torch.no_grad():
+            p = F.softmax(self.teacher(x_adv).float() / self.temperature, dim=1)
+            if self._keys is None or self._keys.shape != p.shape:
+                raise RuntimeError("ShuffledDistillationAT.loss needs perturb() on the same "
+                                   "batch first (it draws the permutation's keys)")
+            target = shuffle_off_true(p, y, self._keys)
+        loss = soft_target_loss(logits, target, y, self.lam, self.temperature, self.form)
+        return Step(loss, logits, None, logits)
+
+
+class MatchedSmoothingAT(DistillationAT):
+    """Label smoothing matched to the teacher (issue 28's second control): the soft term
+    of KD-AT against ``q`` on the true class and ``(1 - q) / (K - 1)`` on each other,
+    where ``q`` is the teacher's mean tempered true-class probability on the clean
+    training images (:meth:`match`, recorded in the run as :attr:`record`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.name = "kd_at (matched label smoothing)"
+        self.q: Optional[float] = None
+
+    @torch.no_grad()
+    def match(self, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
+        """Set ``q`` from the teacher on ``x`` ``(N, C, H, W)`` in [0, 1] (uint8 images
+        stored 255 x are scaled), labels ``y`` ``(N,)``; returns it."""
+        total = 0.0
+        for i in range(0, len(y), batch):
+            xb = x[i:i + batch]
+            xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb.float()
+            p = F.softmax(self.teacher(xb).float() / self.temperature, dim=1)
+            total += float(p.gather(1, y[i:i + batch, None]).sum())
+        self.q = total / len(y)
+        return self.q
+
+    @property
+    def record(self) -> dict:
+        return {"soft_labels": "smoothing", "true_class_probability": self.q,
+                "matched_on": "clean training images, teacher at temperature T"}
+
+    def loss(self, model, x, y, x_adv):
+        if self.q is None:
+            raise RuntimeError("MatchedSmoothingAT.match(x_train, y_train) must run first")
+        logits = model(x_adv)
+        K = logits.shape[1]
+        target = torch.full_like(logits, (1 - self.q) / (K - 1), dtype=torch.float32)
+        target.scatter_(1, y[:, None], self.q)
+        loss = soft_target_loss(logits, target, y, self.lam, self.temperature, self.form)
+        return Step(loss, logits, None, logits)
+
+
 def trades_perturb(model: nn.Module, x: torch.Tensor, *, eps: float, alpha: float, steps: int,
                    norm: str = "linf", model_mode: str = "eval",
                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -220,5 +323,7 @@ def build_objective(c: TrainConfig, teacher: Optional[nn.Module] = None) -> Obje
         return Trades(c.eps, c.alpha, c.attack_steps, c.norm, c.trades.beta, c.attack_mode)
     attack = PGD(eps=c.eps, steps=c.attack_steps, norm=c.norm, alpha=c.alpha, model_mode=c.attack_mode)
     if c.objective == "kd_at":
-        return DistillationAT(attack, teacher, c.kd.lam, c.kd.temperature, c.kd.form)
+        cls = {"teacher": DistillationAT, "shuffled": ShuffledDistillationAT,
+               "smoothing": MatchedSmoothingAT}[c.kd.soft_labels]
+        return cls(attack, teacher, c.kd.lam, c.kd.temperature, c.kd.form)
     return AdversarialCE(attack, "pgd_at")

@@ -194,8 +194,11 @@ def prepare(config: TrainConfig) -> Setup:
     model = build_model(c, meta, device)
     teacher, teacher_path = load_teacher(c, meta, device) if c.objective == "kd_at" else (None, None)
     move = lambda t: None if t is None else t.to(device)  # noqa: E731
-    return Setup(config=c, device=device, x_train=device_images(x_tr, device),
-                 y_train=y_tr.to(device),
+    x_train, y_train = device_images(x_tr, device), y_tr.to(device)
+    objective = build_objective(c, teacher)
+    if hasattr(objective, "match"):  # label smoothing matched to the teacher (issue 28)
+        objective.match(x_train, y_train)
+    return Setup(config=c, device=device, x_train=x_train, y_train=y_train,
                  x_eval=x_eval.to(device), y_eval=y_eval.to(device), classes=list(ds.classes),
-                 model=model, meta=meta, objective=build_objective(c, teacher),
+                 model=model, meta=meta, objective=objective,
                  teacher_path=teacher_path, x_holdout=move(x_ho), y_holdout=move(y_ho))

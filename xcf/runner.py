@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .atomic import remove_stale_temps
+from .atomic import remove_stale_temps, write_json
 from .checkpoints import CheckpointError, file_digest, load_weights, weights_digest
 from .config import ConfigError, TrainConfig, make_config
 from .distributed import (SINGLE, TIMEOUT, RankZeroFailed, Replica, World, broadcast, join,
@@ -233,6 +233,9 @@ def _init_run_folder(run: Run, setup: Setup) -> None:
                                   "to start this run afresh")
     else:
         run.write_config(cfg.to_dict())
+    record = getattr(setup.objective, "record", None)
+    if record is not None:  # what the objective derived at setup (matched smoothing's q)
+        write_json(run.path / "objective.json", record)
     remove_stale_temps(run.path)
 
 
