@@ -487,3 +487,34 @@ def test_planted_images_are_not_bytes():
     from xcf.data.dataset import as_uint8
 
     assert as_uint8(load("planted", n_train=20, n_test=10).x_train) is None
+
+
+@pytest.mark.parametrize("kind", ["shared", "exclusive"])
+def test_planted_erasure_changes_only_the_named_glyphs(kind):
+    """The causal test's erased test sets (issue 28): the same draws, with every glyph of
+    the named kind unpainted and nothing else changed; the training set is untouched."""
+    from xcf.data.planted import planted
+
+    kw = dict(n_train=40, n_test=60, num_classes=6, image_size=16, channels=1, seed=3)
+    a, b = planted(**kw), planted(**kw, erase=kind)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    ids = set(a.info["shared"].values()) if kind == "shared" else set(a.info["exclusive"])
+    inside = torch.zeros_like(a.x_test, dtype=torch.bool)
+    boxes = 0
+    for i, quads in enumerate(a.info["layout_test"].tolist()):
+        for gid, top, left, side in quads:
+            if gid in ids:
+                inside[i, :, top:top + side, left:left + side] = True
+                boxes += 1
+                # the glyph was there and is gone: its box changed
+                assert not torch.equal(a.x_test[i, :, top:top + side, left:left + side],
+                                       b.x_test[i, :, top:top + side, left:left + side])
+    assert boxes > 0
+    assert torch.equal(a.x_test[~inside], b.x_test[~inside])
+
+
+def test_planted_erasure_names_its_choices():
+    from xcf.data.planted import planted
+
+    with pytest.raises(ValueError, match="erase='both'.*'shared' or 'exclusive'"):
+        planted(n_train=10, n_test=10, erase="both")

@@ -24,7 +24,8 @@ def planted(n_train: int = 2400, n_test: int = 600, *, num_classes: int = 6,
             image_size: int = 32, channels: int = 3,
             sharing: Sequence[tuple[int, int]] = ((0, 1), (2, 3), (4, 5)),
             noise: float = 0.08, p_exclusive: float = 0.8, exclusive_contrast: float = 0.25,
-            shared_contrast: float = 0.4, distractors: int = 3, seed: int = 0) -> Dataset:
+            shared_contrast: float = 0.4, distractors: int = 3, seed: int = 0,
+            erase: str | None = None) -> Dataset:
     """Synthetic images whose cross-class parts are known: the ground truth for C (Eq. 6).
 
     Generative process (all randomness from ``seed``; train and test draw from separate
@@ -51,6 +52,11 @@ def planted(n_train: int = 2400, n_test: int = 600, *, num_classes: int = 6,
     sometimes missing. A model must use ``S_ij`` for both i and j, so the attribution
     vectors of i and j overlap: C[i, j] should exceed C[i, k] for non-sharing pairs.
 
+    ``erase`` (beyond the paper, the causal test of :mod:`xcf.hypotheses`): ``"shared"``
+    or ``"exclusive"`` renders the *test* images from the same draws with that kind of
+    glyph left unpainted (background and noise there, as if it had never been drawn);
+    every other pixel, the training set and the layouts are unchanged.
+
     Returns a :class:`Dataset` with ``(N, channels, image_size, image_size)`` images,
     balanced classes (``N // K`` each, remainder to the first classes), ``sharing`` as a
     ``(K, K)`` bool matrix, and ``info``: ``glyphs`` ``(M, 4, 4)`` bool, ``exclusive``
@@ -58,6 +64,8 @@ def planted(n_train: int = 2400, n_test: int = 600, *, num_classes: int = 6,
     ``layout_train`` / ``layout_test`` ``(N, 4, 4)`` int64: for each quadrant
     ``(glyph id or -1, top, left, side)``.
     """
+    if erase not in (None, "shared", "exclusive"):
+        raise ValueError(f"erase={erase!r}: use 'shared' or 'exclusive' (or None)")
     pairs = _check_pairs(sharing, num_classes)
     parts_per_class = [1 + sum(c in p for p in pairs) for c in range(num_classes)]
     if max(parts_per_class) > 4:
@@ -76,12 +84,13 @@ def planted(n_train: int = 2400, n_test: int = 600, *, num_classes: int = 6,
     opts = dict(image_size=image_size, channels=channels, noise=noise, p_exclusive=p_exclusive,
                 contrasts=(exclusive_contrast, shared_contrast))
     x_tr, y_tr, lay_tr = _render(n_train, num_classes, design, seeds[1], **opts)
-    x_te, y_te, lay_te = _render(n_test, num_classes, design, seeds[2], **opts)
+    x_te, y_te, lay_te = _render(n_test, num_classes, design, seeds[2], erase=erase, **opts)
     share = torch.zeros(num_classes, num_classes, dtype=torch.bool)
     for i, j in pairs:
         share[i, j] = share[j, i] = True
     info = dict(design, layout_train=lay_tr, layout_test=lay_te,
-                params=dict(opts, sharing=pairs, distractors=distractors, seed=seed))
+                params=dict(opts, sharing=pairs, distractors=distractors, seed=seed,
+                            erase=erase))
     classes = [f"c{c}" for c in range(num_classes)]
     return Dataset("planted", x_tr, y_tr, x_te, y_te, classes, sharing=share, info=info)
 
@@ -118,8 +127,13 @@ def _glyph_bank(m: int, gen: torch.Generator, min_dist: int = 4) -> torch.Tensor
 
 
 def _render(n: int, k: int, design: dict, seed: int, *, image_size: int, channels: int,
-            noise: float, p_exclusive: float, contrasts: tuple[float, float]):
-    """Draw ``n`` labelled images; returns ``x (n, C, S, S)``, ``y (n,)``, layout ``(n, 4, 4)``."""
+            noise: float, p_exclusive: float, contrasts: tuple[float, float],
+            erase: str | None = None):
+    """Draw ``n`` labelled images; returns ``x (n, C, S, S)``, ``y (n,)``, layout ``(n, 4, 4)``.
+    ``erase``: leave the ``shared`` or ``exclusive`` glyphs unpainted (every draw is made
+    as usual, so all else is the same image)."""
+    skip = set(design["shared"].values()) if erase == "shared" else (
+        set(design["exclusive"]) if erase == "exclusive" else set())
     gen = torch.Generator().manual_seed(seed)
     y = (torch.arange(n) % k)[torch.randperm(n, generator=gen)]
     q = image_size // 2
@@ -135,8 +149,9 @@ def _render(n: int, k: int, design: dict, seed: int, *, image_size: int, channel
         top = qr * q + (torch.rand(n, generator=gen) * (q - side + 1)).long()
         left = qc * q + (torch.rand(n, generator=gen) * (q - side + 1)).long()
         tint = 0.6 + 0.4 * torch.rand(n, channels, generator=gen)
+        painted = (gid >= 0) & ~torch.isin(gid, torch.tensor(sorted(skip), dtype=gid.dtype))
         for sz in torch.unique(side[gid >= 0]).tolist():
-            rows = torch.nonzero((gid >= 0) & (side == sz)).flatten()
+            rows = torch.nonzero(painted & (side == sz)).flatten()
             _paste(x, rows, design["glyphs"][gid[rows]], top[rows], left[rows], int(sz),
                    contrast[rows, None] * tint[rows])
         present = gid >= 0
