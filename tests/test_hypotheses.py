@@ -92,3 +92,23 @@ def test_h2_premise_and_missing_arms(tmp_path):
     broken = [{"pgd_at": run(tmp_path, "x"), "kd": None}]
     with pytest.raises(ValueError, match="missing: .*kd"):
         H.h2(broken)
+
+
+def test_an_erasure_record_measures_each_checkpoint_on_each_test_set(tmp_path):
+    """End to end on a tiny planted run: the as-is numbers repeat the run's own
+    evaluation of that epoch, and erasing glyphs changes what the model sees."""
+    from conftest import tiny_config
+    from xcf.runner import train
+
+    run = train(tiny_config(epochs=2, save_checkpoints_at=[1]), runs_dir=tmp_path,
+                progress=False, log=lambda line: None)
+    rec = H.erasure_record(run, {"under": 1, "best": run.best_epoch, "last": 2})
+    rows = {r["epoch"]: r for r in run.metrics()}
+    for name in ("under", "last"):
+        e = rec[name]["epoch"]
+        assert rec[name]["as_is"]["robust_acc"] == pytest.approx(rows[e]["test_robust_acc"])
+        assert rec[name]["as_is"]["cas"] == pytest.approx(rows[e]["cas"], rel=1e-5)
+    assert set(rec["best"]) == {"epoch", "as_is", "shared_erased", "exclusive_erased"}
+    assert any(rec[c]["shared_erased"] != rec[c]["as_is"] for c in ("under", "best", "last"))
+    with pytest.raises(ValueError, match="unknown checkpoints"):
+        H.erasure_record(run, {"middle": 1})

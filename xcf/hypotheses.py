@@ -48,7 +48,7 @@ from typing import Any, Mapping, Optional, Sequence
 from . import evidence, paired
 
 __all__ = ["CHECKPOINTS", "TEST_SETS", "H2_ARMS", "H2_PARTS", "PREDICTIONS", "Outcome",
-           "erasure_cost", "h1", "h2", "verdict_line"]
+           "erasure_cost", "erasure_record", "h1", "h2", "verdict_line"]
 
 CHECKPOINTS = ("under", "best", "last")
 TEST_SETS = ("as_is", "shared_erased", "exclusive_erased")
@@ -98,6 +98,28 @@ def erasure_cost(record: Mapping[str, Mapping[str, Mapping[str, float]]], checkp
             raise ValueError(f"{name!r} is not one of {', '.join(allowed)}")
     at = record[checkpoint]
     return float(at["as_is"]["robust_acc"] - at[erased]["robust_acc"])
+
+
+def erasure_record(run, epochs: Mapping[str, int], *, device: Optional[str] = None) -> dict:
+    """H1's measurements of one planted run: for each checkpoint of ``epochs``
+    (``{"under": e, "best": e, "last": e}``, each saved by the run) and each test set of
+    :data:`TEST_SETS`, clean accuracy, robust accuracy and CAS
+    (:func:`xcf.posthoc.measure_run`, the run's own evaluation otherwise)."""
+    from .posthoc import measure_run  # the one module here that loads checkpoints
+
+    unknown = set(epochs) - set(CHECKPOINTS)
+    if unknown:
+        raise ValueError(f"unknown checkpoints {sorted(unknown)}; use {', '.join(CHECKPOINTS)}")
+    out: dict = {}
+    for name, epoch in epochs.items():
+        out[name] = {"epoch": int(epoch)}
+        for test_set in TEST_SETS:
+            erase = None if test_set == "as_is" else test_set.split("_")[0]
+            _, numbers, _, _ = measure_run(run.path, epoch, device=device, erase=erase)
+            out[name][test_set] = {k: float(numbers[k]) for k in
+                                   ("test_clean_acc", "test_robust_acc", "cas")}
+            out[name][test_set]["robust_acc"] = out[name][test_set].pop("test_robust_acc")
+    return out
 
 
 def h1(seeds: Sequence[tuple[Any, Mapping]]) -> list[Outcome]:

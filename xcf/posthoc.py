@@ -18,13 +18,18 @@ __all__ = ["measure_run"]
 
 def measure_run(run_dir: str | Path, which: Which = "best", *, eval_n: Optional[int] = None,
                 eval_steps: Optional[int] = None, eval_eps: Optional[float] = None,
-                instance: bool = False, device: Optional[str] = None, progress: bool = False):
+                instance: bool = False, device: Optional[str] = None, progress: bool = False,
+                erase: Optional[str] = None):
     """Recompute test clean/robust accuracy, C and CAS of a saved checkpoint of a run.
 
     With the defaults this repeats the run's own evaluation of that epoch (same test
     subset, same attack, same random seed), so on the same device it reproduces the
     numbers in metrics.jsonl.  Returns ``(epoch, numbers, adversarial, clean)``; see
     :func:`xcf.evaluation.evaluate`.
+
+    ``erase`` (planted runs only; the causal test of :mod:`xcf.hypotheses`): measure on
+    the test set with the ``"shared"`` or ``"exclusive"`` glyphs erased
+    (:func:`xcf.data.planted.planted`), the same images otherwise.
     """
     run = Run(run_dir)
     saved = run.config  # RunFileError naming the file if missing or garbled
@@ -42,6 +47,11 @@ def measure_run(run_dir: str | Path, which: Which = "best", *, eval_n: Optional[
                            "edited config as a run of its own)")
     overrides = {k: v for k, v in dict(eval_n=eval_n, eval_steps=eval_steps, eval_eps=eval_eps,
                                        device=device).items() if v is not None}
+    if erase is not None:
+        if saved.get("dataset") != "planted":
+            raise ValueError(f"erase={erase!r} needs a planted run (its glyphs are known); "
+                             f"{run.path.name} trained on {saved.get('dataset')!r}")
+        overrides["data_kwargs"] = {**(saved.get("data_kwargs") or {}), "erase": erase}
     cfg = make_config(run.config, **overrides).resolved()
     path = run.find_checkpoint(which)
     ckpt = load_torch(path)
