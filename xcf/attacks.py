@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .inputs import ArgumentError, ImageError, LabelError, LengthError
+
 __all__ = ["Norm", "NORMS", "ModelMode", "Attack", "default_step_size", "attack_mode",
            "input_gradient", "pgd", "fgsm_rs", "PGD", "FGSMRS", "ascent_direction", "project"]
 
@@ -65,14 +67,18 @@ def attack_mode(model: nn.Module, mode: ModelMode = "eval") -> Iterator[nn.Modul
 
 
 def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   loss_fn: Callable | None = None) -> torch.Tensor:
+                   loss_fn: Callable | None = None, check_labels: bool = False) -> torch.Tensor:
     """d loss / d x for a batch, with the loss *summed* over the batch.
 
     Summing (not averaging) keeps each sample's gradient independent of the batch size.
+    ``check_labels``: first check that every label is below the model's class count (a
+    :class:`xcf.inputs.LabelError` naming it, not an index error deep in the loss).
     """
     with torch.enable_grad():  # attacks are often called inside a no_grad evaluation loop
         x = x.detach().requires_grad_(True)
         logits = model(x)
+        if check_labels:
+            _check_label_range(logits, y)
         loss = (loss_fn or _summed_ce)(logits, y)
         (grad,) = torch.autograd.grad(loss, x)
     return grad
@@ -104,12 +110,12 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
         Adversarial inputs, (B, C, H, W), detached, with ``||x_adv - x|| <= eps`` and
         values in [0, 1].
     """
-    alpha = _check_attack_args(x, y, eps, alpha, steps, norm)
+    alpha, y = _check_attack_args(x, y, eps, alpha, steps, norm, model_mode)
     with attack_mode(model, model_mode):
         x = x.detach()
         x_adv = _random_start(x, eps, norm, generator) if random_start else x.clone()
-        for _ in range(steps):
-            grad = input_gradient(model, x_adv, y, loss_fn)
+        for i in range(steps):
+            grad = input_gradient(model, x_adv, y, loss_fn, check_labels=i == 0)
             x_adv = project(x_adv + alpha * ascent_direction(grad, norm), x, eps, norm)
     return x_adv.detach()
 
@@ -143,7 +149,9 @@ class PGD:
     model_mode: ModelMode = "eval"
 
     def __post_init__(self) -> None:
-        _check_scalar_args(self.eps, self.alpha, self.steps, self.norm)
+        _check_scalar_args(self.eps, self.alpha, self.steps, self.norm, self.model_mode)
+        if not isinstance(self.random_start, bool):
+            raise ArgumentError(f"random_start must be True or False, got {self.random_start!r}")
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:
@@ -161,7 +169,7 @@ class FGSMRS:
     model_mode: ModelMode = "eval"
 
     def __post_init__(self) -> None:
-        _check_scalar_args(self.eps, self.alpha, 1, "linf")
+        _check_scalar_args(self.eps, self.alpha, 1, "linf", self.model_mode)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:
@@ -218,29 +226,81 @@ def _random_start(x: torch.Tensor, eps: float, norm: Norm,
 
 def _check_norm(norm: str) -> None:
     if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; use one of {NORMS}")
+        raise ArgumentError(f"unknown norm {norm!r}; use one of {NORMS}")
 
 
-def _check_scalar_args(eps: float, alpha: float | None, steps: int, norm: str) -> float:
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_scalar_args(eps: float, alpha: float | None, steps: int, norm: str,
+                       model_mode: str = "eval") -> float:
     _check_norm(norm)
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps)) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r} (e.g. 8/255 for l-inf)")
+    if not (_is_number(eps) and math.isfinite(eps)) or eps < 0:
+        raise ArgumentError(f"eps must be a finite number >= 0, got {eps!r} (e.g. 8/255 for "
+                            "l-inf)")
+    if norm == "linf" and eps > 1:
+        raise ArgumentError(f"eps must be at most 1 for l-inf (pixels in [0, 1]), got {eps!r}: "
+                            f"a radius in 0-255 units? use {eps:g}/255")
     # A zero step is only meaningful with a zero radius (e.g. fast AT's 1.25 * eps at eps = 0).
-    if alpha is not None and not (alpha > 0 or (alpha == 0 and eps == 0)):
-        raise ValueError(f"alpha (step size) must be > 0, got {alpha!r}; leave it None for Table 2's default")
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    if alpha is not None and not (_is_number(alpha) and math.isfinite(alpha)
+                                  and (alpha > 0 or (alpha == 0 and eps == 0))):
+        raise ArgumentError(f"alpha (step size) must be a finite number > 0, got {alpha!r}; "
+                            "leave it None for Table 2's default")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ArgumentError(f"steps must be a non-negative integer, got {steps!r}")
+    if model_mode not in ("eval", "train"):
+        raise ArgumentError(f"model_mode must be 'eval' or 'train', got {model_mode!r}")
     return default_step_size(eps, norm) if alpha is None else alpha
 
 
 def _check_attack_args(x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float | None,
-                       steps: int, norm: str) -> float:
-    alpha = _check_scalar_args(eps, alpha, steps, norm)
-    if x.dim() < 2 or y.dim() != 1 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"expected x of shape (B, ...) and y of shape (B,), got {tuple(x.shape)} and {tuple(y.shape)}")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError(
+                       steps: int, norm: str, model_mode: str = "eval"
+                       ) -> tuple[float, torch.Tensor]:
+    """The scalar arguments, then the images (a float tensor (B, ...) of finite values in
+    [0, 1], B >= 1) and labels (integers (B,) >= 0, made int64); returns ``(alpha, y)``.
+    Labels at or above the model's class count are caught at the first forward
+    (:func:`_check_label_range`)."""
+    alpha = _check_scalar_args(eps, alpha, steps, norm, model_mode)
+    if not isinstance(x, torch.Tensor):
+        raise ImageError(f"x must be a torch.Tensor of images in [0, 1], got "
+                         f"{type(x).__name__}; pass torch.as_tensor(x)")
+    if not x.is_floating_point():
+        fix = "x.float() / 255" if x.dtype == torch.uint8 else "x.float()"
+        raise ImageError(f"x has dtype {x.dtype}; images must be floating point in [0, 1]: "
+                         f"pass {fix}")
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise ImageError(f"x has shape {tuple(x.shape)}; an attack needs a batch (B, C, H, W) "
+                         "of at least one image")
+    if not isinstance(y, torch.Tensor):
+        raise LabelError(f"y must be a torch.Tensor of class indices, got {type(y).__name__}; "
+                         "pass torch.as_tensor(y)")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise LabelError(f"y has dtype {y.dtype}; labels must be integer class indices: pass "
+                         "y.long()")
+    if y.dim() != 1 or x.shape[0] != y.shape[0]:
+        raise LengthError(f"expected x of shape (B, ...) and y of shape (B,), got "
+                          f"{tuple(x.shape)} and {tuple(y.shape)}")
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        raise ImageError(f"x holds {x[~finite][0].item()} (not finite); inputs must lie in "
+                         "[0, 1]: drop or repair those images")
+    if x.min() < 0 or x.max() > 1:
+        raise ImageError(
             f"inputs must lie in [0, 1] (got min {x.min().item():.3g}, max {x.max().item():.3g}); "
             "normalise inside the model, not before the attack"
         )
-    return alpha
+    if int(y.min()) < 0:
+        raise LabelError(f"label {int(y.min())} is negative; labels are class indices 0..K-1")
+    if norm == "l2" and eps > math.sqrt(x[0].numel()):
+        raise ArgumentError(f"eps {eps!r} is larger than the l2 diameter of the image box "
+                            f"(sqrt({x[0].numel()}) = {math.sqrt(x[0].numel()):.3g}); l2 radii "
+                            "are in [0, 1] pixel units, e.g. 128/255")
+    return alpha, y.long()
+
+
+def _check_label_range(logits: torch.Tensor, y: torch.Tensor) -> None:
+    k = logits.shape[1]
+    if int(y.max()) >= k:
+        raise LabelError(f"label {int(y.max())} is outside [0, {k - 1}] for the model's {k} "
+                         "classes: pass labels 0..K-1")
