@@ -142,7 +142,7 @@ def test_claims_table_is_regenerated_from_the_artifacts(found):
         assert rows["C1 specificity"]["verdict"] == want
     for form in study_plan.kd_forms(S):
         claim = f"C2 ({form})" if len(study_plan.kd_forms(S)) > 1 else "C2"
-        kd_seeds = study_plan.seeds_of(S, "kd")
+        kd_seeds = study_plan.seeds_of(S, "kd", form)
         if pending(claim, [f"C2 KD-AT {form} seed {s}" for s in kd_seeds]):
             continue
         at = [raw_read(found[f"C1 seed {s}"].path) for s in kd_seeds]

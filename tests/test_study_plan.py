@@ -74,3 +74,12 @@ def test_seed_overrides_reach_every_run_of_that_seed_teacher_and_student_alike()
     teacher, student = calls
     assert teacher == {"amp": "none", "seed": 3}
     assert student["amp"] == "none" and student["kd"]["form"] == "hinton"
+
+
+def test_one_kd_forms_seeds_can_grow_before_the_others():
+    P = {"train": {}, "seeds": [0, 1, 2], "kd_forms": ["eq3", "hinton"], "kd_seeds": [0],
+         "kd_seeds_by_form": {"hinton": [0, 2]}, "eps_list": [], "fast": [],
+         "standard_seeds": []}
+    names = [s.name for s in study_plan.studies_of(P) if s.name.startswith("C2")]
+    assert names == ["C2 KD-AT eq3 seed 0", "C2 KD-AT hinton seed 0", "C2 KD-AT hinton seed 2"]
+    assert study_plan.seeds_of(P, "kd", "eq3") == [0] and study_plan.seeds_of(P, "kd") == [0]

@@ -558,7 +558,7 @@ def decide(found: Mapping[str, Any], P: Mapping[str, Any]) -> list[dict]:
                 label=row["label"]), names)
     forms = kd_forms(P)
     for form in forms:
-        seeds = seeds_of(P, "kd")
+        seeds = seeds_of(P, "kd", form)
         names = [f"C2 KD-AT {form} seed {s}" for s in seeds]
         pairs = [(c1_runs.get(s), get(n)) for s, n in zip(seeds, names)]
         rule(c2([(a, k) for a, k in pairs if a is not None and k is not None],

@@ -12,7 +12,8 @@ each labelled with its profile and "not run" where none were exported.
 
 Keys of ``P`` (each list of seeds defaults to ``seeds``):
 
-- ``seeds``: C1's PGD-AT seeds; ``kd_seeds``, ``eps_seeds``, ``fast_seeds``,
+- ``seeds``: C1's PGD-AT seeds; ``kd_seeds`` (``kd_seeds_by_form``: per KD form),
+  ``eps_seeds``, ``fast_seeds``,
   ``standard_seeds``, ``across_seeds``: the seeds of C2, C3, C4, C5 and of the rows across
   norms and architectures;
 - ``kd_lambda``, ``kd_temperature`` and ``kd_forms`` (or one ``kd_form``): C2's KD-AT, one
@@ -53,9 +54,13 @@ class Study:
         return iter((self.name, self.config, self.overrides))
 
 
-def seeds_of(P: Mapping[str, Any], claim: str) -> list[int]:
+def seeds_of(P: Mapping[str, Any], claim: str, form: Optional[str] = None) -> list[int]:
     """The seeds of ``claim`` (``kd``, ``eps``, ``fast``, ``standard``, ``across``):
-    ``P[claim + '_seeds']``, or C1's ``seeds``."""
+    ``P[claim + '_seeds']``, or C1's ``seeds``.  For ``kd`` and a KD ``form``,
+    ``P['kd_seeds_by_form'][form]`` first (one form's new seeds can land before the
+    other's)."""
+    if claim == "kd" and form is not None and form in (P.get("kd_seeds_by_form") or {}):
+        return list(P["kd_seeds_by_form"][form])
     return list(P.get(f"{claim}_seeds", P["seeds"]))
 
 
@@ -94,7 +99,7 @@ def studies_of(P: Mapping[str, Any]) -> Iterator[Study]:
     for seed in P["seeds"]:
         yield Study(f"C1 seed {seed}", base, of(seed, {}))
     for form in kd_forms(P):
-        for seed in seeds_of(P, "kd"):
+        for seed in seeds_of(P, "kd", form):
             yield Study(f"C2 KD-AT {form} seed {seed}", base, of(seed, {"objective": "kd_at"}),
                         teacher_seed=seed, kd_form=form)
     for eps in P.get("eps_list", []):
