@@ -13,6 +13,13 @@ or arguments.  ``train --dry-run`` prints the run folder a config maps to, and t
 ``train --wait SECONDS`` bounds the wait for a run another process is training (default:
 as long as it lives; 0: fail at once); ``train --ddp N`` trains on N processes under
 torchrun, as ``torchrun --nproc_per_node N -m xcf train CONFIG`` does (:mod:`xcf.distributed`).
+
+A user error (config, flag, file, model, output path) is never a traceback: exit status 2
+and one line ``xcf COMMAND: error: ...`` naming the value and the fix.  Output paths
+(``measure --json FILE``, whose folder must exist; ``measure-model --out``, ``train
+--runs-dir``, ``plan --out``, folders created if missing) are checked before any work.  A
+config file may not give a key twice, and with its ``--set`` overrides may not set a
+section its objective does not use (:func:`xcf.config.check_sections_used`).
 """
 from __future__ import annotations
 
@@ -37,11 +44,19 @@ def _parse_set(items: Sequence[str], flag: str = "--set") -> dict:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
-        value = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            what = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(f"{flag} {item!r}: the value is not YAML ({what}); quote it, "
+                             "e.g. KEY='[1, 2]'") from None
         *parents, last = key.split(".")
         node = out
-        for p in parents:
+        for i, p in enumerate(parents):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):  # e.g. --set kd=3 --set kd.lambda=0.3
+                raise ValueError(f"{flag} {item!r}: {'.'.join(parents[:i + 1])} was set to "
+                                 f"{node!r} by an earlier {flag}, so it has no key {last!r}")
         node[last] = value
     return out
 
@@ -64,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="where run folders go (default: $XCF_RUNS_DIR or ./runs)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set epochs=3 --set kd.lambda=0.3")
-    t.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (not part of the run key)")
+    t.add_argument("--device", type=_device, default=None,
+                   help="auto, cpu, cuda, cuda:N, mps (not part of the run key)")
     t.add_argument("--overwrite", action="store_true", help="delete an existing run folder first")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--dry-run", action="store_true", help="print the run folder the config "
@@ -83,8 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--steps", type=int, default=None, help="PGD steps (default: the run's eval_steps)")
     m.add_argument("--eps", type=float, default=None, help="attack radius (default: the run's eval_eps)")
     m.add_argument("--instance", action="store_true", help="also the instance-wise I-CAS (Sec. 5.3)")
-    m.add_argument("--device", default=None)
-    m.add_argument("--json", type=Path, default=None, help="also write the results (with C) here")
+    m.add_argument("--device", type=_device, default=None, help="auto, cpu, cuda, cuda:N, mps")
+    m.add_argument("--json", type=Path, default=None, help="also write the results (with C) "
+                   "to this file (its folder must exist)")
     m.add_argument("--no-progress", action="store_true")
     _measure_model_parser(sub)
     _cluster_parsers(sub)
@@ -148,11 +165,11 @@ def _measure_model_parser(sub) -> None:
     a.add_argument("--std", type=_floats, default=None, help="e.g. 0.229,0.224,0.225")
     a.add_argument("--image-size", type=_count(1), default=None,
                    help="resize test images to N x N (bilinear) for the model")
-    a.add_argument("--seed", type=int, default=0, help="test subset and PGD random start")
+    a.add_argument("--seed", type=_count(0), default=0, help="test subset and PGD random start")
     a.add_argument("--out", type=Path, default=None,
                    help="folder for C.npy, C_instance.npy, C.png, summary.json "
                         "(default ./measure-FACTORY-DATASET)")
-    a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    a.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N, mps")
     a.add_argument("--no-progress", action="store_true")
 
 
@@ -187,6 +204,45 @@ def _count(least: int):
     return parse
 
 
+def _device(text: str) -> str:
+    """``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N`` (an argparse type): checked here,
+    as torch.device would raise a RuntimeError listing its internal device types."""
+    from .config import DEVICE_PATTERN  # loads torch: only when --device is given
+
+    if not DEVICE_PATTERN.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, "
+                                         "cuda:N (e.g. cuda:0) or mps")
+    return text
+
+
+def _check_output(path: Path, flag: str, *, folder: bool) -> None:
+    """Refuse, before any work, an output the command could not write at its end:
+    ``folder`` (created with its parents if missing) given as a file or under a file, a
+    file given as a folder or in a folder that does not exist, or a folder not writable."""
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{flag} {path} is a file, not a folder; give a folder (it is "
+                             "created if missing)")
+        parent = next(p for p in (path, *path.absolute().parents) if p.exists())
+        if not parent.is_dir():
+            raise ValueError(f"{flag} {path} cannot be created: {parent} is a file, not a "
+                             "folder; give another folder")
+    else:
+        if path.is_dir():
+            raise ValueError(f"{flag} {path} is a folder; give a file path, e.g. "
+                             f"{path / 'results.json'}")
+        parent = path.absolute().parent
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{flag} {path}: {parent} is a file, not a folder; give a path "
+                             "in an existing folder")
+        if not parent.exists():
+            raise ValueError(f"{flag} {path}: its folder {parent} does not exist; create it "
+                             "first (mkdir -p), or give a path in an existing folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: the folder {parent} is not writable; give a "
+                         "folder you can write to")
+
+
 def _seconds(text: str) -> float:
     """A number of seconds >= 0 (an argparse type)."""
     try:
@@ -202,18 +258,19 @@ def _seconds(text: str) -> float:
 def _train(args: argparse.Namespace) -> int:
     if args.ddp is not None and not args.dry_run:
         return _train_under_torchrun(args)
-    from .config import TrainConfig, read_config_file  # torch loads here, after main() has set OMP_WAIT_POLICY
+    from .config import (TrainConfig,  # torch loads here, after main() has set OMP_WAIT_POLICY
+                         check_sections_used, read_config_file)
     from .distributed import RankZeroFailed, leave
     from .runner import train  # noqa: E402  (same reason)
 
     raw = read_config_file(args.config)  # ConfigFileError naming the file (and line)
-    if args.runs_dir is not None and args.runs_dir.exists() and not args.runs_dir.is_dir():
-        raise ValueError(f"--runs-dir {args.runs_dir} is a file, not a folder; give a folder "
-                         "(it is created if missing)")
+    if args.runs_dir is not None:
+        _check_output(args.runs_dir, "--runs-dir", folder=True)
     raw = _merge(raw, _parse_set(args.overrides))
     if args.device:
         raw["device"] = args.device
     cfg = TrainConfig.from_dict(raw)
+    check_sections_used(cfg)  # a user's file and --set: a section it sets must be used
     if args.dry_run:
         return _dry_run(cfg, args.runs_dir)
     try:
@@ -279,6 +336,7 @@ def _dry_run(cfg, runs_dir: Optional[Path]) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from .launch import make_plan, select_notebooks, write_plan
 
+    _check_output(args.out, "--out", folder=True)
     entries = make_plan(args.profile, select_notebooks(args.notebooks), args.runs_dir)
     print(write_plan(entries, args.out, args.profile, args.runs_dir))
     print(f"wrote {len(entries)} config(s), plan.json and summary.txt to {args.out}")
@@ -320,16 +378,18 @@ def _epoch_arg(text: str):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, exiting 2 with one ``xcf: error: ...`` line (the usage is left out)."""
+    """argparse, exiting 2 with one ``xcf COMMAND: error: ...`` line (the usage is left out)."""
 
     def error(self, message: str):  # type: ignore[override]
-        print(f"xcf: error: {message} (see xcf {self.prog.split()[-1]} --help)", file=sys.stderr)
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
 
 def _measure(args: argparse.Namespace) -> int:
     from .posthoc import measure_run  # torch loads here, after OMP_WAIT_POLICY is set
 
+    if args.json is not None:  # before the measurement, not after it
+        _check_output(args.json, "--json", folder=False)
     epoch, numbers, adv, clean = measure_run(
         args.run_dir, args.epoch, eval_n=args.eval_n, eval_steps=args.steps,
         eval_eps=args.eps, instance=args.instance, device=args.device, progress=not args.no_progress)
@@ -368,11 +428,14 @@ def _measure_model(args: argparse.Namespace) -> int:
     if args.mean is not None and args.std is None or args.std is not None and args.mean is None:
         raise ValueError("give --mean and --std together (one value per model channel)")
     device = resolve_device(args.device)
+    if args.out is not None:  # the default folder is named after the dataset: checked below
+        _check_output(args.out, "--out", folder=True)
     factory_args = _parse_set(args.factory_args, "--arg")
     model = _build_from_spec(args.spec, factory_args)
     digest = _load_state_dict(model, args.weights, args.spec) if args.weights else None
-    ds = data.load(args.dataset, root=args.data_root, n_train=0, n_test=args.n_test,
-                   seed=args.seed, **_parse_set(args.data_args, "--data-arg"))
+    ds = _load_test_set(args, _parse_set(args.data_args, "--data-arg"))
+    out = args.out or Path(f"measure-{args.spec.rpartition(':')[2]}-{ds.name}")
+    _check_output(out, "--out", folder=True)
     x, y = ds.x_test, ds.y_test
     if args.image_size is not None and args.image_size != x.shape[-1]:
         x = torch.nn.functional.interpolate(x, size=(args.image_size, args.image_size),
@@ -383,7 +446,7 @@ def _measure_model(args: argparse.Namespace) -> int:
         print(f"note: {args.spec} takes {net.model_channels} channels and {ds.name} has 1: "
               "each grey image is repeated inside the model, so PGD perturbs the grey image")
     x, y = x.to(device), y.to(device)
-    _probe(net, x[:2], args.spec, ds.name)
+    _probe(net, x[:2], args.spec, ds.name, attack=args.steps > 0 and args.eps > 0)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     adv = measure(net, x, y, attack, batch_size=args.batch_size, instance=True,
                   generator=gen, progress=not args.no_progress)
@@ -405,10 +468,73 @@ def _measure_model(args: argparse.Namespace) -> int:
                 else args.alpha, "random_start": True, "seed": args.seed},
         results={"clean_accuracy": clean.accuracy, "robust_accuracy": adv.accuracy,
                  "cas": adv.cas, "i_cas": adv.i_cas, "cas_clean": clean.cas})
-    out = args.out or Path(f"measure-{args.spec.rpartition(':')[2]}-{ds.name}")
     paths = _save_measurement(out, adv, summary, device)
     print(f"wrote {', '.join(p.name for p in paths)} to {out}")
     return 0
+
+
+# Keywords of xcf.data.load that are not dataset parameters (--dataset, --n-test, --seed, ...).
+_LOAD_KEYWORDS = ("key", "root", "n_train", "n_test", "seed", "download")
+
+
+def _dataset_parameters(name: str) -> Optional[dict]:
+    """``{parameter: default}`` of the loader of dataset ``name``; None for an unknown name
+    (xcf.data.load then names the datasets)."""
+    import inspect
+
+    from .data import cifar, fashion_mnist, planted, tiny_imagenet
+
+    loader = {"planted": planted.planted, "cifar10": cifar.load_cifar,
+              "cifar100": cifar.load_cifar, "tiny-imagenet": tiny_imagenet.load_tiny_imagenet,
+              "fashion-mnist": fashion_mnist.load_fashion_mnist}.get(name.lower().replace("_", "-"))
+    if loader is None:
+        return None
+    return {p.name: p.default for p in inspect.signature(loader).parameters.values()
+            if p.name not in _LOAD_KEYWORDS and p.kind is not p.VAR_KEYWORD}
+
+
+# The type of a loader parameter's default -> the values it takes, in words.
+_KINDS = {bool: ((bool,), "true or false"), int: ((int,), "an integer"),
+          float: ((int, float), "a number"), str: ((str,), "a string")}
+
+
+def _load_test_set(args: argparse.Namespace, data_args: dict):
+    """The test set of ``--dataset`` with ``--data-arg`` keywords, each checked against the
+    loader's parameters first (an unknown name, or a value of another type than the
+    default's), so a bad one is a one-line error naming it, not a TypeError."""
+    from . import data
+
+    params = _dataset_parameters(args.dataset) if data_args else None
+    if params is not None:
+        listed = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "none"
+        for key, value in data_args.items():
+            if key not in params:
+                raise ValueError(f"--data-arg {key}={value!r}: dataset {args.dataset!r} has no "
+                                 f"parameter {key!r}{_close(key, params)}; its parameters "
+                                 f"(with defaults): {listed}")
+            default = params[key]
+            kind = _KINDS.get(type(default))
+            if kind and (not isinstance(value, kind[0]) or type(default) is not bool
+                         and isinstance(value, bool)):
+                raise ValueError(f"--data-arg {key}={value!r}: dataset {args.dataset!r} takes "
+                                 f"{kind[1]} for {key} (default {default!r}), not "
+                                 f"{type(value).__name__} {value!r}")
+    try:
+        return data.load(args.dataset, root=args.data_root, n_train=0, n_test=args.n_test,
+                         seed=args.seed, **data_args)
+    except (TypeError, ValueError) as err:  # a value the loader refuses
+        if not data_args:
+            raise
+        given = " ".join(f"--data-arg {k}={v!r}" for k, v in data_args.items())
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"{given} not accepted by dataset {args.dataset!r}: {first}") from None
+
+
+def _close(key: str, names) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(names), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _build_from_spec(spec: str, kwargs: dict):
@@ -482,16 +608,18 @@ def _load_state_dict(model, path: Path, spec: str) -> str:
     return file_digest(path)
 
 
-def _probe(net, x, spec: str, dataset: str) -> None:
+def _probe(net, x, spec: str, dataset: str, attack: bool = True) -> None:
     """One forward pass on two images, so an input the model cannot take fails before
-    the attack pass, naming the input shape."""
+    the attack pass, naming the input shape; with ``attack``, also that the output has a
+    gradient with respect to the input (PGD needs it)."""
     import torch
 
     from .models import LinearHeadError
 
+    x = x.detach().clone().requires_grad_(attack)
     try:
-        with torch.no_grad():
-            net(x)
+        with torch.set_grad_enabled(attack):
+            out = net(x)
     except LinearHeadError:
         raise
     except Exception as err:  # the user's model rejecting the data
@@ -499,6 +627,13 @@ def _probe(net, x, spec: str, dataset: str) -> None:
         raise ValueError(f"{spec} fails on {dataset} images of shape {tuple(x.shape[1:])}: "
                          f"{type(err).__name__}: {first}; build it for this input (e.g. timm "
                          "img_size=...) or resize with --image-size N") from None
+    grad = torch.autograd.grad(out.sum(), x, allow_unused=True)[0] \
+        if attack and out.requires_grad else None
+    if attack and grad is None:
+        raise ValueError(f"the output of {spec} has no gradient with respect to its input "
+                         "(its features are computed under torch.no_grad(), or detached), so "
+                         "PGD cannot attack it; compute the forward pass with gradients "
+                         "enabled, or measure clean inputs only with --steps 0")
 
 
 def _save_measurement(out: Path, adv, summary: dict, device) -> list[Path]:

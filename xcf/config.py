@@ -42,7 +42,7 @@ __all__ = ["OBJECTIVES", "AMP_MODES", "ATTACK_MODES", "KD_FORMS", "KD_SOFT_LABEL
            "NON_IDENTITY", "KEY_BASELINE", "KEY_LENGTH", "FLOAT_DIGITS", "ConfigError",
            "ConfigFileError", "LINF_EPS_MAX", "L2_EPS_MAX", "read_config_file", "KDConfig",
            "TradesConfig", "FastATConfig", "TrainConfig", "teacher_identity", "teacher_digest",
-           "canonical",
+           "canonical", "check_sections_used", "UniqueKeyLoader", "DuplicateKeyError",
            "config_key", "make_config"]
 
 OBJECTIVES = ("standard", "pgd_at", "kd_at", "fast_at", "trades")
@@ -107,7 +107,9 @@ def read_config_file(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigFileError(path, f"cannot be read ({err})") from err
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)
+    except DuplicateKeyError as err:
+        raise ConfigFileError(path, str(err)) from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -121,6 +123,47 @@ def read_config_file(path: str | Path) -> dict:
         raise ConfigFileError(path, f"must hold a mapping of config keys to values, got a "
                               f"{type(data).__name__} ({_short(data)})")
     return dict(data)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A key given twice in one YAML mapping; the message names it and both lines."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping, at any depth:
+    PyYAML keeps the last silently, so ``epochs: 2`` ... ``epochs: 50`` would train 50."""
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            _check_unique_keys(node, (), set())
+        return node
+
+
+def _check_unique_keys(node: yaml.Node, where: tuple, seen_nodes: set) -> None:
+    if id(node) in seen_nodes:  # an alias of a node already checked (or a recursive one)
+        return
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique_keys(item, where + (str(i),), seen_nodes)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    first: dict[tuple, tuple] = {}
+    for key, value in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue  # "<<: *base" merges may override keys: that is what they are for
+        name = ".".join(where + (key.value,))
+        if (key.tag, key.value) in first:
+            line, old = first[(key.tag, key.value)]
+            scalars = isinstance(old, yaml.ScalarNode) and isinstance(value, yaml.ScalarNode)
+            at = (f"line {line} ({key.value}: {old.value}) and line {key.start_mark.line + 1} "
+                  f"({key.value}: {value.value})" if scalars
+                  else f"line {line} and line {key.start_mark.line + 1}")
+            raise DuplicateKeyError(f"key '{name}' is given twice, at {at}; YAML would keep the "
+                                    "last silently: keep one of them")
+        first[(key.tag, key.value)] = (key.start_mark.line + 1, value)
+        _check_unique_keys(value, where + (key.value,), seen_nodes)
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -267,8 +310,12 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        """Build from a YAML file (see :func:`read_config_file` for what the file must be)."""
-        return cls.from_dict(read_config_file(path))
+        """Build from a YAML file (see :func:`read_config_file` for what the file must be);
+        a section the objective does not use must not set anything
+        (:func:`check_sections_used`)."""
+        config = cls.from_dict(read_config_file(path))
+        check_sections_used(config)
+        return config
 
     def to_dict(self) -> dict:
         """Plain-Python form, YAML-ready; sections use their YAML keys (``kd.lambda``)."""
@@ -306,7 +353,7 @@ class TrainConfig:
         d = self.resolved().to_dict()
         for key in NON_IDENTITY:
             d.pop(key, None)
-        active = {"kd_at": "kd", "trades": "trades", "fast_at": "fast_at"}.get(self.objective)
+        active = _ACTIVE_SECTION.get(self.objective)
         for name in _SECTIONS:
             if name != active:
                 d.pop(name)
@@ -391,7 +438,38 @@ def _weights_digest_cached(path: Path) -> str:
 
 
 _SECTIONS = {"kd": KDConfig, "trades": TradesConfig, "fast_at": FastATConfig}
+_ACTIVE_SECTION = {"kd_at": "kd", "trades": "trades", "fast_at": "fast_at"}  # its section
 _YAML_KEYS = {"lam": "lambda"}
+
+
+def check_sections_used(c: TrainConfig) -> None:
+    """A :class:`ConfigError` naming the section and the objective when a section that
+    ``c.objective`` does not read sets a value (``kd: {lambda: 0.3}`` under ``objective:
+    pgd_at`` would be ignored silently, and left out of the run key).
+
+    A value equal to the field's default, or to what :meth:`TrainConfig.resolved` makes of
+    it (``fast_at.alpha`` = 1.25 eps), passes: the config.yaml of every run holds all
+    sections so, and must stay trainable as it is.  Applied where a user's config is read
+    (:meth:`TrainConfig.from_yaml`, :func:`make_config` of a path, ``xcf train`` with its
+    ``--set`` overrides), not by :meth:`TrainConfig.from_dict`, which also reads the
+    config.yaml of runs made before this check existed."""
+    active = _ACTIVE_SECTION.get(c.objective)
+    for name, cls in _SECTIONS.items():
+        if name == active:
+            continue
+        default = cls()
+        resolved = getattr(dataclasses.replace(c, **{name: cls()}).resolved(), name)
+        given = getattr(c, name)
+        changed = [f"{_YAML_KEYS.get(f.name, f.name)}: {_short(getattr(given, f.name))}"
+                   for f in dataclasses.fields(cls)
+                   if canonical(getattr(given, f.name)) not in (
+                       canonical(getattr(default, f.name)), canonical(getattr(resolved, f.name)))]
+        if changed:
+            user = next(o for o, s in _ACTIVE_SECTION.items() if s == name)
+            raise ConfigError(name, f"section '{name}' sets {', '.join(changed)}, but objective "
+                              f"{c.objective!r} does not use it (only {user} does), so it would "
+                              f"be ignored; remove the section (xcf train: --set {name}=null), "
+                              f"or set objective: {user}")
 
 # The identity defaults as of the change to difference-based keys (the resolved Table 2
 # defaults), frozen: do NOT edit a value here when a default changes, or every run made
@@ -468,15 +546,20 @@ def _section_from_dict(name: str, cls: type, d: Mapping[str, Any]):
 def make_config(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None,
                 **overrides: Any) -> TrainConfig:
     """A validated :class:`TrainConfig` from a config, a mapping or a YAML path, with
-    keyword ``overrides`` on top (sections merge: ``kd={"lambda": 0.3}``)."""
-    if isinstance(config, (str, Path)):
-        config = TrainConfig.from_yaml(config)
+    keyword ``overrides`` on top (sections merge: ``kd={"lambda": 0.3}``).  From a path,
+    a section the objective does not use must not set anything (:func:`check_sections_used`)."""
+    from_file = isinstance(config, (str, Path))
+    if from_file:
+        config = TrainConfig.from_dict(read_config_file(config))
     base = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
     for key, value in overrides.items():
         if key in _SECTIONS and isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
             value = {**base[key], **value}
         base[key] = value
-    return TrainConfig.from_dict(base)
+    made = TrainConfig.from_dict(base)
+    if from_file:  # a user's file: what it sets must be used (after the overrides)
+        check_sections_used(made)
+    return made
 
 
 # --------------------------------------------------------------------------- validation

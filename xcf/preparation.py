@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from .checkpoints import CheckpointError, build_from_meta, load_weights, read_checkpoint
-from .config import ConfigError, TrainConfig
+from .config import DEVICE_PATTERN, ConfigError, TrainConfig
 from .data import load
 from .data.cifar import NORMALIZATION
 from .data.dataset import Dataset, as_uint8, stratified_indices
@@ -52,8 +52,10 @@ class Setup:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA if present, else the CPU; a CUDA device that is absent is a
-    :class:`~xcf.config.ConfigError`."""
+    """``auto`` -> CUDA if present, else the CPU; a name that is not a device (``gpu``) or
+    a CUDA device that is absent is a :class:`~xcf.config.ConfigError`."""
+    if not isinstance(name, str) or not DEVICE_PATTERN.match(name):  # not torch's RuntimeError
+        raise ConfigError("device", f"got {name!r}", ["auto", "cpu", "cuda", "cuda:N", "mps"])
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -160,11 +162,18 @@ def build_model(c: TrainConfig, meta: dict, device: torch.device) -> nn.Module:
 
 
 def load_teacher(c: TrainConfig, meta: dict, device: torch.device) -> tuple[nn.Module, Path]:
-    """The KD teacher, checked against the student's task before any training."""
+    """The KD teacher, checked against the student's task before any training: a run
+    folder must be finished (its final.json written: else best.pt is only the best of the
+    epochs trained so far), and the teacher must have the student's classes, input
+    channels and image size (a model with global pooling would take other sizes silently)."""
     path = Path(c.kd.teacher)
     if not path.exists():
         raise ConfigError("kd.teacher", f"{path} does not exist (give an xcf checkpoint .pt "
                           "or a run folder, relative to the working directory)")
+    if path.is_dir() and not (path / "final.json").is_file():
+        raise ConfigError("kd.teacher", f"the teacher run {path} is not finished (no "
+                          "final.json): train it to the end first (xcf train on its "
+                          "config.yaml resumes it), or give a finished run")
     try:
         ckpt, file = read_checkpoint(path, "best")
     except CheckpointError as err:
@@ -174,6 +183,13 @@ def load_teacher(c: TrainConfig, meta: dict, device: torch.device) -> tuple[nn.M
         if t_meta.get(field_) != meta[field_]:
             raise ConfigError("kd.teacher", f"the teacher {file} has {t_meta.get(field_)} {what} "
                               f"but dataset {c.dataset!r} has {meta[field_]}")
+    shape = t_meta.get("image_shape")  # absent from checkpoints of before it was recorded
+    if shape is not None and [int(v) for v in shape] != [int(v) for v in meta["image_shape"]]:
+        raise ConfigError("kd.teacher", f"the teacher {file} was trained on images of shape "
+                          f"{tuple(shape)} (channels, height, width) but the student's data "
+                          f"(dataset {c.dataset!r}, data_kwargs {dict(c.data_kwargs)}) have "
+                          f"{tuple(meta['image_shape'])}; train the teacher on the student's "
+                          "data (same dataset and data_kwargs)")
     teacher = build_from_meta(t_meta)
     load_weights(teacher, ckpt, file)
     teacher = teacher.to(device).eval()
