@@ -275,7 +275,8 @@ def c2(pairs: Sequence[tuple[Any, Any]], form: Optional[str] = None,
         f"C2{tag}", statement("C2"), rel,
         f"gap PGD-AT − KD-AT {rel.text()}; KD-AT's gap {_ms([k.cas_gap for k in kd])} vs "
         f"PGD-AT's {_ms([a.cas_gap for a in at])}; test RA drop KD-AT "
-        f"{_ms([k.ra_gap for k in kd], 100, 1)} vs PGD-AT {_ms([a.ra_gap for a in at], 100, 1)} pts",
+        f"{_ms([k.ra_gap for k in kd], 100, 1)} vs PGD-AT "
+        f"{_ms([a.ra_gap for a in at], 100, 1)} pts",
         f"PGD-AT's CAS gap > 0 in {rel.n}/{n} seeds", "C2", TEST)]
     own = paired.paired([k.cas_gap for k in kd])
     clear = sum(evidence.beyond_intervals(k.best, k.last) for k in kd)
@@ -315,22 +316,6 @@ def _eps_points(eps_runs: Sequence[tuple[float, int, Any]]) -> list[dict]:
     return pts
 
 
-def partial_spearman(x: Sequence[float], y: Sequence[float], z: Sequence[float]
-                     ) -> tuple[float, float]:
-    """Spearman's partial correlation of ``x`` and ``y`` with ``z`` held fixed (ranks of
-    x and y residualised on the rank of z), and its two-sided p-value (t with n - 3
-    degrees of freedom)."""
-    rx, ry, rz = (stats.rankdata(v) for v in (x, y, z))
-    if np.ptp(rz) == 0:  # z constant: nothing to hold fixed, the plain rank correlation
-        res = lambda v: v - v.mean()  # noqa: E731
-    else:
-        res = lambda v: v - np.polyval(np.polyfit(rz, v, 1), rz)  # noqa: E731
-    r = float(np.corrcoef(res(rx), res(ry))[0, 1])
-    n = len(x)
-    t = r * np.sqrt(max(n - 3, 1) / max(1e-12, 1 - r * r))
-    return r, float(2 * stats.t.sf(abs(t), max(n - 3, 1)))
-
-
 def c3(eps_runs: Sequence[tuple[float, int, Any]]) -> Verdict:
     """C3 on ``(ε, seed, run)`` triples: Spearman's ρ between CAS gap and RA gap over all
     points (seeds pooled); per seed, the sign of ρ over that seed's ε values."""
@@ -349,7 +334,8 @@ def c3(eps_runs: Sequence[tuple[float, int, Any]]) -> Verdict:
     raw_rho, raw_p = stats.spearmanr([q["cas_gap"] for q in pts], ra)
     # The best epoch's position drives both gaps (an early best leaves more epochs to
     # fall), so the verdict reads the relation with that position held fixed.
-    rho, p = partial_spearman([q["cas_gap"] for q in pts], ra, [q["best_epoch"] for q in pts])
+    rho, p = paired.partial_spearman([q["cas_gap"] for q in pts], ra,
+                                     [q["best_epoch"] for q in pts])
     seeds = sorted({q["seed"] for q in pts})
     per_seed = []
     for s in seeds:
@@ -401,7 +387,8 @@ def c3_large_eps(eps_runs: Sequence[tuple[float, int, Any]],
     agree = sum(ok for ok, _ in parts.values())
     verdict = "holds" if agree == 3 else "does not hold" if agree == 0 else "mixed"
     failed = [what for what, (ok, _) in parts.items() if not ok]
-    ours = ("not falling: " + ", ".join(failed) + ". " if failed else "") + "; ".join(f"{what} {'falls' if ok else 'does not fall'}: "
+    ours = ("not falling: " + ", ".join(failed) + ". " if failed else "") + "; ".join(
+        f"{what} {'falls' if ok else 'does not fall'}: "
                      + ", ".join(f"{v:.2f}" for v in m) for what, (ok, m) in parts.items())
     ours += " (at ε " + ", ".join(f"{e:g}" for e in large) + ")"
     return _verdict("C3 large ε", verdict, ours, premise, agree, 3)

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
-from scipy import stats
 
-from . import diagnostics, paper
+from . import diagnostics, paired, paper
 from .selection import select_best
 
 __all__ = ["SELECTIONS", "MIN_AFTER_BEST", "paper_epoch", "Reading", "reading",
@@ -114,12 +113,8 @@ def tracking_after_best(r: Reading, min_epochs: int = MIN_AFTER_BEST) -> Optiona
     after = [x for x in r.rows if x["epoch"] > r.best["epoch"]]
     if len(after) < min_epochs:
         return None
-    ranks = [stats.rankdata([x[k] for x in after]) for k in ("epoch", "cas", "test_robust_acc")]
-    e, c, a = (np.asarray(v, dtype=float) for v in ranks)
-    if np.ptp(c) == 0 or np.ptp(a) == 0:
+    cas, ra = ([x[k] for x in after] for k in ("cas", "test_robust_acc"))
+    if np.ptp(cas) == 0 or np.ptp(ra) == 0:
         return None
-    resid = lambda v: v - np.polyval(np.polyfit(e, v, 1), e)  # noqa: E731
-    rc, ra = resid(c), resid(a)
-    if not (rc.std() > 0 and ra.std() > 0):
-        return None
-    return float(np.corrcoef(rc, ra)[0, 1])
+    rho, _ = paired.partial_spearman(cas, ra, [x["epoch"] for x in after])
+    return rho if np.isfinite(rho) else None

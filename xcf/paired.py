@@ -18,9 +18,10 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+import numpy as np
 from scipy import stats
 
-__all__ = ["MIN_SEEDS", "LEVEL", "Paired", "paired", "verdict_of"]
+__all__ = ["MIN_SEEDS", "LEVEL", "Paired", "paired", "verdict_of", "partial_spearman"]
 
 MIN_SEEDS = 3   # fewer seeds give no useful t interval (2 seeds: t(0.975, 1) = 12.7)
 LEVEL = 0.95
@@ -86,3 +87,19 @@ def verdict_of(p: Paired, min_seeds: int = MIN_SEEDS) -> str:
         return "inconclusive"
     low, high = p.ci
     return "holds" if low > 0 else "does not hold" if high < 0 else "inconclusive"
+
+
+def partial_spearman(x: Sequence[float], y: Sequence[float], z: Sequence[float]
+                     ) -> tuple[float, float]:
+    """Spearman's partial correlation of ``x`` and ``y`` with ``z`` held fixed (ranks of
+    x and y residualised on the rank of z), and its two-sided p-value (t with n - 3
+    degrees of freedom)."""
+    rx, ry, rz = (stats.rankdata(v) for v in (x, y, z))
+    if np.ptp(rz) == 0:  # z constant: nothing to hold fixed, the plain rank correlation
+        res = lambda v: v - v.mean()  # noqa: E731
+    else:
+        res = lambda v: v - np.polyval(np.polyfit(rz, v, 1), rz)  # noqa: E731
+    r = float(np.corrcoef(res(rx), res(ry))[0, 1])
+    n = len(x)
+    t = r * np.sqrt(max(n - 3, 1) / max(1e-12, 1 - r * r))
+    return r, float(2 * stats.t.sf(abs(t), max(n - 3, 1)))
