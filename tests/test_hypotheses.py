@@ -112,3 +112,24 @@ def test_an_erasure_record_measures_each_checkpoint_on_each_test_set(tmp_path):
     assert any(rec[c]["shared_erased"] != rec[c]["as_is"] for c in ("under", "best", "last"))
     with pytest.raises(ValueError, match="unknown checkpoints"):
         H.erasure_record(run, {"middle": 1})
+
+
+def test_the_erasure_record_is_measured_once_at_the_rules_epochs_and_kept(tmp_path):
+    """``record_erasure`` measures at the epochs every rule reads (Table 1's under-fitted
+    position, the held-out best, the last), writes them beside the run, and reads the file
+    back instead of measuring again."""
+    from conftest import tiny_config
+    from xcf import evidence
+    from xcf.runner import train
+
+    run = train(tiny_config(epochs=3, holdout_n=30, save_checkpoints_at=[1, 2, 3]),
+                runs_dir=tmp_path, progress=False, log=lambda line: None)
+    r = evidence.reading(run)
+    assert H.erasure_epochs(run) == {"under": r.early["epoch"], "best": r.best["epoch"],
+                                     "last": 3}
+    assert H.read_erasure(run) is None
+    rec = H.record_erasure(run)
+    assert (run.path / H.ERASURE_FILE).exists() and H.read_erasure(run) == rec
+    assert {rec[c]["epoch"] for c in H.CHECKPOINTS} <= {1, 2, 3}
+    (run.path / H.ERASURE_FILE).write_text('{"kept": true}')
+    assert H.record_erasure(run) == {"kept": True}  # read back, not measured again

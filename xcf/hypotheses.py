@@ -42,13 +42,18 @@ images (:func:`xcf.evidence.reading`).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from . import evidence, paired
+from .atomic import write_json
 
-__all__ = ["CHECKPOINTS", "TEST_SETS", "H2_ARMS", "H2_PARTS", "PREDICTIONS", "Outcome",
-           "erasure_cost", "erasure_record", "h1", "h2", "verdict_line"]
+__all__ = ["CHECKPOINTS", "TEST_SETS", "H2_ARMS", "H2_PARTS", "PREDICTIONS", "ERASURE_FILE",
+           "Outcome", "erasure_cost", "erasure_epochs", "erasure_record", "record_erasure",
+           "read_erasure", "h1", "h2", "verdict_line"]
+
+ERASURE_FILE = "erasure.json"  # H1's numbers, kept in the run folder (the weights are not)
 
 CHECKPOINTS = ("under", "best", "last")
 TEST_SETS = ("as_is", "shared_erased", "exclusive_erased")
@@ -120,6 +125,38 @@ def erasure_record(run, epochs: Mapping[str, int], *, device: Optional[str] = No
                                    ("test_clean_acc", "test_robust_acc", "cas")}
             out[name][test_set]["robust_acc"] = out[name][test_set].pop("test_robust_acc")
     return out
+
+
+def erasure_epochs(run) -> dict:
+    """The epochs H1 measures in ``run``: the under-fitted one (Table 1's position,
+    scaled), the best by held-out robust accuracy, and the last
+    (:func:`xcf.evidence.reading`: the epochs every rule of the Claims page reads)."""
+    r = evidence.reading(run)
+    return {"under": int(r.early["epoch"]), "best": int(r.best["epoch"]),
+            "last": int(r.last["epoch"])}
+
+
+def record_erasure(run, *, device: Optional[str] = None) -> dict:
+    """H1's measurements of the finished planted run ``run``, written once to its
+    :data:`ERASURE_FILE` (read back, not recomputed, when already there) with the epochs
+    they were taken at; the run must have kept the checkpoints of
+    :func:`erasure_epochs` (``save_checkpoints_at``)."""
+    done = read_erasure(run)
+    if done is not None:
+        return done
+    if not run.finished:
+        raise ValueError(f"{run.path} has not finished training; H1 reads its last epoch")
+    record = erasure_record(run, erasure_epochs(run), device=device)
+    write_json(run.path / ERASURE_FILE, record)
+    return record
+
+
+def read_erasure(run) -> Optional[dict]:
+    """The erasure record kept in ``run``'s folder, or ``None`` if it has none."""
+    path = run.path / ERASURE_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
 
 
 def h1(seeds: Sequence[tuple[Any, Mapping]]) -> list[Outcome]:
