@@ -51,7 +51,7 @@ from .atomic import write_json
 
 __all__ = ["CHECKPOINTS", "TEST_SETS", "H2_ARMS", "H2_PARTS", "PREDICTIONS", "ERASURE_FILE",
            "Outcome", "erasure_cost", "erasure_epochs", "erasure_record", "record_erasure",
-           "read_erasure", "h1", "h2", "verdict_line"]
+           "read_erasure", "h1", "h2", "verdict_line", "h1_rows", "h2_rows", "verdict_rows"]
 
 ERASURE_FILE = "erasure.json"  # H1's numbers, kept in the run folder (the weights are not)
 
@@ -216,3 +216,51 @@ def verdict_line(outcomes: Sequence[Outcome]) -> Optional[str]:
         return ("The shuffled teacher helps as much as the real one: the cross-class "
                 "structure of soft labels is not what helps at this scale.")
     return f"H2 is {whole.verdict}: see its parts."
+
+
+def h1_rows(seeds: Sequence[tuple[Any, Mapping]]) -> list[dict]:
+    """The page's table of H1, one row per seed: robust overfitting (the premise), and
+    at each checkpoint its epoch and robust accuracy as is / shared erased / exclusive
+    erased, then the two paired quantities of H1a and H1b."""
+    rows = []
+    for run, rec in seeds:
+        r = evidence.reading(run)
+        row = {"run": run.path.name[-12:],
+               "robust overfitting": f"{'yes' if r.overfits else 'no'} ({100 * r.ra_drop:.1f} pts)"}
+        for c in CHECKPOINTS:
+            ra = [rec[c][t]["robust_acc"] for t in TEST_SETS]
+            row[c] = f"epoch {rec[c]['epoch']}: " + " / ".join(f"{100 * v:.1f}" for v in ra)
+        for name, erased, high, low in (("H1a", "shared_erased", "best", "last"),
+                                        ("H1b", "exclusive_erased", "last", "best")):
+            d = erasure_cost(rec, high, erased) - erasure_cost(rec, low, erased)
+            row[name] = f"{100 * d:+.1f} pts"
+        rows.append(row)
+    return rows
+
+
+def h2_rows(seeds: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """The page's table of H2, one row per seed and arm (PGD-AT, the premise's run,
+    first): the held-out-selected best epoch, test RA and CAS there, and the CAS and RA
+    gaps from it to the last epoch."""
+    rows = []
+    for i, s in enumerate(seeds):
+        for arm in ("pgd_at", *H2_ARMS):
+            r = evidence.reading(s[arm])
+            rows.append({"seed": str(s[arm].config.get("seed", i)), "arm": arm,
+                         "best epoch": str(r.best["epoch"]),
+                         "best RA": f"{r.best['test_robust_acc']:.1%}",
+                         "best CAS": f"{r.best['cas']:.2f}", "CAS gap": f"{r.cas_gap:+.2f}",
+                         "RA gap": f"{100 * r.ra_gap:+.1f} pts"})
+    return rows
+
+
+def verdict_rows(outcomes: Sequence[Outcome], found: int, named: int) -> list[dict]:
+    """The page's verdict table: one row per outcome, or *not run* while fewer than the
+    ``named`` seeds have every run (``found``); a rule is decided only on all its seeds."""
+    if named == 0 or found < named:
+        names = sorted({o.name.split(":")[0] for o in outcomes}) or ["-"]
+        ours = f"{found} of {named} seeds committed" if named else "no seeds named yet"
+        return [{"prediction": n, "verdict": "not run", "ours": ours, "premise": "-"}
+                for n in names]
+    return [{"prediction": o.name, "verdict": o.verdict, "ours": o.ours,
+             "premise": o.premise} for o in outcomes]
