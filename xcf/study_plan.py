@@ -24,8 +24,10 @@ Keys of ``P`` (each list of seeds defaults to ``seeds``):
 - ``h1`` and ``h2`` (beyond the paper, :mod:`xcf.hypotheses`): ``h1`` the overrides of
   H1's planted PGD-AT runs (each keeps every epoch's checkpoint, so that the erasure can
   be measured at whichever epoch the held-out images select); ``h2``: ``{form,
-  soft_labels}``, the KD form and the control soft labels (``shuffled``, ``smoothing``)
-  of H2's students, each taught by C1's run of its seed; ``h1_seeds``, ``h2_seeds``;
+  soft_labels, overrides}``, the KD form, the soft labels of H2's students (``teacher``,
+  ``shuffled``, ``smoothing``; without ``teacher`` C2's student of the form is the KD arm)
+  and overrides of every arm alike (a precision), each taught by C1's run of its seed;
+  ``h1_seeds``, ``h2_seeds``;
 - ``seed_overrides``: ``{seed: overrides}`` applied to every run of that seed (a KD
   student and its teacher alike), e.g. ``{3: {amp: none}}`` for seeds trained in fp32 on
   a CPU without native bf16; each run's key and page label carry its precision.
@@ -132,7 +134,8 @@ def studies_of(P: Mapping[str, Any]) -> Iterator[Study]:
     if P.get("h2"):
         for soft in P["h2"]["soft_labels"]:
             for seed in seeds_of(P, "h2"):
-                yield Study(f"H2 KD-AT {soft} seed {seed}", base, of(seed, {"objective": "kd_at"}),
+                overrides = {"objective": "kd_at", **P["h2"].get("overrides", {})}
+                yield Study(f"H2 KD-AT {soft} seed {seed}", base, of(seed, overrides),
                             teacher_seed=seed, kd_form=P["h2"]["form"], soft_labels=soft)
 
 
@@ -160,7 +163,7 @@ def located_studies(P: Mapping[str, Any], locate: Callable[..., Any],
             if c1[seed] is None:
                 yield study.name, None
                 continue
-            overrides = {**seed_overrides(P, seed),
+            overrides = {**overrides,
                          **kd_overrides(c1[seed].path, P["kd_lambda"], P["kd_temperature"],
                                         study.kd_form, study.soft_labels), "seed": seed}
         if announce is not None:
@@ -177,7 +180,8 @@ def hypothesis_inputs(found: Mapping[str, Any], P: Mapping[str, Any]
     finished runs ``found`` (name -> run) of ``P``'s studies: H1's ``(planted run, its
     erasure record)`` per seed that has both, and H2's ``{pgd_at, kd, kd_shuffled,
     label_smoothing}`` per seed that has every arm (C1's run and C2's student of the
-    ``h2`` form are its PGD-AT and KD arms)."""
+    ``h2`` form, or H2's own student of the real teacher where ``h2`` names one, are
+    its PGD-AT and KD arms)."""
     h1 = []
     for seed in seeds_of(P, "h1") if P.get("h1") else []:
         run = found.get(f"H1 planted seed {seed}")
@@ -185,7 +189,7 @@ def hypothesis_inputs(found: Mapping[str, Any], P: Mapping[str, Any]
         if record is not None:
             h1.append((run, record))
     h2 = []
-    arm = {"shuffled": "kd_shuffled", "smoothing": "label_smoothing"}
+    arm = {"teacher": "kd", "shuffled": "kd_shuffled", "smoothing": "label_smoothing"}
     for seed in seeds_of(P, "h2") if P.get("h2") else []:
         runs = {"pgd_at": found.get(f"C1 seed {seed}"),
                 "kd": found.get(f"C2 KD-AT {P['h2']['form']} seed {seed}"),
