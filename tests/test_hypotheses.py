@@ -154,3 +154,15 @@ def test_the_pages_tables_show_each_seeds_numbers_and_wait_for_every_seed(tmp_pa
     decided = H.verdict_rows(H.h1(seeds), found=1, named=1)
     assert [r["prediction"] for r in decided] == ["H1a", "H1b"]
     assert decided[0]["verdict"] == "inconclusive"   # one seed: too few for an interval
+
+
+def test_h1s_sentence_follows_its_verdicts(tmp_path):
+    both = [(run(tmp_path, f"b{i}"), record(0.20 + d, 0.05, 0.02, 0.12 + d))
+            for i, d in enumerate([0.0, -0.03, 0.03])]
+    assert "trades cross-class features for class-specific ones" in H.h1_line(H.h1(both))
+    reverse = [(run(tmp_path, f"v{i}"), record(0.05, 0.20 + d)) for i, d in
+               enumerate([0.0, -0.03, 0.03])]
+    assert H.h1_line(H.h1(reverse)).startswith("Erasing the shared glyphs costs the last")
+    calm = [(run(tmp_path, f"q{i}", fall=0.01), record(0.2, 0.05)) for i in range(3)]
+    assert H.h1_line(H.h1(calm)).startswith("H1 is not tested: its premise did not occur")
+    assert H.h1_line([]) is None

@@ -51,7 +51,7 @@ from .atomic import write_json
 
 __all__ = ["CHECKPOINTS", "TEST_SETS", "H2_ARMS", "H2_PARTS", "PREDICTIONS", "ERASURE_FILE",
            "Outcome", "erasure_cost", "erasure_epochs", "erasure_record", "record_erasure",
-           "read_erasure", "h1", "h2", "verdict_line", "h1_rows", "h2_rows", "verdict_rows"]
+           "read_erasure", "h1", "h2", "verdict_line", "h1_line", "h1_rows", "h2_rows", "verdict_rows"]
 
 ERASURE_FILE = "erasure.json"  # H1's numbers, kept in the run folder (the weights are not)
 
@@ -216,6 +216,27 @@ def verdict_line(outcomes: Sequence[Outcome]) -> Optional[str]:
         return ("The shuffled teacher helps as much as the real one: the cross-class "
                 "structure of soft labels is not what helps at this scale.")
     return f"H2 is {whole.verdict}: see its parts."
+
+
+def h1_line(outcomes: Sequence[Outcome]) -> Optional[str]:
+    """The plain sentence a page prints for H1 (H1a and H1b of :func:`h1`), or ``None``."""
+    by = {o.name: o for o in outcomes}
+    if "H1a" not in by or "H1b" not in by:
+        return None
+    a, b = by["H1a"].verdict, by["H1b"].verdict
+    if a == "not tested":
+        return (f"H1 is not tested: its premise did not occur ({by['H1a'].premise}), so "
+                "there is no robust overfitting whose features the erasure could probe.")
+    if a == b == "holds":
+        return ("The best checkpoint relies on the shared glyphs more than the last one, and "
+                "the last on the exclusive glyphs more than the best: here robust "
+                "overfitting trades cross-class features for class-specific ones, as the "
+                "paper's hypothesis has it.")
+    if a == "does not hold":
+        return ("Erasing the shared glyphs costs the last checkpoint more than the best: "
+                "robust overfitting here is not a loss of reliance on cross-class features.")
+    return (f"H1a is {a} and H1b {b}: the erasure does not separate the best checkpoint "
+            "from the last one at this scale.")
 
 
 def h1_rows(seeds: Sequence[tuple[Any, Mapping]]) -> list[dict]:
