@@ -112,3 +112,131 @@ def test_planted_called_directly_checks_its_parameters_too():
 def test_planted_accepts_the_edges_of_each_range(kwargs):
     ds = data.load("planted", **{"image_size": 16, "n_train": 12, "n_test": 12, **kwargs})
     assert torch.isfinite(ds.x_test).all() and len(ds.y_test) == 12
+
+
+# ------------------------------------------------------------------ a diverged run
+
+def diverge_run(tmp_path, **overrides):
+    """Train the tiny config with ``overrides``; return (the error, the run folder)."""
+    from conftest import tiny_config
+
+    from xcf.runner import train
+    from xcf.training import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged) as caught:
+        train(tiny_config(**overrides), runs_dir=tmp_path, progress=False, log=lambda s: None)
+    (folder,) = tmp_path.iterdir()
+    return caught.value, folder
+
+
+def assert_recorded_as_diverged(folder, text, epochs_kept):
+    from xcf import runs
+    from xcf.launch import run_state
+
+    run = runs.Run(folder)
+    rows = run.metrics()
+    assert [r["epoch"] for r in rows] == epochs_kept
+    assert all(json.dumps(r, allow_nan=False) for r in rows)  # every kept number finite
+    assert not run.finished and not (folder / "final.json").exists()
+    state = run.load_state()
+    assert (state["epoch"] if state else 0) == (epochs_kept[-1] if epochs_kept else 0)
+    session = run.provenance()["sessions"][-1]
+    assert session["status"] == "diverged" and session["end"] is not None
+    assert text in session["error"] and run.status == "diverged"
+    assert run_state(run)[0] == "diverged"
+
+
+@pytest.mark.parametrize("lr, named", [
+    (1e12, "loss is nan at epoch 1"),             # the loss itself
+    (1e6, "holds inf after epoch 1"),             # a finite loss, overflowing BatchNorm
+    (4000.0, "evaluating epoch 1, A[0, 0] is"),   # finite weights, features that overflow
+], ids=["loss", "weights", "evaluation"])
+def test_a_huge_learning_rate_stops_the_run_as_diverged(tmp_path, lr, named):
+    err, folder = diverge_run(tmp_path, lr=lr)
+    assert str(err).startswith("training diverged: ") and named in str(err)
+    assert f"now {lr:g}" in str(err)  # the fix names the learning rate to lower
+    assert isinstance(err, FloatingPointError)  # as a non-finite loss always raised
+    assert_recorded_as_diverged(folder, named, [])
+
+
+def test_a_run_diverging_later_keeps_its_finite_epochs(tmp_path):
+    """lr 2000 without decay: epoch 1 finite, its weights overflow in epoch 2 (on this
+    CPU build; the assertions hold wherever it diverges)."""
+    from xcf import runs
+
+    err, folder = diverge_run(tmp_path, lr=2000.0, epochs=3, milestones=[])
+    kept = [r["epoch"] for r in runs.Run(folder).metrics()]
+    assert kept == list(range(1, len(kept) + 1)) and len(kept) < 3
+    assert f"epoch {len(kept) + 1}" in str(err)
+    assert_recorded_as_diverged(folder, "training diverged", kept)
+
+
+@pytest.mark.parametrize("field, value", [("cas", NAN), ("test_robust_acc", INF),
+                                          ("cas_clean", -INF), ("cas_ci95", [0.1, NAN])])
+def test_a_non_finite_evaluation_number_is_not_recorded(tmp_path, monkeypatch, field, value):
+    from xcf import runner
+
+    real = runner.evaluate
+
+    def broken(model, x, y, config, epoch, **kw):  # epoch 2's number comes out non-finite
+        numbers, adv, clean = real(model, x, y, config, epoch, **kw)
+        return ({**numbers, field: value} if epoch == 2 else numbers), adv, clean
+
+    monkeypatch.setattr(runner, "evaluate", broken)
+    err, folder = diverge_run(tmp_path, epochs=3)
+    assert f"{field} of epoch 2 is " in str(err)
+    assert_recorded_as_diverged(folder, f"{field} of epoch 2", [1])
+
+
+def test_a_non_finite_epoch_loss_is_not_recorded(tmp_path, monkeypatch):
+    """Each batch's loss finite, their mean not (the epoch's sum overflows)."""
+    import dataclasses
+
+    from xcf import runner
+
+    real = runner.train_epoch
+
+    def overflowing(*a, epoch, **kw):
+        stats = real(*a, epoch=epoch, **kw)
+        return dataclasses.replace(stats, loss=INF) if epoch == 2 else stats
+
+    monkeypatch.setattr(runner, "train_epoch", overflowing)
+    err, folder = diverge_run(tmp_path, epochs=2)
+    assert "train_loss of epoch 2 is inf" in str(err)
+    assert_recorded_as_diverged(folder, "train_loss of epoch 2 is inf", [1])
+
+
+def test_weights_poisoned_after_an_epoch_stop_the_next_one(tmp_path):
+    from conftest import tiny_config
+
+    from xcf.runner import train
+    from xcf.training import TrainingDiverged
+
+    def poison(row, model, run):  # after epoch 1 is saved, break the weights in memory
+        with torch.no_grad():
+            next(model.parameters()).fill_(NAN)
+
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 2, batch 0"):
+        train(tiny_config(epochs=3), runs_dir=tmp_path, progress=False, callbacks=[poison],
+              log=lambda s: None)
+    (folder,) = tmp_path.iterdir()
+    assert_recorded_as_diverged(folder, "epoch 2, batch 0", [1])
+
+
+def test_xcf_train_says_diverged_in_one_line(tmp_path, capsys):
+    import yaml
+    from conftest import tiny_config
+
+    from xcf import cli
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config()))
+    code = cli.main(["train", str(config), "--set", "lr=1e6", "--runs-dir",
+                     str(tmp_path / "runs"), "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in out + err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("xcf train: training stopped: training diverged: ")
+    assert "after epoch 1" in line and "lower the learning rate (now 1e+06)" in line
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert_recorded_as_diverged(folder, "training diverged", [])
