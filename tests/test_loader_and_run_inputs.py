@@ -240,3 +240,143 @@ def test_xcf_train_says_diverged_in_one_line(tmp_path, capsys):
     assert "after epoch 1" in line and "lower the learning rate (now 1e+06)" in line
     (folder,) = (tmp_path / "runs").iterdir()
     assert_recorded_as_diverged(folder, "training diverged", [])
+
+
+# ------------------------------------------------------------------ measure: image channels
+
+def grey(n=6, size=16):
+    return torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def colour_cnn(**kwargs):
+    from xcf.models import small_cnn
+
+    torch.manual_seed(0)
+    return small_cnn(num_classes=3, in_channels=3, width=4, **kwargs).eval()
+
+
+def tv_like(channels=3):
+    """Another library's colour classifier: conv, pool, Linear."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(channels, 4, 3, padding=1),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                               torch.nn.Linear(4, 3)).eval()
+
+
+def wrapped(model, **kwargs):
+    from xcf.models import as_feature_classifier
+
+    return as_feature_classifier(model, **kwargs)
+
+
+@pytest.mark.parametrize("make, x, text", [
+    # An xcf colour model used to broadcast grey images against its 3-channel
+    # normalisation and measure them without a word.
+    (lambda: colour_cnn(), grey(), r"x has 1-channel images but SmallCNN takes 3-channel "
+                                   r"images; pass 3-channel images \(x\.expand"),
+    (lambda: colour_cnn(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)), grey(),
+     r"1-channel images but SmallCNN takes 3-channel"),
+    (lambda: wrapped(tv_like()), grey(), r"1-channel images but WrappedClassifier takes "
+                                         r"3-channel.*input_channels=1"),
+    (lambda: colour_cnn(), torch.rand(6, 4, 16, 16), r"x has 4-channel images .* takes 3-channel"),
+], ids=["xcf model", "xcf model, normalised", "wrapped model", "4 channels"])
+def test_measure_refuses_images_of_other_channels_than_the_model_takes(make, x, text):
+    from xcf.attribution import measure
+
+    model = make()
+    forwards = []
+    hook = model.head.register_forward_hook(lambda *a: forwards.append(1))
+    with pytest.raises(inputs.ShapeError, match=text):
+        measure(model, x, torch.arange(6) % 3, None, batch_size=6)
+    hook.remove()
+    assert not forwards
+
+
+def test_measure_takes_grey_images_where_the_model_says_it_does():
+    from xcf.attribution import measure
+    from xcf.models import as_feature_classifier
+
+    repeated = as_feature_classifier(tv_like(), input_channels=1)  # repeats grey inside
+    assert measure(repeated, grey(), torch.arange(6) % 3, None, batch_size=6).C.shape == (3, 3)
+    flat = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 3))  # no channels named
+    m = measure(as_feature_classifier(flat), grey(), torch.arange(6) % 3, None, batch_size=6)
+    assert torch.isfinite(m.C).all()
+
+
+# ------------------------------------------------------------------ as_feature_classifier
+
+NORM = inputs.ArgumentError  # NormalizationError: also a LinearHeadError
+
+
+@pytest.mark.parametrize("kwargs, error, text", [
+    (dict(mean=(125.3, 123.0, 113.9)), NORM, r"mean \[125\.3, 123\.0, 113\.9\] holds 125\.3.*"
+                                             r"0-255 units\? divide by 255"),
+    (dict(std=(63.0, 62.1, 66.7)), NORM, r"std \[63\.0, 62\.1, 66\.7\] holds 63\.0.*divide by 255"),
+    (dict(mean=(0.5, -0.1, 0.5)), NORM, r"holds -0\.1: mean must lie in \[0, 1\]"),
+    (dict(mean=(0.5, NAN, 0.5)), NORM, r"mean \[0\.5, nan, 0\.5\] holds nan"),
+    (dict(std=(0.2, INF, 0.2)), NORM, r"std \[0\.2, inf, 0\.2\] holds inf"),
+    (dict(std=(0.2, 0.0, 0.2)), NORM, r"holds 0\.0: std must be > 0"),
+    (dict(std=(0.2, -0.2, 0.2)), NORM, r"holds -0\.2: std must be > 0"),
+    (dict(mean=(0.5, 0.5)), NORM, r"mean has 2 entries but the model takes 3 channels"),
+    (dict(std=(0.2, 0.2, 0.2, 0.2)), NORM, r"std has 4 entries but the model takes 3"),
+    (dict(mean="0.5"), TYPE, r"mean '0\.5' is not a list of numbers"),
+    (dict(mean=0.5), TYPE, r"mean 0\.5 is not a list of numbers"),
+    (dict(std=("0.2", "0.2", "0.2")), TYPE, r"std \('0\.2', '0\.2', '0\.2'\) is not a list"),
+    (dict(mean=(True, False, True)), TYPE, r"mean \(True, False, True\) is not a list"),
+    (dict(input_channels=1.0), TYPE, r"input_channels 1\.0 is not an integer"),
+], ids=["mean 0-255", "std 0-255", "negative mean", "NaN mean", "inf std", "zero std",
+        "negative std", "2 means for 3 channels", "4 stds for 3 channels", "mean a string",
+        "mean a scalar", "std strings", "mean bools", "input_channels float"])
+def test_as_feature_classifier_refuses_bad_normalisation(kwargs, error, text):
+    from xcf.models import LinearHeadError, as_feature_classifier
+
+    with pytest.raises(error, match=text) as caught:
+        as_feature_classifier(tv_like(), **kwargs)
+    if error is NORM:
+        assert isinstance(caught.value, LinearHeadError)  # as it was before
+
+
+def test_as_feature_classifier_takes_statistics_in_pixel_units():
+    import numpy as np
+
+    from xcf.models import as_feature_classifier
+
+    net = as_feature_classifier(tv_like(), mean=np.array([0.485, 0.456, 0.406]),
+                                std=torch.tensor([0.229, 0.224, 0.225]))
+    assert torch.allclose(net.std.flatten(), torch.tensor([0.229, 0.224, 0.225]))
+
+
+# ------------------------------------------------------------------ bootstrap_cas
+
+@pytest.mark.parametrize("change, error, text", [
+    (dict(features=NAN), inputs.MatrixError, r"features holds nan"),
+    (dict(features=INF), inputs.MatrixError, r"features holds inf"),
+    (dict(weight=-INF), inputs.MatrixError, r"weight holds -inf"),
+    (dict(n_boot=0), RANGE, r"n_boot 0 is not an integer >= 1"),
+    (dict(n_boot=True), TYPE, r"n_boot True .*it is a bool"),
+], ids=["NaN feature", "inf feature", "-inf weight", "n_boot 0", "n_boot True"])
+def test_bootstrap_cas_refuses_non_finite_input_and_no_resamples(change, error, text):
+    from xcf.attribution import bootstrap_cas
+
+    gen = torch.Generator().manual_seed(0)
+    features, weight = torch.rand(6, 4, generator=gen), torch.randn(3, 4, generator=gen)
+    for name in ("features", "weight"):
+        if name in change:
+            (features if name == "features" else weight)[1, 2] = change[name]
+    with pytest.raises(error, match=text):
+        bootstrap_cas(features, torch.arange(6) % 3, weight, n_boot=change.get("n_boot", 10))
+
+
+# ------------------------------------------------------------------ evaluate's config
+
+@pytest.mark.parametrize("config", ["dict", "path"])
+def test_evaluate_names_a_config_that_is_not_a_train_config(config, tiny_net):
+    from conftest import tiny_config
+
+    from xcf.evaluation import evaluate, evaluate_holdout
+
+    given = tiny_config() if config == "dict" else "configs/smoke.yaml"
+    for fn in (evaluate, evaluate_holdout):
+        with pytest.raises(TYPE, match=r"config .* is a (dict|str), not a TrainConfig; pass "
+                                       r"xcf\.config\.make_config\(config\)"):
+            fn(tiny_net, torch.rand(6, 1, 8, 8), torch.arange(6) % 3, given, 1)
