@@ -1,9 +1,10 @@
 """Checks of the library's inputs, one error type per kind of mistake.
 
-The public functions of :mod:`xcf.attribution`, :mod:`xcf.evaluation` and
-:mod:`xcf.data.batching` call these before any work starts, so a bad input gives a
-message naming the bad value, the allowed range and the fix, never a raw torch error, a
-misleading "class has no test sample" or a silent NaN.  Each check is one cheap pass
+The public functions of :mod:`xcf.attribution`, :mod:`xcf.evaluation`, :mod:`xcf.data`
+(the loaders, :mod:`xcf.data.batching`) and :func:`xcf.models.as_feature_classifier`
+call these before any work starts, so a bad input gives a message naming the bad value,
+the allowed range and the fix, never a raw torch error, a misleading "class has no test
+sample" or a silent NaN.  Each check is one cheap pass
 (``torch.isfinite``, ``min``, ``max``); the slower search for *which* sample is bad runs
 only once a check has failed.
 
