@@ -393,7 +393,7 @@ def test_nan_loss_stops_with_epoch_and_batch_named_and_keeps_checkpoints(tmp_pat
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert checkpoints.load_torch(run.checkpoint_path("best"))["epoch"] == 1
-    assert run.provenance()["sessions"][-1]["status"] == "failed"
+    assert run.provenance()["sessions"][-1]["status"] == "diverged"  # issue 29: a status of its own
     assert "epoch 2, batch 0" in run.provenance()["sessions"][-1]["error"]
 
 

@@ -23,9 +23,10 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .attacks import Attack, attack_mode
-from .inputs import (MatrixError, check_batch_size, check_count, check_features, check_images,
-                     check_labels, check_lengths, check_matrix, check_num_classes)
-from .models import check_feature_model
+from .inputs import (MatrixError, ShapeError, check_batch_size, check_count, check_features,
+                     check_images, check_labels, check_lengths, check_matrix,
+                     check_num_classes)
+from .models import check_feature_model, input_channels
 
 __all__ = ["attribution_vectors", "class_attribution_vectors", "correlation_matrix", "cas",
            "instance_correlation_matrix", "i_cas", "Measurement", "measure", "bootstrap_cas"]
@@ -212,13 +213,16 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Optional
         progress: show a progress bar.
 
     Every input is checked before the attack pass (:mod:`xcf.inputs`): images finite and
-    in [0, 1] (with or without an attack), integer labels in ``[0, K)``, one label per
-    image, ``batch_size >= 1`` and ``num_classes`` equal to the head's outputs.
+    in [0, 1] (with or without an attack), of the channels the model takes
+    (:func:`xcf.models.input_channels`; a model that names none takes any), integer labels
+    in ``[0, K)``, one label per image, ``batch_size >= 1`` and ``num_classes`` equal to
+    the head's outputs.
     """
     check_feature_model(model)
     W = model.head.weight.detach()
     K = check_num_classes(num_classes, W.shape[0])
     check_images(x)
+    _check_channels(model, x)
     check_labels(y, K)
     check_lengths(x, y)
     check_batch_size(batch_size)
@@ -245,6 +249,21 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Optional
     if keep_features:
         result.features = features
     return result
+
+
+def _check_channels(model: nn.Module, x: torch.Tensor) -> None:
+    """Grey images given to a colour model would broadcast against its 3-channel
+    normalisation into 3 channels, and be measured without a word: refused, with the fix."""
+    want = input_channels(model)
+    if want is None or x.shape[1] == want:
+        return
+    fix = (f"pass {want}-channel images (x.expand(-1, {want}, -1, -1) repeats grey ones)"
+           if x.shape[1] == 1 else f"pass {want}-channel images")
+    if x.shape[1] == 1 and want > 1:
+        fix += (", or wrap another library's model with xcf.models.as_feature_classifier("
+                "..., input_channels=1)")
+    raise ShapeError(f"x has {x.shape[1]}-channel images but {type(model).__name__} takes "
+                     f"{want}-channel images; {fix}")
 
 
 def bootstrap_cas(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, *,

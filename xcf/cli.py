@@ -7,9 +7,10 @@ last layer is a Linear, e.g. ``torchvision.models:resnet18``; see
 
 ``python -m xcf ...`` is the same.  ``train`` resumes an unfinished run and reuses a
 finished one by default (runs are keyed by a hash of their config, see :mod:`xcf.runs`);
-``--overwrite`` starts afresh.  Exit status: 0 success, 1 training failed (a non-finite
-loss, or the run is locked by another live process; a launched run failed), 2 bad config
-or arguments.  ``train --dry-run`` prints the run folder a config maps to, and trains nothing.
+``--overwrite`` starts afresh.  Exit status: 0 success, 1 training failed (it diverged: a
+non-finite loss, weight or evaluation number, one line naming the epoch and the value, the
+run's session recorded as "diverged"; or the run is locked by another live process; a
+launched run failed), 2 bad config or arguments.  ``train --dry-run`` prints the run folder a config maps to, and trains nothing.
 ``train --wait SECONDS`` bounds the wait for a run another process is training (default:
 as long as it lives; 0: fail at once); ``train --ddp N`` trains on N processes under
 torchrun, as ``torchrun --nproc_per_node N -m xcf train CONFIG`` does (:mod:`xcf.distributed`).
@@ -687,8 +688,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = say
             return run[args.command](args)
-    except (FloatingPointError, RunLockedError) as err:
-        print(f"xcf {args.command}: training stopped: {err}", file=sys.stderr)
+    except (FloatingPointError, RunLockedError) as err:  # TrainingDiverged is the first
+        text = " ".join(str(err).split())  # one line, whatever the message holds
+        print(f"xcf {args.command}: training stopped: {text}", file=sys.stderr)
         return 1
     except (ConfigError, CheckpointError, OSError, ValueError, yaml.YAMLError) as err:
         return _user_error(args.command, err)

@@ -18,6 +18,7 @@ evaluation.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -31,7 +32,8 @@ from .checkpoints import CheckpointError
 from .config import AMP_MODES, TrainConfig
 from .data.dataset import stratified_indices
 from .distributed import SINGLE, World, measure_sharded, rank_seed
-from .inputs import ArgumentError, check_count, check_images, check_labels, check_lengths
+from .inputs import (ArgumentError, ArgumentTypeError, check_count, check_images, check_labels,
+                     check_lengths)
 from .precision import AutocastModel
 from .preparation import Setup, load_data, resolve_device
 from .runs import Run
@@ -71,8 +73,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainCo
     Fig. 9 (a forward pass only).  Returns ``(numbers, adversarial, clean)`` with the two
     :class:`~xcf.attribution.Measurement` objects.
 
-    ``x``: (N, C, H, W) in [0, 1]; ``y``: (N,) labels of the model's classes; ``amp``:
-    one of :data:`xcf.config.AMP_MODES`.  Checked before either pass (:mod:`xcf.inputs`).
+    ``x``: (N, C, H, W) in [0, 1]; ``y``: (N,) labels of the model's classes; ``config``:
+    a :class:`TrainConfig` (a dict is refused, naming :func:`xcf.config.make_config`);
+    ``amp``: one of :data:`xcf.config.AMP_MODES`.  Checked before either pass
+    (:mod:`xcf.inputs`).
 
     ``world``: under torchrun (``world.size > 1``) every rank passes all of ``(x, y)`` and
     attacks its shard (:func:`xcf.distributed.measure_sharded`); every rank gets the same
@@ -80,7 +84,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainCo
     (seeded by the rank too).  ``instance`` needs one process; ``progress`` shows no
     bar there.
     """
-    _check_eval_inputs(model, x, y, epoch, amp)
+    _check_eval_inputs(model, x, y, config, epoch, amp)
     if instance and world.size > 1:
         raise ArgumentError(f"instance=True (I-CAS) needs one process, not a world of "
                             f"{world.size} ranks; measure I-CAS in one process, or pass "
@@ -108,7 +112,7 @@ def evaluate_holdout(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config:
     the test set is: what a label-free selector may look at without touching test data.
     Its attack has its own generator, so adding a holdout leaves the test numbers alone.
     ``world``: as for :func:`evaluate`."""
-    _check_eval_inputs(model, x, y, epoch, amp)
+    _check_eval_inputs(model, x, y, config, epoch, amp)
     c = config.resolved()
     gen = _attack_generator(x.device, eval_seed(c.seed, epoch) + 1, world)
     net = AutocastModel(model, x.device, amp) if amp != "none" else model
@@ -138,9 +142,13 @@ def _measure(net: nn.Module, x: torch.Tensor, y: torch.Tensor, attack, c: TrainC
                    instance=instance, keep_features=keep_features, progress=progress)
 
 
-def _check_eval_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int,
+def _check_eval_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config, epoch: int,
                        amp: str) -> None:
     """Every check of an evaluation's arguments, before the first forward pass."""
+    if not isinstance(config, TrainConfig):  # a dict has no .resolved(): an AttributeError
+        raise ArgumentTypeError(f"config {reprlib.repr(config)} is a {type(config).__name__}, "
+                                "not a TrainConfig; pass xcf.config.make_config(config) (it "
+                                "takes a mapping or a YAML path)")
     if amp not in AMP_MODES:
         raise ArgumentError(f"amp {amp!r} is not one of {', '.join(AMP_MODES)}; pass "
                             "amp='none' (float32), or an autocast mode for speed")

@@ -1,9 +1,10 @@
 """Checks of the library's inputs, one error type per kind of mistake.
 
-The public functions of :mod:`xcf.attribution`, :mod:`xcf.evaluation` and
-:mod:`xcf.data.batching` call these before any work starts, so a bad input gives a
-message naming the bad value, the allowed range and the fix, never a raw torch error, a
-misleading "class has no test sample" or a silent NaN.  Each check is one cheap pass
+The public functions of :mod:`xcf.attribution`, :mod:`xcf.evaluation`, :mod:`xcf.data`
+(the loaders, :mod:`xcf.data.batching`) and :func:`xcf.models.as_feature_classifier`
+call these before any work starts, so a bad input gives a message naming the bad value,
+the allowed range and the fix, never a raw torch error, a misleading "class has no test
+sample" or a silent NaN.  Each check is one cheap pass
 (``torch.isfinite``, ``min``, ``max``); the slower search for *which* sample is bad runs
 only once a check has failed.
 
@@ -13,14 +14,17 @@ correlation matrices ``(K, K)`` (Eq. 6).
 """
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import torch
 
 __all__ = ["InputError", "ImageError", "LabelError", "LengthError", "ShapeError",
-           "NumClassesError", "MatrixError", "ArgumentError", "check_images", "check_labels",
-           "check_lengths", "check_features", "check_num_classes", "check_matrix",
-           "check_batch_size", "check_count"]
+           "NumClassesError", "MatrixError", "ArgumentError", "ArgumentTypeError",
+           "check_images", "check_labels", "check_lengths", "check_features",
+           "check_num_classes", "check_matrix", "check_batch_size", "check_count",
+           "check_real", "check_flag"]
 
 
 class InputError(ValueError):
@@ -53,6 +57,12 @@ class MatrixError(InputError):
 
 class ArgumentError(InputError):
     """A scalar argument (batch size, count, epoch, ...) outside its allowed range."""
+
+
+class ArgumentTypeError(ArgumentError, TypeError):
+    """An argument of the wrong type: a string or a bool where a number is expected, a
+    dict where a :class:`~xcf.config.TrainConfig` is.  Also a :class:`TypeError`, so code
+    that catches either kind of mistake catches it."""
 
 
 def _is_int(value: Any) -> bool:
@@ -173,11 +183,40 @@ def check_matrix(M: Any, name: str = "C", *, square: bool = True) -> torch.Tenso
 
 
 def check_count(value: Any, name: str, low: int = 1, example: int | None = None) -> int:
-    """``value``: an integer >= ``low``."""
+    """``value``: an integer >= ``low`` (a bool is not one: ``True`` is no count)."""
     if not _is_int(value) or value < low:
         hint = f", e.g. {example}" if example is not None else ""
-        raise ArgumentError(f"{name} {value!r} is not an integer >= {low}; pass an integer "
-                            f">= {low}{hint}")
+        # A string or a bool is a type mistake; an integer below ``low`` a range mistake.
+        error = ArgumentError if _is_int(value) else ArgumentTypeError
+        kind = "" if _is_int(value) else f" (it is a {type(value).__name__})"
+        raise error(f"{name} {value!r} is not an integer >= {low}{kind}; pass an integer "
+                    f">= {low}{hint}")
+    return value
+
+
+def check_real(value: Any, name: str, low: float | None = None, high: float | None = None,
+               example: float | None = None) -> float:
+    """``value``: a finite real number (int or float, not a bool) in ``[low, high]``
+    (either end ``None``: open)."""
+    span = (f"[{low:g}, {high:g}]" if low is not None and high is not None else
+            f">= {low:g}" if low is not None else f"<= {high:g}" if high is not None else
+            "finite")
+    hint = f", e.g. {example:g}" if example is not None else ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentTypeError(f"{name} {value!r} is not a number (it is a "
+                                f"{type(value).__name__}); pass a number {span}{hint}")
+    if not math.isfinite(value) or (low is not None and value < low) or (
+            high is not None and value > high):
+        raise ArgumentError(f"{name} {value!r} is not a finite number {span}; pass a number "
+                            f"{span}{hint}")
+    return float(value)
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """``value``: True or False (not 0/1 or a string such as ``'false'``, which is truthy)."""
+    if not isinstance(value, bool):
+        raise ArgumentTypeError(f"{name} {value!r} is not True or False (it is a "
+                                f"{type(value).__name__}); pass {name}=True or {name}=False")
     return value
 
 

@@ -38,7 +38,7 @@ from .config import TrainConfig, make_config, read_config_file, teacher_identity
 from .locate import kd_overrides
 from .plan import ESTIMATE_LABEL, GPUS, format_pflop, gpu_hours, notebook_runs, plan_runs
 from .profiles import PROFILES, profile_knobs
-from .provenance import now
+from .provenance import DIVERGED, now
 from .runner import run_slug
 from .runs import Run, RunFileError, default_runs_dir, find_run
 from .study_plan import studies_of
@@ -254,9 +254,10 @@ def run_folder(config: TrainConfig | Mapping[str, Any], runs_dir: str | Path | N
 
 def run_state(run: Run) -> tuple[str, int, Optional[int]]:
     """``(state, epochs done, best epoch)`` of a run folder; state is ``not started``,
-    ``running`` (a live process holds its lock), ``finished``, ``failed`` (its last
-    session raised an error) or ``interrupted`` (killed, preempted or stopped; the next
-    train resumes it from last.pt)."""
+    ``running`` (a live process holds its lock), ``finished``, ``diverged`` (its last
+    session stopped at a non-finite number, :class:`~xcf.training.TrainingDiverged`),
+    ``failed`` (its last session raised another error) or ``interrupted`` (killed,
+    preempted or stopped; the next train resumes it from last.pt)."""
     if not (run.path / "config.yaml").is_file():
         return "not started", 0, None
     done = len(run.metrics())
@@ -267,6 +268,8 @@ def run_state(run: Run) -> tuple[str, int, Optional[int]]:
         return "running", done, best
     sessions = run.provenance().get("sessions") or [{}]
     error = str(sessions[-1].get("error") or "")
+    if sessions[-1].get("status") == DIVERGED:  # not "interrupted": a rerun diverges again
+        return "diverged", done, best
     # A requeue (submitit exits with SystemExit) or Ctrl-C ends a session as "failed": the
     # run was stopped, not broken.
     if sessions[-1].get("status") == "failed" and not error.startswith(

@@ -17,14 +17,19 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import math
+import numbers
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .inputs import ArgumentError, ArgumentTypeError, check_count
+
 __all__ = ["MODELS", "FeatureClassifier", "PreActBlock", "PreActResNet",
            "preact_resnet18", "SmallCNN", "small_cnn", "TimmViT", "deit_tiny", "build",
            "check_feature_model", "LinearHeadError", "WrappedClassifier", "find_head",
-           "as_feature_classifier"]
+           "as_feature_classifier", "NormalizationError", "input_channels"]
 
 MODELS: tuple[str, ...] = ("preact_resnet18", "small_cnn", "deit_tiny")
 
@@ -272,6 +277,12 @@ class LinearHeadError(ValueError):
     ``nn.Linear``, its output is not that layer's output, or its inputs do not fit."""
 
 
+class NormalizationError(LinearHeadError, ArgumentError):
+    """``mean``/``std`` of :func:`as_feature_classifier` that are not one finite number
+    per channel in [0, 1] pixel units (``std > 0``).  Both a :class:`LinearHeadError` and
+    an :class:`xcf.inputs.ArgumentError`."""
+
+
 def _where(name: str) -> str:
     return f"'{name}'" if name else "the model itself"
 
@@ -305,6 +316,62 @@ def find_head(model: nn.Module, head: str | None = None) -> str:
             "a model that ends in a Linear (e.g. drop a final activation), or name the "
             "Linear whose output the model returns with head='...'")
     return name
+
+
+# Examples for messages: ImageNet's statistics in [0, 1] pixel units.
+_EXAMPLE = {"mean": "(0.485, 0.456, 0.406)", "std": "(0.229, 0.224, 0.225)"}
+
+
+def _check_normalization(mean, std, channels: int | None):
+    """``mean``/``std`` as lists of floats, one per channel (``channels``, or as many as
+    each other when the model has no Conv2d to say), in [0, 1] pixel units: the wrapper
+    normalises pixels in [0, 1], so 0-255 statistics (ImageNet's 123.7, 58.4) would
+    silently shrink every input to almost nothing."""
+    given = {label: _numbers(label, value) for label, value in (("mean", mean), ("std", std))
+             if value is not None}
+    want = channels if channels is not None else len(next(iter(given.values()), []))
+    for label, value in given.items():
+        if len(value) != want:
+            raise NormalizationError(f"{label} has {len(value)} entries but the model takes "
+                                     f"{want} channels; give one per channel")
+        positive = label == "std"  # a std of 0 divides by zero
+        bad = next((v for v in value if not (math.isfinite(v) and v <= 1 and (
+            v > 0 if positive else v >= 0))), None)
+        if bad is not None:
+            rule = "std must be > 0 in every channel and <= 1" if positive else \
+                "mean must lie in [0, 1]"
+            scale = "; 0-255 units? divide by 255" if math.isfinite(bad) and bad > 1 else ""
+            raise NormalizationError(f"{label} {value} holds {bad}: {rule}, finite, in [0, 1] "
+                                     f"pixel units (e.g. {_EXAMPLE[label]}){scale}")
+    return given.get("mean"), given.get("std")
+
+
+def _numbers(label: str, value) -> list[float]:
+    """``value`` (a sequence, numpy array or tensor of reals) as a list of floats."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value):
+        raise ArgumentTypeError(f"{label} {value!r} is not a list of numbers; pass one number "
+                                f"per channel, e.g. {label}={_EXAMPLE[label]}")
+    return [float(v) for v in value]
+
+
+def input_channels(model: nn.Module) -> int | None:
+    """The channels of the images ``model`` takes, as far as it says: a
+    :class:`WrappedClassifier`'s ``input_channels`` (1 when it repeats grey images), a
+    :class:`FeatureClassifier`'s ``in_channels``, the model inside a wrapper (``.model``,
+    as :class:`~xcf.precision.AutocastModel`), else its first ``nn.Conv2d``'s; ``None``
+    when it says nothing (then it takes any)."""
+    while True:
+        if isinstance(model, WrappedClassifier):
+            return model.input_channels
+        if isinstance(model, FeatureClassifier):
+            return model.in_channels
+        inner = getattr(model, "model", None)
+        if not isinstance(inner, nn.Module):
+            return _first_conv_channels(model)
+        model = inner
 
 
 def _first_conv_channels(model: nn.Module) -> int | None:
@@ -418,7 +485,8 @@ def as_feature_classifier(model: nn.Module, mean: Sequence[float] | None = None,
         model: the classifier, mapping normalised ``(B, C, H, W)`` images to ``(B, K)``.
         mean, std: its input normalisation, one entry per model channel (e.g. ImageNet's
             ``(0.485, 0.456, 0.406)``, ``(0.229, 0.224, 0.225)``); default none.  The
-            wrapper takes pixels in ``[0, 1]`` and normalises them itself.
+            wrapper takes pixels in ``[0, 1]`` and normalises them itself, so both are in
+            [0, 1] pixel units (not 0-255): finite, ``0 <= mean <= 1``, ``0 < std <= 1``.
         num_classes: K of the data to be measured; checked against the head's outputs.
         head: qualified name of the last Linear, if not the last registered layer.
         input_channels: channels of the images you will pass; 1 for a 3-channel model
@@ -426,7 +494,10 @@ def as_feature_classifier(model: nn.Module, mean: Sequence[float] | None = None,
             channels of the model's first ``nn.Conv2d``.
     Raises:
         LinearHeadError: the last layer is not a Linear (naming its type and name), the
-            head does not fit ``num_classes``, or ``mean``/``std``/channels do not fit.
+            head does not fit ``num_classes``, or ``mean``/``std``/channels do not fit
+            (:class:`NormalizationError`, also an :class:`xcf.inputs.ArgumentError`).
+        xcf.inputs.ArgumentTypeError: ``mean``/``std`` not a list of numbers, or
+            ``input_channels`` not an integer.
     """
     name = find_head(model, head)
     linear = model.get_submodule(name)
@@ -436,12 +507,9 @@ def as_feature_classifier(model: nn.Module, mean: Sequence[float] | None = None,
             f"outputs but the data have num_classes={num_classes}; build the model with "
             f"{num_classes} classes (torchvision and timm: num_classes={num_classes})")
     channels = _first_conv_channels(model)
-    for label, value in (("mean", mean), ("std", std)):
-        if value is not None and channels is not None and len(value) != channels:
-            raise LinearHeadError(f"{label} has {len(value)} entries but the model takes "
-                                  f"{channels} channels; give one per channel")
-    if std is not None and not all(float(s) > 0 for s in std):
-        raise LinearHeadError(f"std must be > 0 in every channel, got {list(std)}")
+    mean, std = _check_normalization(mean, std, channels)
+    if input_channels is not None:
+        check_count(input_channels, "input_channels", 1, channels or 3)
     if input_channels is not None and channels is not None and input_channels not in (
             1, channels):
         raise LinearHeadError(f"input_channels={input_channels} does not fit a model taking "

@@ -27,11 +27,18 @@ One row of ``metrics.jsonl`` per epoch (1-based ``epoch``):
   ``holdout_robust_acc``, ``holdout_cas``, ``holdout_n``;
 - ``seconds``: ``{"train": ..., "eval": ...}`` wall-clock times (the only field that
   differs between a resumed and an uninterrupted run).
+
+A row is a result only if every number in it is finite: a non-finite loss, weight or
+evaluation number (a learning rate too large, say) stops the run with
+:class:`~xcf.training.TrainingDiverged` before that epoch is committed, and the session is
+recorded as ``"diverged"`` (:data:`xcf.provenance.DIVERGED`); earlier epochs' files stay.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
+import numbers
 import shutil
 import sys
 import time
@@ -48,12 +55,13 @@ from .config import ConfigError, TrainConfig, make_config
 from .distributed import (SINGLE, TIMEOUT, RankZeroFailed, Replica, World, broadcast, join,
                           rank_seed, shard, wrap)
 from .evaluation import autoattack_accuracy, evaluate, evaluate_holdout, final_test
+from .inputs import MatrixError
 from .preparation import Setup, prepare
-from .provenance import environment, now
+from .provenance import DIVERGED, environment, now
 from .runs import Run, default_runs_dir, find_run
 from .precision import grad_scaler, warn_if_emulated
 from .selection import select_best
-from .training import piecewise_lr, sgd, train_epoch
+from .training import TrainingDiverged, piecewise_lr, sgd, train_epoch
 
 __all__ = ["Callback", "train", "run_slug", "summary_line"]
 
@@ -83,8 +91,10 @@ def train(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None,
     its share of every batch (:mod:`xcf.distributed`); rank 0 alone writes, and runs the
     callbacks.
 
-    Raises :class:`ConfigError` (bad config, before training), ``FloatingPointError``
-    (non-finite loss; the epoch and batch are named and earlier checkpoints kept) and
+    Raises :class:`ConfigError` (bad config, before training),
+    :class:`~xcf.training.TrainingDiverged` (a ``FloatingPointError``: a non-finite loss,
+    weight or evaluation number, named with its epoch; the session's status is
+    ``"diverged"``, that epoch's row is not written and earlier epochs' files are kept) and
     :class:`~xcf.run_lock.RunLockedError` (the wait ran out, naming the holder).
     """
     cfg = make_config(config, **overrides)
@@ -290,6 +300,9 @@ class _Trainer:
             for epoch in range(start + 1, self.c.epochs + 1):
                 self._epoch(epoch)
             _finish(self.run_, self.s, self.history, self.log, self.progress)
+        except TrainingDiverged as err:  # a status of its own: rerunning will not help
+            self.run_.end_session(DIVERGED, error=f"{type(err).__name__}: {err}")
+            raise
         except BaseException as err:  # KeyboardInterrupt too: record why the session ended
             self.run_.end_session("failed", error=f"{type(err).__name__}: {err}")
             raise
@@ -331,17 +344,20 @@ class _Trainer:
                             log_clean=c.log_train_clean, scaler=self.scaler,
                             replica=self._replica(epoch))
         t0 = time.perf_counter()
+        _check_weights(s.model, epoch, lr)
         # Under torchrun each rank attacks its shard of the evaluation set; all get the
         # numbers of all of it (xcf.distributed.measure_sharded).
-        numbers, adv, clean = evaluate(s.model, s.x_eval, s.y_eval, c, epoch, amp=c.amp,
-                                       world=self.world)
-        if s.x_holdout is not None:
-            numbers.update(evaluate_holdout(s.model, s.x_holdout, s.y_holdout, c, epoch,
-                                            amp=c.amp, world=self.world))
+        with _diverged_if_not_finite(epoch, lr):
+            numbers, adv, clean = evaluate(s.model, s.x_eval, s.y_eval, c, epoch, amp=c.amp,
+                                           world=self.world)
+            if s.x_holdout is not None:
+                numbers.update(evaluate_holdout(s.model, s.x_holdout, s.y_holdout, c, epoch,
+                                                amp=c.amp, world=self.world))
         row = {"epoch": epoch, "lr": lr, "train_loss": stats.loss,
                "train_clean_acc": stats.clean_accuracy, "train_robust_acc": stats.robust_accuracy,
                **numbers,
                "seconds": {"train": stats.seconds, "eval": time.perf_counter() - t0}}
+        _check_row(row)  # before the row joins the history: a NaN is never a result
         self.history.append(row)
         is_best = self._update_best(row)
         if not self.world.is_main:
@@ -385,6 +401,38 @@ class _Trainer:
             "publish": {"matrices": {"C": C, "C_clean": C_clean} if keep_matrix else {},
                         "checkpoints": checkpoints},
         }
+
+
+def _check_weights(model: nn.Module, epoch: int, lr: float) -> None:
+    """Weights and buffers (BatchNorm's running statistics) finite after epoch ``epoch``:
+    a loss can stay finite while a step of a huge learning rate overflows the weights."""
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = t[~torch.isfinite(t)].flatten()[0].item()
+            raise TrainingDiverged(f"training diverged: weight {name} holds {bad} after epoch "
+                                   f"{epoch}; lower the learning rate (now {lr:g})")
+
+
+@contextlib.contextmanager
+def _diverged_if_not_finite(epoch: int, lr: float):
+    """The evaluation's inputs are checked data, so a non-finite feature or attribution
+    (:class:`~xcf.inputs.MatrixError`) there comes from the model: it diverged."""
+    try:
+        yield
+    except MatrixError as err:
+        raise TrainingDiverged(f"training diverged: evaluating epoch {epoch}, {err}; lower "
+                               f"the learning rate (now {lr:g})") from err
+
+
+def _check_row(row: Mapping[str, Any]) -> None:
+    """Every number of an epoch's row finite (loss, accuracies, CAS and its interval)."""
+    for key, value in row.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, numbers.Real) and not math.isfinite(v):
+                raise TrainingDiverged(f"training diverged: {key} of epoch {row['epoch']} is "
+                                       f"{v}; the epoch is not recorded (lower the learning "
+                                       f"rate, now {row['lr']:g})")
 
 
 def summary_line(row: Mapping[str, Any], epochs: int, is_best: bool = False) -> str:

@@ -142,8 +142,9 @@ class Run:
 
     @property
     def status(self) -> Optional[str]:
-        """The last session's status: "running", "finished", "failed", "interrupted"
-        (its process died), or ``None`` before the first session."""
+        """The last session's status: "running", "finished", "diverged" (stopped at a
+        non-finite number), "failed", "interrupted" (its process died), or ``None`` before
+        the first session."""
         sessions = self.provenance().get("sessions") or []
         return sessions[-1].get("status") if sessions else None
 

@@ -33,7 +33,14 @@ from .distributed import Replica, all_reduce_sum, loss_share
 from .objectives import AdversarialCE, Objective
 from .precision import autocast, grad_scaler
 
-__all__ = ["piecewise_lr", "sgd", "EpochStats", "train_epoch", "fit"]
+__all__ = ["TrainingDiverged", "piecewise_lr", "sgd", "EpochStats", "train_epoch", "fit"]
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training produced a non-finite number: a loss, weights, or an epoch's evaluation
+    (accuracy, CAS).  Numbers measured after that point would be recorded as results
+    while meaning nothing, so the run stops; the message names the epoch, the quantity
+    and its value.  A :class:`FloatingPointError`, as a non-finite loss always raised."""
 
 
 def piecewise_lr(epoch: float, base_lr: float, epochs: int,
@@ -99,7 +106,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     ``amp="fp16"``): the loss is scaled before the backward pass, the gradients unscaled
     before the step, and a step whose gradients hold inf or NaN is skipped (the scale is
     then halved; :attr:`EpochStats.skipped_steps` counts them).
-    Raises ``FloatingPointError`` naming the epoch and batch if the loss is not finite,
+    Raises :class:`TrainingDiverged` (a ``FloatingPointError``) naming the epoch and batch
+    if the loss is not finite,
     before the optimiser touches the weights (with or without a scaler: a non-finite loss
     is a diverged forward pass, which no loss scale repairs).
 
@@ -141,9 +149,10 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
             model.train()
             step = obj.loss(net, xb, yb, x_adv)
         if not torch.isfinite(step.loss):
-            raise FloatingPointError(
-                f"loss is {step.loss.item()} at epoch {epoch}, batch {b} (0-based, of "
-                f"{n_batches}); the weights of this batch were not updated")
+            raise TrainingDiverged(
+                f"training diverged: loss is {step.loss.item()} at epoch {epoch}, batch {b} "
+                f"(0-based, of {n_batches}); the weights of this batch were not updated "
+                f"(lower the learning rate, now {lr:g})")
         loss = step.loss if replica is None else (
             step.loss * loss_share(replica.world, len(yb), n_batch))
         optimizer.zero_grad(set_to_none=True)

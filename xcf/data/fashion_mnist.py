@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..inputs import ArgumentError, ArgumentTypeError, check_count
 from .dataset import Dataset, DatasetUnavailableError, from_uint8
 
 __all__ = ["FASHION_MNIST_CLASSES", "FASHION_MNIST_DIRS", "read_idx", "load_fashion_mnist"]
@@ -52,7 +53,9 @@ def load_fashion_mnist(key: str, root: Path, n_train, n_test, seed, download, *,
     ``root``, Debian's ``/usr/share/datasets/fashion-mnist``, torchvision download.
 
     ``image_size`` resizes (bilinear, antialiased) from 28 px; ``pad_to`` then zero-pads
-    symmetrically, e.g. ``pad_to=32`` for models built for 32 px inputs."""
+    symmetrically, e.g. ``pad_to=32`` for models built for 32 px inputs.  Both are checked
+    before any file is read (:mod:`xcf.inputs` errors)."""
+    _check_sizes(image_size, pad_to, source_dir)
     from torchvision import datasets  # lazily: torchvision is slow to import
 
     dirs = [Path(source_dir)] if source_dir is not None else list(FASHION_MNIST_DIRS)
@@ -81,6 +84,19 @@ def load_fashion_mnist(key: str, root: Path, n_train, n_test, seed, download, *,
     data = from_uint8(key, tensors[0], tensors[1], tensors[2], tensors[3],
                        FASHION_MNIST_CLASSES, n_train, n_test, seed)
     return _resize_pad(data, image_size, pad_to)
+
+
+def _check_sizes(image_size, pad_to, source_dir) -> None:
+    """``image_size`` a positive integer, ``pad_to`` none or at least ``image_size``."""
+    check_count(image_size, "image_size", 1, 28)
+    if pad_to is not None:
+        check_count(pad_to, "pad_to", 1, 32)
+        if pad_to < image_size:
+            raise ArgumentError(f"pad_to={pad_to} is smaller than the image ({image_size} px); "
+                                f"pass pad_to >= {image_size}, or None for no padding")
+    if source_dir is not None and not isinstance(source_dir, (str, Path)):
+        raise ArgumentTypeError(f"source_dir {source_dir!r} is not a folder path (it is a "
+                                f"{type(source_dir).__name__}); pass a str or pathlib.Path")
 
 
 def _fashion_help(root: Path, err: Exception | None) -> str:

@@ -9,12 +9,14 @@ features.  :func:`planted` draws images in which some class pairs provably share
 """
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..inputs import ArgumentError, ArgumentTypeError, check_count, check_real
 from .dataset import Dataset
 
 __all__ = ["planted"]
@@ -63,15 +65,20 @@ def planted(n_train: int = 2400, n_test: int = 600, *, num_classes: int = 6,
     (glyph id per class), ``shared`` (``{(i, j): glyph id}``), ``distractors`` (ids), and
     ``layout_train`` / ``layout_test`` ``(N, 4, 4)`` int64: for each quadrant
     ``(glyph id or -1, top, left, side)``.
+
+    Every parameter is checked before any image is drawn (:func:`_check_params`): sizes
+    and counts are integers (not bools), ``noise`` finite and >= 0, ``p_exclusive`` in
+    [0, 1], the contrasts in [0, 0.5] (a glyph pixel is 0.5 +- contrast: 0.5 already
+    spans black to white, more is clipped away), ``sharing`` pairs of two distinct
+    classes in ``[0, num_classes)``; a bad one raises an :mod:`xcf.inputs` error naming it.
     """
-    if erase not in (None, "shared", "exclusive"):
-        raise ValueError(f"erase={erase!r}: use 'shared' or 'exclusive' (or None)")
+    _check_params(n_train, n_test, num_classes, image_size, channels, noise, p_exclusive,
+                  exclusive_contrast, shared_contrast, distractors, seed, erase)
     pairs = _check_pairs(sharing, num_classes)
     parts_per_class = [1 + sum(c in p for p in pairs) for c in range(num_classes)]
     if max(parts_per_class) > 4:
-        raise ValueError("a class can share parts with at most 3 others (4 quadrants)")
-    if image_size < 16:
-        raise ValueError(f"image_size must be >= 16, got {image_size}")
+        raise ArgumentError(f"sharing {list(sharing)!r} gives a class more than 3 partners "
+                            "(4 quadrants: its own glyph and at most 3 shared ones); drop pairs")
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(3)]
     glyphs = _glyph_bank(num_classes + len(pairs) + distractors,
                          torch.Generator().manual_seed(seeds[0]))
@@ -95,15 +102,49 @@ def planted(n_train: int = 2400, n_test: int = 600, *, num_classes: int = 6,
     return Dataset("planted", x_tr, y_tr, x_te, y_te, classes, sharing=share, info=info)
 
 
+def _check_params(n_train, n_test, num_classes, image_size, channels, noise, p_exclusive,
+                  exclusive_contrast, shared_contrast, distractors, seed, erase) -> None:
+    """The scalar parameters of :func:`planted`, each named with its range when wrong."""
+    if erase not in (None, "shared", "exclusive"):
+        raise ArgumentError(f"erase={erase!r}: use 'shared' or 'exclusive' (or None)")
+    check_count(n_train, "n_train", 0, 2400)  # 0: a test set only
+    check_count(n_test, "n_test", 1, 600)
+    check_count(num_classes, "num_classes", 2, 6)  # one class shares with no other
+    # Two quadrants of at least 8 px hold a 4x4 glyph pattern scaled by whole pixels.
+    check_count(image_size, "image_size", 16, 32)
+    check_count(channels, "channels", 1, 3)
+    check_count(distractors, "distractors", 0, 3)
+    check_count(seed, "seed", 0, 0)  # numpy's SeedSequence takes no negative seed
+    check_real(noise, "noise", 0, None, 0.08)
+    check_real(p_exclusive, "p_exclusive", 0, 1, 0.8)
+    check_real(exclusive_contrast, "exclusive_contrast", 0, 0.5, 0.25)
+    check_real(shared_contrast, "shared_contrast", 0, 0.5, 0.4)
+
+
 def _check_pairs(sharing, num_classes: int) -> list[tuple[int, int]]:
+    """``sharing`` as sorted pairs: each of two distinct class indices (integers, not bools
+    or floats, which ``int()`` would silently truncate), no pair twice."""
+    if hasattr(sharing, "tolist"):  # a numpy array or tensor of pairs
+        sharing = sharing.tolist()
+    if isinstance(sharing, (str, bytes)) or not isinstance(sharing, Sequence):
+        raise ArgumentTypeError(f"sharing {sharing!r} is not a list of class pairs; pass e.g. "
+                                "[(0, 1), (2, 3)]")
     pairs = []
     for p in sharing:
+        if isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or len(p) != 2 or not all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in p):
+            raise ArgumentTypeError(f"sharing pair {p!r} is not two class indices; pass pairs "
+                                    "of integers such as (0, 1)")
         i, j = (int(v) for v in p)
         if i == j or not (0 <= i < num_classes and 0 <= j < num_classes):
-            raise ValueError(f"bad sharing pair {p} for {num_classes} classes")
+            bad = i if not 0 <= i < num_classes else j
+            why = (f"names class {bad}, outside [0, {num_classes - 1}] for {num_classes} "
+                   f"classes" if i != j else "pairs a class with itself")
+            raise ArgumentError(f"sharing pair {tuple(p)} {why}: pass two distinct classes "
+                                f"in 0..{num_classes - 1}")
         pair = (min(i, j), max(i, j))
         if pair in pairs:
-            raise ValueError(f"sharing pair {p} given twice")
+            raise ArgumentError(f"sharing pair {tuple(p)} given twice; drop the repeat")
         pairs.append(pair)
     return pairs
 

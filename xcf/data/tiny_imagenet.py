@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .. import atomic
+from ..inputs import check_flag
 from .dataset import Dataset, DatasetUnavailableError, from_uint8, stratified_indices
 
 __all__ = ["TINY_IMAGENET_URL", "TINY_IMAGENET_MD5", "load_tiny_imagenet"]
@@ -27,6 +28,7 @@ def load_tiny_imagenet(key: str, root: Path, n_train, n_test, seed, download, *,
     Decoding 110k JPEGs takes a while, so a full load is cached as uint8 tensors in
     ``tiny-imagenet-200/xcf-cache.pt`` (``cache=False`` to skip); a subset decodes only the
     images it picks."""
+    check_flag(cache, "cache")
     base = root / "tiny-imagenet-200"
     if not (base / "wnids.txt").exists() and download:
         try:
