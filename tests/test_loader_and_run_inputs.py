@@ -208,6 +208,37 @@ def test_a_non_finite_epoch_loss_is_not_recorded(tmp_path, monkeypatch):
     assert_recorded_as_diverged(folder, "train_loss of epoch 2 is inf", [1])
 
 
+def test_a_finite_but_absurd_epoch_loss_is_diverged_too(tmp_path, monkeypatch):
+    """A cross-entropy above runner.DIVERGED_LOSS (1e6) is a diverged model whose finite
+    accuracies and CAS mean nothing: not recorded."""
+    import dataclasses
+
+    from xcf import runner
+
+    real = runner.train_epoch
+
+    def absurd(*a, epoch, **kw):
+        stats = real(*a, epoch=epoch, **kw)
+        return dataclasses.replace(stats, loss=3e9) if epoch == 2 else stats
+
+    monkeypatch.setattr(runner, "train_epoch", absurd)
+    err, folder = diverge_run(tmp_path, epochs=2)
+    assert "the training loss of epoch 2 is 3e+09 (above 1e+06" in str(err)
+    assert_recorded_as_diverged(folder, "training loss of epoch 2", [1])
+
+
+def test_the_issues_learning_rate_1000_is_diverged_not_recorded(tmp_path):
+    """The issue's case: lr 1000 on the tiny planted config recorded chance-level rows
+    (CAS 0.00, later a loss of about 1e14); now the run stops as diverged, whichever
+    check trips first on this CPU build, and no row with such a loss is kept."""
+    from xcf import runs
+
+    err, folder = diverge_run(tmp_path, lr=1000.0, epochs=3, milestones=[])
+    rows = runs.Run(folder).metrics()
+    assert all(r["train_loss"] <= 1e6 for r in rows)
+    assert_recorded_as_diverged(folder, "training diverged", [r["epoch"] for r in rows])
+
+
 def test_weights_poisoned_after_an_epoch_stop_the_next_one(tmp_path):
     from conftest import tiny_config
 

@@ -28,8 +28,9 @@ One row of ``metrics.jsonl`` per epoch (1-based ``epoch``):
 - ``seconds``: ``{"train": ..., "eval": ...}`` wall-clock times (the only field that
   differs between a resumed and an uninterrupted run).
 
-A row is a result only if every number in it is finite: a non-finite loss, weight or
-evaluation number (a learning rate too large, say) stops the run with
+A row is a result only if every number in it is finite and its training loss below
+``DIVERGED_LOSS``: a non-finite loss, weight or evaluation number, or a loss of 1e14 with
+finite but meaningless accuracies (a learning rate too large, say) stops the run with
 :class:`~xcf.training.TrainingDiverged` before that epoch is committed, and the session is
 recorded as ``"diverged"`` (:data:`xcf.provenance.DIVERGED`); earlier epochs' files stay.
 """
@@ -424,8 +425,20 @@ def _diverged_if_not_finite(epoch: int, lr: float):
                                f"the learning rate (now {lr:g})") from err
 
 
+# A training loss no converging run reaches: cross-entropy (and the KD and TRADES terms
+# beside it) above this needs logits about 1e6 apart on the wrong side, which only a
+# diverged model produces; its accuracies and CAS are then finite numbers of nothing.
+DIVERGED_LOSS = 1e6
+
+
 def _check_row(row: Mapping[str, Any]) -> None:
-    """Every number of an epoch's row finite (loss, accuracies, CAS and its interval)."""
+    """Every number of an epoch's row finite (loss, accuracies, CAS and its interval), and
+    the training loss below :data:`DIVERGED_LOSS`."""
+    if math.isfinite(row["train_loss"]) and row["train_loss"] > DIVERGED_LOSS:
+        raise TrainingDiverged(f"training diverged: the training loss of epoch {row['epoch']} "
+                               f"is {row['train_loss']:.3g} (above {DIVERGED_LOSS:g}, which no "
+                               "converging run reaches); the epoch is not recorded (lower the "
+                               f"learning rate, now {row['lr']:g})")
     for key, value in row.items():
         values = value if isinstance(value, (list, tuple)) else [value]
         for v in values:
