@@ -76,3 +76,23 @@ def test_the_book_loads_the_css_that_wraps_long_code_lines():
     assert re.search(r"div\.cell_input pre[^{]*\{[^}]*white-space:\s*pre-wrap", text, re.S)
     assert re.search(r"div\.cell_output pre[^{]*\{[^}]*white-space:\s*pre-wrap", text, re.S)
     assert "sphinx.ext.autodoc" in sphinx["extra_extensions"]
+
+
+def test_the_first_page_pastes_the_verdicts_the_claims_page_glues():
+    """book/intro.md leads with the Claims page's verdict table, pasted (myst-nb glue)
+    from the cell that decides them: the key and the page it names must both exist, and
+    the section must come before the profile table."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    intro = (root / "book" / "intro.md").read_text()
+    match = re.search(r"```\{glue:any\} (\S+)\n:doc: (\S+)\n```", intro)
+    assert match, "book/intro.md pastes no glued output"
+    key, doc = match.groups()
+    notebook = (root / "book" / doc).resolve()
+    assert notebook.exists(), doc
+    import json
+
+    cells = json.loads(notebook.read_text())["cells"]
+    assert any(f'glue("{key}"' in "".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    assert intro.index("What the evidence shows") < intro.index("| profile |")

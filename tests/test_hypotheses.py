@@ -19,8 +19,9 @@ def record(shared_cost_best, shared_cost_last, excl_cost_best=0.05, excl_cost_la
     def at(shared, excl):
         return {"as_is": {"robust_acc": 0.5}, "shared_erased": {"robust_acc": 0.5 - shared},
                 "exclusive_erased": {"robust_acc": 0.5 - excl}}
-    return {"under": at(0.0, 0.0), "best": at(shared_cost_best, excl_cost_best),
-            "last": at(shared_cost_last, excl_cost_last)}
+    return {"under": {"epoch": 2, **at(0.0, 0.0)},
+            "best": {"epoch": 10, **at(shared_cost_best, excl_cost_best)},
+            "last": {"epoch": 40, **at(shared_cost_last, excl_cost_last)}}
 
 
 def test_erasure_cost_by_hand_and_bad_names():
@@ -112,3 +113,44 @@ def test_an_erasure_record_measures_each_checkpoint_on_each_test_set(tmp_path):
     assert any(rec[c]["shared_erased"] != rec[c]["as_is"] for c in ("under", "best", "last"))
     with pytest.raises(ValueError, match="unknown checkpoints"):
         H.erasure_record(run, {"middle": 1})
+
+
+def test_the_erasure_record_is_measured_once_at_the_rules_epochs_and_kept(tmp_path):
+    """``record_erasure`` measures at the epochs every rule reads (Table 1's under-fitted
+    position, the held-out best, the last), writes them beside the run, and reads the file
+    back instead of measuring again."""
+    from conftest import tiny_config
+    from xcf import evidence
+    from xcf.runner import train
+
+    run = train(tiny_config(epochs=3, holdout_n=30, save_checkpoints_at=[1, 2, 3]),
+                runs_dir=tmp_path, progress=False, log=lambda line: None)
+    r = evidence.reading(run)
+    assert H.erasure_epochs(run) == {"under": r.early["epoch"], "best": r.best["epoch"],
+                                     "last": 3}
+    assert H.read_erasure(run) is None
+    rec = H.record_erasure(run)
+    assert (run.path / H.ERASURE_FILE).exists() and H.read_erasure(run) == rec
+    assert {rec[c]["epoch"] for c in H.CHECKPOINTS} <= {1, 2, 3}
+    (run.path / H.ERASURE_FILE).write_text('{"kept": true}')
+    assert H.record_erasure(run) == {"kept": True}  # read back, not measured again
+
+
+def test_the_pages_tables_show_each_seeds_numbers_and_wait_for_every_seed(tmp_path):
+    seeds = [(run(tmp_path, "t0"), record(0.20, 0.05, 0.02, 0.12))]
+    row, = H.h1_rows(seeds)
+    # as is 50%, shared erased 50 - 20 = 30%, exclusive erased 50 - 2 = 48% at the best
+    assert row["best"].endswith(": 50.0 / 30.0 / 48.0")
+    assert row["H1a"] == "+15.0 pts" and row["H1b"] == "+10.0 pts"
+    assert row["robust overfitting"].startswith("yes")
+    two = [arms(tmp_path, i, 9.5, 7.5, 7.8) for i in range(2)]
+    table = H.h2_rows(two)
+    assert [r["arm"] for r in table[:4]] == ["pgd_at", "kd", "kd_shuffled", "label_smoothing"]
+    # PGD-AT: CAS 10 at the best (epoch 10, held-out RA peaks there), 7 at the last
+    assert table[0]["best epoch"] == "10" and table[0]["CAS gap"] == "+3.00"
+    waiting = H.verdict_rows(H.h2(two), found=2, named=5)
+    assert waiting == [{"prediction": "H2", "verdict": "not run",
+                        "ours": "2 of 5 seeds committed", "premise": "-"}]
+    decided = H.verdict_rows(H.h1(seeds), found=1, named=1)
+    assert [r["prediction"] for r in decided] == ["H1a", "H1b"]
+    assert decided[0]["verdict"] == "inconclusive"   # one seed: too few for an interval

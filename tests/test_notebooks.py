@@ -281,3 +281,26 @@ def test_13_measure_your_model(tmp_path, runs_root):
     assert m["cli_vs_own_max_abs_diff_c"] <= 1e-6 and m["cli_vs_own_cas_diff"] <= 1e-5
     assert m["cli_vs_own_accuracy_diff"] == 0
     assert m["cli"]["robust_accuracy"] > CHANCE_10 + 0.1
+
+
+@pytest.mark.notebook
+def test_14_testing_the_hypothesis_decides_by_the_committed_rules(tmp_path, runs_root):
+    """The page trains nothing; its verdicts are what xcf.hypotheses decides on the
+    committed runs of the cpu profile, read here independently of the notebook."""
+    from xcf import hypotheses, study_plan
+    from xcf.profiles import profile_knobs
+
+    m = notebook_metrics("14_testing_the_hypothesis", tmp_path, runs_root)
+    S = profile_knobs("11_claims", "cpu", NOTEBOOKS / "params")
+    h1_in, h2_in = study_plan.hypothesis_inputs(
+        study_plan.find_studies(NOTEBOOKS / "results" / "cpu", S), S)
+    assert m["results"] == "cpu" and m["seeds"] == {"h1": len(h1_in), "h2": len(h2_in)}
+    named = {h: len(study_plan.seeds_of(S, h)) if S.get(h) else 0 for h in ("h1", "h2")}
+    expected = {}
+    for outcomes, n, h in ((hypotheses.h1(h1_in), len(h1_in), "h1"),
+                           (hypotheses.h2(h2_in), len(h2_in), "h2")):
+        if named[h] == 0 or n < named[h]:
+            expected.update({o.name.split(":")[0]: "not run" for o in outcomes})
+        else:
+            expected.update({o.name: o.verdict for o in outcomes})
+    assert m["verdicts"] == expected

@@ -79,3 +79,11 @@ def test_paper_table1_gaps_are_best_minus_last():
 def test_cas_of_numpy_matrix():
     C = np.array([[1.0, 0.5, -0.2], [0.5, 1.0, 0.1], [-0.2, 0.1, 1.0]])
     assert cas_of(C) == pytest.approx(1.2)
+
+
+def test_the_html_table_escapes_every_cell_and_keeps_the_column_order():
+    from xcf.studies import html_table
+
+    out = html_table([{"b": "x < y", "a": 1}], ["a", "b"], caption="R&D")
+    assert out == ("<p>R&amp;D</p>\n<table>\n<thead><tr><th>a</th><th>b</th></tr></thead>\n"
+                   "<tbody><tr><td>1</td><td>x &lt; y</td></tr></tbody>\n</table>")

@@ -83,3 +83,68 @@ def test_one_kd_forms_seeds_can_grow_before_the_others():
     names = [s.name for s in study_plan.studies_of(P) if s.name.startswith("C2")]
     assert names == ["C2 KD-AT eq3 seed 0", "C2 KD-AT hinton seed 0", "C2 KD-AT hinton seed 2"]
     assert study_plan.seeds_of(P, "kd", "eq3") == [0] and study_plan.seeds_of(P, "kd") == [0]
+
+
+def test_the_hypothesis_studies_keep_every_checkpoint_and_teach_with_the_controls():
+    """H1's planted runs keep every epoch's checkpoint (the erasure is measured at the
+    epoch the held-out images select, known only after training); H2's students are
+    taught by C1's run of their seed with the control soft labels, in the ``h2`` form,
+    and the paper's students keep their keys (no ``soft_labels`` entry)."""
+    P = {"train": {"epochs": 4}, "seeds": [0, 1], "kd_forms": ["hinton"], "kd_seeds": [0],
+         "eps_list": [], "fast": [], "standard_seeds": [], "kd_lambda": 0.5,
+         "kd_temperature": 2, "h1": {"dataset": "planted", "epochs": 3}, "h1_seeds": [2],
+         "h2": {"form": "hinton", "soft_labels": ["teacher", "shuffled", "smoothing"],
+                "overrides": {"amp": "none"}}, "h2_seeds": [1]}
+    by_name = {s.name: s for s in study_plan.studies_of(P)}
+    assert by_name["H1 planted seed 2"].overrides == {
+        "dataset": "planted", "epochs": 3, "save_checkpoints_at": [1, 2, 3], "seed": 2}
+    assert [n for n in by_name if n.startswith("H2")] == [
+        "H2 KD-AT teacher seed 1", "H2 KD-AT shuffled seed 1", "H2 KD-AT smoothing seed 1"]
+    found = dict(study_plan.located_studies(
+        P, lambda config, **o: _Found(o), only=lambda n: n.startswith(("C2", "H2"))))
+    assert "soft_labels" not in found["C2 KD-AT hinton seed 0"].path["kd"]
+    assert "amp" not in found["C2 KD-AT hinton seed 0"].path  # h2's overrides are H2's own
+    real = found["H2 KD-AT teacher seed 1"].path
+    assert "soft_labels" not in real["kd"] and real["amp"] == "none"
+    student = found["H2 KD-AT smoothing seed 1"].path
+    assert student["kd"]["soft_labels"] == "smoothing" and student["kd"]["form"] == "hinton"
+    assert student["kd"]["teacher"] == str({"seed": 1})  # C1's run of seed 1
+    assert student["amp"] == "none" and student["objective"] == "kd_at"
+
+
+def test_hypothesis_inputs_pair_each_seeds_arms_and_skip_incomplete_seeds(tmp_path):
+    import json
+
+    from xcf.hypotheses import ERASURE_FILE
+
+    P = {"seeds": [0, 1], "h1": {"dataset": "planted"}, "h1_seeds": [0, 1],
+         "h2": {"form": "hinton", "soft_labels": ["shuffled", "smoothing"]}, "h2_seeds": [0, 1]}
+    (tmp_path / "p0").mkdir()
+    (tmp_path / "p0" / ERASURE_FILE).write_text(json.dumps({"best": {"epoch": 3}}))
+    (tmp_path / "p1").mkdir()  # trained, but its record was never measured
+    found = {"H1 planted seed 0": _Found(tmp_path / "p0"),
+             "H1 planted seed 1": _Found(tmp_path / "p1"),
+             **{f"{name} seed {s}": _Found(f"{name} {s}") for s in (0, 1)
+                for name in ("C1", "C2 KD-AT hinton", "H2 KD-AT shuffled")},
+             "H2 KD-AT smoothing seed 1": _Found("smoothing 1")}
+    h1, h2 = study_plan.hypothesis_inputs(found, P)
+    assert [(run.path.name, rec) for run, rec in h1] == [("p0", {"best": {"epoch": 3}})]
+    assert [{arm: r.path for arm, r in seed.items()} for seed in h2] == [
+        {"pgd_at": "C1 1", "kd": "C2 KD-AT hinton 1", "kd_shuffled": "H2 KD-AT shuffled 1",
+         "label_smoothing": "smoothing 1"}]
+
+
+
+def test_h2s_own_real_teacher_student_is_its_kd_arm_when_it_names_one():
+    P = {"seeds": [0], "h2": {"form": "hinton",
+                              "soft_labels": ["teacher", "shuffled", "smoothing"]}}
+    found = {"C1 seed 0": _Found("C1"), "C2 KD-AT hinton seed 0": _Found("C2"),
+             "H2 KD-AT teacher seed 0": _Found("H2 real"),
+             "H2 KD-AT shuffled seed 0": _Found("H2 shuffled"),
+             "H2 KD-AT smoothing seed 0": _Found("H2 smoothing")}
+    _, (seed,) = study_plan.hypothesis_inputs(found, P)
+    assert {arm: r.path for arm, r in seed.items()} == {
+        "pgd_at": "C1", "kd": "H2 real", "kd_shuffled": "H2 shuffled",
+        "label_smoothing": "H2 smoothing"}
+    del found["H2 KD-AT teacher seed 0"]  # C2's student does not stand in for H2's own
+    assert study_plan.hypothesis_inputs(found, P) == ([], [])

@@ -35,6 +35,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads: 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
+from xcf.hypotheses import record_erasure  # noqa: E402
 from xcf.study_plan import located_studies  # noqa: E402
 from xcf.locate import TrainOrReuse  # noqa: E402
 from xcf.profiles import PROFILES, profile_knobs  # noqa: E402
@@ -50,6 +51,10 @@ def run_studies(P: Mapping[str, Any], export_to: str | Path | None = None,
     announce = lambda name: print(f"== {name}", flush=True)  # noqa: E731
     for name, run in located_studies(P, TrainOrReuse(profile), only, announce=announce):
         runs[name] = run
+        if name.startswith("H1 ") and run is not None and run.finished:
+            # H1's numbers are measured on the kept checkpoints, which the export leaves out
+            print(f"   erasure record of {run.path.name}: measuring", flush=True)
+            record_erasure(run)
         if export_to is not None:
             export_run(run, export_to)
     return runs

@@ -49,7 +49,7 @@ from .study_plan import fast_studies, kd_forms, seeds_of
 
 __all__ = ["PAPER", "STATEMENT", "VERDICTS", "C3_MIN_EPS", "C3_ALPHA", "C4_CHANCE_MULTIPLE",
            "C5_FLAT", "Verdict", "tally", "c1", "c2", "c3", "c3_large_eps", "c4",
-           "fast_at_outcome", "fast_at_table", "c5", "decide"]
+           "fast_at_outcome", "fast_at_table", "c5", "decide", "headline"]
 
 _T1 = paper.TABLE1["8/255"]
 _GAPS = paper.table1_cas_gaps()
@@ -564,3 +564,15 @@ def decide(found: Mapping[str, Any], P: Mapping[str, Any]) -> list[dict]:
     rule(c5([(a, b) for a, b in std if a is not None and b is not None]),
          std_names, [c1_names[s] for s in std_seeds if s in c1_names])
     return [v.row() for v in out]
+
+
+def headline(rows: Sequence[Mapping[str, str]]) -> list[dict]:
+    """The book's first page: one short line per claim part of :func:`decide`'s ``rows``,
+    its verdict, our number and the paper's, each cut at its first clause (the Claims
+    page gives the rest)."""
+    def first(text: str) -> str:
+        cut = text.split("; ")[0].strip()
+        return cut + ")" * (cut.count("(") - cut.count(")"))  # a cut inside brackets
+
+    return [{"claim": r["claim"], "verdict": r["verdict"], "ours": first(r["ours"]),
+             "the paper's": first(r["paper"])} for r in rows]

@@ -42,13 +42,18 @@ images (:func:`xcf.evidence.reading`).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from . import evidence, paired
+from .atomic import write_json
 
-__all__ = ["CHECKPOINTS", "TEST_SETS", "H2_ARMS", "H2_PARTS", "PREDICTIONS", "Outcome",
-           "erasure_cost", "erasure_record", "h1", "h2", "verdict_line"]
+__all__ = ["CHECKPOINTS", "TEST_SETS", "H2_ARMS", "H2_PARTS", "PREDICTIONS", "ERASURE_FILE",
+           "Outcome", "erasure_cost", "erasure_epochs", "erasure_record", "record_erasure",
+           "read_erasure", "h1", "h2", "verdict_line", "h1_rows", "h2_rows", "verdict_rows"]
+
+ERASURE_FILE = "erasure.json"  # H1's numbers, kept in the run folder (the weights are not)
 
 CHECKPOINTS = ("under", "best", "last")
 TEST_SETS = ("as_is", "shared_erased", "exclusive_erased")
@@ -122,6 +127,38 @@ def erasure_record(run, epochs: Mapping[str, int], *, device: Optional[str] = No
     return out
 
 
+def erasure_epochs(run) -> dict:
+    """The epochs H1 measures in ``run``: the under-fitted one (Table 1's position,
+    scaled), the best by held-out robust accuracy, and the last
+    (:func:`xcf.evidence.reading`: the epochs every rule of the Claims page reads)."""
+    r = evidence.reading(run)
+    return {"under": int(r.early["epoch"]), "best": int(r.best["epoch"]),
+            "last": int(r.last["epoch"])}
+
+
+def record_erasure(run, *, device: Optional[str] = None) -> dict:
+    """H1's measurements of the finished planted run ``run``, written once to its
+    :data:`ERASURE_FILE` (read back, not recomputed, when already there) with the epochs
+    they were taken at; the run must have kept the checkpoints of
+    :func:`erasure_epochs` (``save_checkpoints_at``)."""
+    done = read_erasure(run)
+    if done is not None:
+        return done
+    if not run.finished:
+        raise ValueError(f"{run.path} has not finished training; H1 reads its last epoch")
+    record = erasure_record(run, erasure_epochs(run), device=device)
+    write_json(run.path / ERASURE_FILE, record)
+    return record
+
+
+def read_erasure(run) -> Optional[dict]:
+    """The erasure record kept in ``run``'s folder, or ``None`` if it has none."""
+    path = run.path / ERASURE_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
 def h1(seeds: Sequence[tuple[Any, Mapping]]) -> list[Outcome]:
     """H1a and H1b on ``(planted PGD-AT run, its erasure record)`` per seed."""
     tested = [(run, rec) for run, rec in seeds if evidence.reading(run).overfits]
@@ -179,3 +216,51 @@ def verdict_line(outcomes: Sequence[Outcome]) -> Optional[str]:
         return ("The shuffled teacher helps as much as the real one: the cross-class "
                 "structure of soft labels is not what helps at this scale.")
     return f"H2 is {whole.verdict}: see its parts."
+
+
+def h1_rows(seeds: Sequence[tuple[Any, Mapping]]) -> list[dict]:
+    """The page's table of H1, one row per seed: robust overfitting (the premise), and
+    at each checkpoint its epoch and robust accuracy as is / shared erased / exclusive
+    erased, then the two paired quantities of H1a and H1b."""
+    rows = []
+    for run, rec in seeds:
+        r = evidence.reading(run)
+        row = {"run": run.path.name[-12:],
+               "robust overfitting": f"{'yes' if r.overfits else 'no'} ({100 * r.ra_drop:.1f} pts)"}
+        for c in CHECKPOINTS:
+            ra = [rec[c][t]["robust_acc"] for t in TEST_SETS]
+            row[c] = f"epoch {rec[c]['epoch']}: " + " / ".join(f"{100 * v:.1f}" for v in ra)
+        for name, erased, high, low in (("H1a", "shared_erased", "best", "last"),
+                                        ("H1b", "exclusive_erased", "last", "best")):
+            d = erasure_cost(rec, high, erased) - erasure_cost(rec, low, erased)
+            row[name] = f"{100 * d:+.1f} pts"
+        rows.append(row)
+    return rows
+
+
+def h2_rows(seeds: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """The page's table of H2, one row per seed and arm (PGD-AT, the premise's run,
+    first): the held-out-selected best epoch, test RA and CAS there, and the CAS and RA
+    gaps from it to the last epoch."""
+    rows = []
+    for i, s in enumerate(seeds):
+        for arm in ("pgd_at", *H2_ARMS):
+            r = evidence.reading(s[arm])
+            rows.append({"seed": str(s[arm].config.get("seed", i)), "arm": arm,
+                         "best epoch": str(r.best["epoch"]),
+                         "best RA": f"{r.best['test_robust_acc']:.1%}",
+                         "best CAS": f"{r.best['cas']:.2f}", "CAS gap": f"{r.cas_gap:+.2f}",
+                         "RA gap": f"{100 * r.ra_gap:+.1f} pts"})
+    return rows
+
+
+def verdict_rows(outcomes: Sequence[Outcome], found: int, named: int) -> list[dict]:
+    """The page's verdict table: one row per outcome, or *not run* while fewer than the
+    ``named`` seeds have every run (``found``); a rule is decided only on all its seeds."""
+    if named == 0 or found < named:
+        names = sorted({o.name.split(":")[0] for o in outcomes}) or ["-"]
+        ours = f"{found} of {named} seeds committed" if named else "no seeds named yet"
+        return [{"prediction": n, "verdict": "not run", "ours": ours, "premise": "-"}
+                for n in names]
+    return [{"prediction": o.name, "verdict": o.verdict, "ours": o.ours,
+             "premise": o.premise} for o in outcomes]

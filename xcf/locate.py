@@ -97,12 +97,16 @@ class Committed:
 
 
 def kd_overrides(teacher_path: str | Path, kd_lambda: float, kd_temperature: float,
-                 kd_form: str = "eq3") -> dict:
+                 kd_form: str = "eq3", soft_labels: str = "teacher") -> dict:
     """The overrides that turn a PGD-AT config into its KD-AT student (Eq. 3), taught by
     the best checkpoint of the run folder ``teacher_path``; ``kd_form``: ``eq3`` (as
-    printed) or ``hinton`` (with T^2), :class:`xcf.config.KDConfig`."""
-    return {"objective": "kd_at", "kd": {"teacher": str(teacher_path), "lambda": kd_lambda,
-                                         "temperature": kd_temperature, "form": kd_form}}
+    printed) or ``hinton`` (with T^2); ``soft_labels``: ``teacher`` (the paper's) or a
+    control of :mod:`xcf.hypotheses` (:class:`xcf.config.KDConfig`)."""
+    kd = {"teacher": str(teacher_path), "lambda": kd_lambda, "temperature": kd_temperature,
+          "form": kd_form}
+    if soft_labels != "teacher":  # the paper's students keep the keys they were trained under
+        kd["soft_labels"] = soft_labels
+    return {"objective": "kd_at", "kd": kd}
 
 
 def kd_pair(locate: Locator, config: Mapping[str, Any], kd_lambda: float,

@@ -7,6 +7,8 @@ an early, under-fitted epoch (Fig. 2: epochs 70, 108 and 200 of 200).
 """
 from __future__ import annotations
 
+import html
+
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -18,7 +20,7 @@ from .attribution import cas
 __all__ = ["Checkpoint", "row_at", "checkpoint", "saved_matrix_epochs", "nearest_epochs",
            "even_epochs",
            "underfitted_epoch", "best_last_gap", "table1_rows", "format_table1", "pair_mean",
-           "cas_of", "eps_label", "markdown_table"]
+           "cas_of", "eps_label", "markdown_table", "html_table"]
 
 
 @dataclass
@@ -161,3 +163,15 @@ def markdown_table(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
     for r in rows:
         out.append("| " + " | ".join(str(r.get(c, "")).replace("|", "/") for c in columns) + " |")
     return "\n".join(out)
+
+
+def html_table(rows: Sequence[Mapping], columns: Sequence[str], caption: str = "") -> str:
+    """The same table as HTML, every cell escaped, with an optional plain-text caption
+    above it: for a page that pastes it from another one (myst-nb pastes a glued
+    output's HTML across pages, not its Markdown)."""
+    cell = lambda tag, v: f"<{tag}>{html.escape(str(v))}</{tag}>"  # noqa: E731
+    head = "<tr>" + "".join(cell("th", c) for c in columns) + "</tr>"
+    body = "".join("<tr>" + "".join(cell("td", r.get(c, "")) for c in columns) + "</tr>"
+                   for r in rows)
+    top = f"<p>{html.escape(caption)}</p>\n" if caption else ""
+    return f"{top}<table>\n<thead>{head}</thead>\n<tbody>{body}</tbody>\n</table>"

@@ -21,6 +21,13 @@ Keys of ``P`` (each list of seeds defaults to ``seeds``):
 - ``eps_list``: C3's ε values; ``fast``: C4's fast-AT settings (``{label, overrides}``);
 - ``across``: ``{label, overrides}`` rows that repeat C1 under another norm or model;
 - ``search``: settings tried for robust overfitting; ``planted``: the planted-data run;
+- ``h1`` and ``h2`` (beyond the paper, :mod:`xcf.hypotheses`): ``h1`` the overrides of
+  H1's planted PGD-AT runs (each keeps every epoch's checkpoint, so that the erasure can
+  be measured at whichever epoch the held-out images select); ``h2``: ``{form,
+  soft_labels, overrides}``, the KD form, the soft labels of H2's students (``teacher``,
+  ``shuffled``, ``smoothing``; without ``teacher`` C2's student of the form is the KD arm)
+  and overrides of every arm alike (a precision), each taught by C1's run of its seed;
+  ``h1_seeds``, ``h2_seeds``;
 - ``seed_overrides``: ``{seed: overrides}`` applied to every run of that seed (a KD
   student and its teacher alike), e.g. ``{3: {amp: none}}`` for seeds trained in fp32 on
   a CPU without native bf16; each run's key and page label carry its precision.
@@ -31,12 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
 
+from .hypotheses import read_erasure
 from .locate import Committed, kd_overrides
 from .precision import precision_label
 from .profiles import PROFILES, ParameterError, params_dir, profile_knobs, results_dir
 
 __all__ = ["Study", "StudyResults", "studies_of", "fast_settings", "fast_studies", "kd_forms",
-           "seeds_of", "seed_overrides", "located_studies", "find_studies", "claims_profiles", "claims_results"]
+           "seeds_of", "seed_overrides", "located_studies", "hypothesis_inputs", "find_studies",
+           "claims_profiles", "claims_results"]
 
 
 @dataclass
@@ -49,6 +58,7 @@ class Study:
     overrides: dict = field(default_factory=dict)
     teacher_seed: Optional[int] = None
     kd_form: Optional[str] = None
+    soft_labels: str = "teacher"
 
     def __iter__(self):  # unpacks as (name, config, overrides)
         return iter((self.name, self.config, self.overrides))
@@ -116,6 +126,17 @@ def studies_of(P: Mapping[str, Any]) -> Iterator[Study]:
             yield Study(f"C1 {row['label']} seed {seed}", base, of(seed, row["overrides"]))
     if P.get("planted"):
         yield Study("planted", base, dict(P["planted"]))
+    if P.get("h1"):
+        epochs = int({**base, **P["h1"]}["epochs"])
+        for seed in seeds_of(P, "h1"):
+            yield Study(f"H1 planted seed {seed}", base,
+                        of(seed, {**P["h1"], "save_checkpoints_at": list(range(1, epochs + 1))}))
+    if P.get("h2"):
+        for soft in P["h2"]["soft_labels"]:
+            for seed in seeds_of(P, "h2"):
+                overrides = {"objective": "kd_at", **P["h2"].get("overrides", {})}
+                yield Study(f"H2 KD-AT {soft} seed {seed}", base, of(seed, overrides),
+                            teacher_seed=seed, kd_form=P["h2"]["form"], soft_labels=soft)
 
 
 def located_studies(P: Mapping[str, Any], locate: Callable[..., Any],
@@ -142,15 +163,40 @@ def located_studies(P: Mapping[str, Any], locate: Callable[..., Any],
             if c1[seed] is None:
                 yield study.name, None
                 continue
-            overrides = {**seed_overrides(P, seed),
+            overrides = {**overrides,
                          **kd_overrides(c1[seed].path, P["kd_lambda"], P["kd_temperature"],
-                                        study.kd_form), "seed": seed}
+                                        study.kd_form, study.soft_labels), "seed": seed}
         if announce is not None:
             announce(study.name)
         run = locate(study.config, **overrides)
         if study.name.startswith("C1 seed "):
             c1[overrides["seed"]] = run
         yield study.name, run
+
+
+def hypothesis_inputs(found: Mapping[str, Any], P: Mapping[str, Any]
+                      ) -> tuple[list[tuple[Any, dict]], list[dict]]:
+    """What :func:`xcf.hypotheses.h1` and :func:`xcf.hypotheses.h2` read, from the
+    finished runs ``found`` (name -> run) of ``P``'s studies: H1's ``(planted run, its
+    erasure record)`` per seed that has both, and H2's ``{pgd_at, kd, kd_shuffled,
+    label_smoothing}`` per seed that has every arm (C1's run and C2's student of the
+    ``h2`` form, or H2's own student of the real teacher where ``h2`` names one, are
+    its PGD-AT and KD arms)."""
+    h1 = []
+    for seed in seeds_of(P, "h1") if P.get("h1") else []:
+        run = found.get(f"H1 planted seed {seed}")
+        record = read_erasure(run) if run is not None else None
+        if record is not None:
+            h1.append((run, record))
+    h2 = []
+    arm = {"teacher": "kd", "shuffled": "kd_shuffled", "smoothing": "label_smoothing"}
+    for seed in seeds_of(P, "h2") if P.get("h2") else []:
+        runs = {"pgd_at": found.get(f"C1 seed {seed}"),
+                "kd": found.get(f"C2 KD-AT {P['h2']['form']} seed {seed}"),
+                **{arm[s]: found.get(f"H2 KD-AT {s} seed {seed}") for s in P["h2"]["soft_labels"]}}
+        if all(r is not None for r in runs.values()) and len(runs) == 4:
+            h2.append(runs)
+    return h1, h2
 
 
 def find_studies(root: str | Path, P: Mapping[str, Any]) -> dict:
