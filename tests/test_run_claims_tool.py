@@ -40,3 +40,22 @@ def test_export_writes_repository_paths_relative_and_leaves_the_source_run_alone
     prov = json.loads((out / "provenance.json").read_text())
     assert prov == {"teacher": {"path": "runs/cpu/teacher-run/best.pt"}, "elsewhere": "/data/cifar"}
     assert yaml.safe_load((run.path / "config.yaml").read_text())["kd"]["teacher"] == teacher
+
+
+def test_an_h1_run_is_exported_with_its_erasure_record_and_without_its_checkpoints(
+        tmp_path, monkeypatch):
+    """H1's numbers are measured on the kept checkpoints before the export leaves them
+    behind; the exported folder carries erasure.json (the numbers, not the weights)."""
+    from conftest import tiny_config
+    from xcf.hypotheses import ERASURE_FILE, read_erasure
+
+    monkeypatch.setenv("XCF_RUNS_DIR", str(tmp_path / "runs"))
+    tiny = tiny_config(epochs=2, holdout_n=30)
+    P = {"train": tiny, "seeds": [], "h1": {"dataset": "planted"}, "h1_seeds": [0]}
+    runs = run_claims.run_studies(P, export_to=tmp_path / "results", profile="smoke")
+    run = runs["H1 planted seed 0"]
+    out = tmp_path / "results" / run.path.name
+    assert (out / ERASURE_FILE).exists() and not (out / "checkpoints").exists()
+    assert json.loads((out / ERASURE_FILE).read_text()) == read_erasure(run)
+    assert sorted(p.name for p in (run.path / "checkpoints").iterdir()) == [
+        "best.pt", "epoch_0001.pt", "epoch_0002.pt", "last.pt"]
