@@ -72,7 +72,7 @@ def test_the_claims_page_reads_full_results_and_labels_them_full(tmp_path):
     assert sorted(full.found) == ["C1 seed 0", "C3 eps 0.0313725 seed 0", "C5 standard seed 0"]
     assert all(run.path.parent == tmp_path / "full" for run in full.found.values())
     assert full.caption().startswith(f"**full profile**: 3 of its {full.n_studies} studies")
-    assert full.caption().endswith("trained in fp32 (3 runs).")  # each run's amp: none
+    assert full.caption().endswith("trained in fp32 (2 runs).")  # 2 folders, amp: none
     verdicts = {v["claim"]: v["verdict"] for v in claims.decide(full.found, full.studies)}
     # by hand: RA 0.3, 0.5, 0.4 over 3 epochs has one 3-epoch mean, which cannot fall:
     # no robust overfitting, so C1's fall is not tested (a best before the last is not

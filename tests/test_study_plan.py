@@ -1,4 +1,6 @@
 """xcf.study_plan: the names, order and teachers of the Claims page's runs."""
+from pathlib import Path
+
 from xcf import study_plan
 
 
@@ -148,3 +150,17 @@ def test_h2s_own_real_teacher_student_is_its_kd_arm_when_it_names_one():
         "label_smoothing": "H2 smoothing"}
     del found["H2 KD-AT teacher seed 0"]  # C2's student does not stand in for H2's own
     assert study_plan.hypothesis_inputs(found, P) == ([], [])
+
+
+def test_the_caption_counts_a_run_two_studies_name_once():
+    """A search row that is C3's run names the same folder twice; the caption's count of
+    runs per precision counts folders, as many as the results hold."""
+    class _Run:
+        def __init__(self, path, amp):
+            self.path, self.config = path, {"amp": amp}
+
+    shared = _Run("r/eps", "bf16")
+    found = {"C3 eps 0.3 seed 0": shared, "search: ε 0.3 (C3's run)": shared,
+             "C1 seed 3": _Run("r/c1", "none")}
+    res = study_plan.StudyResults("cpu", {"train": {}, "seeds": [3]}, found, Path("r"), "r")
+    assert res.precisions() == "bf16 autocast (1 run) and fp32 (1 run)"

@@ -241,7 +241,8 @@ class StudyResults:
         """The precisions the found runs trained in, with counts, e.g. ``bf16 autocast
         (61 runs) and fp32 (8 runs)``: a run's precision is part of its key."""
         counts: dict[str, int] = {}
-        for run in self.found.values():
+        # two studies may name one run (a search row that is C3's run): count runs once
+        for run in {str(r.path): r for r in self.found.values()}.values():
             label = precision_label(run.config.get("amp", "none"))
             counts[label] = counts.get(label, 0) + 1
         parts = [f"{label} ({n} run{'s' * (n != 1)})" for label, n in counts.items()]
