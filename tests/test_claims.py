@@ -308,3 +308,22 @@ def test_the_headline_keeps_one_short_line_per_claim_part():
          "the paper's": "CAS 25.6 best (epoch 108) vs 9.0 last"},
         {"claim": "C4", "verdict": "not run", "ours": "0 of 6 runs found",
          "the paper's": "CAS plummets (Fig. 7)"}]
+
+
+def test_a_whole_row_repeats_c1s_three_parts_on_a_second_setting_with_its_own_seeds(tmp_path):
+    """An ``across`` row with ``whole: true`` (the setting of the search that showed the
+    paper's shape) gets C1's rise, fall and control under its label, on its own seeds, and
+    reads *not run* until every one of them is there."""
+    Q = {**P, "across": [{"label": "wide", "overrides": {"model": "m"}, "whole": True,
+                          "seeds": [0, 1, 2]}]}
+    found = {f"C1 wide seed {s}": curve_run(tmp_path, f"w{s}", cas=[10.0] * 39 + [7.0 + s / 4])
+             for s in (0, 1)}
+    rows = {r["claim"]: r for r in claims.decide(found, Q)}
+    parts = ["C1 rise, wide", "C1 fall, wide", "C1 specificity, wide"]
+    assert all(rows[p]["verdict"] == "not run" and rows[p]["ours"] == "2 of 3 runs found"
+               for p in parts)
+    found["C1 wide seed 2"] = curve_run(tmp_path, "w2", cas=[10.0] * 39 + [7.5])
+    rows = {r["claim"]: r for r in claims.decide(found, Q)}
+    assert rows["C1 fall, wide"]["verdict"] == "holds"          # gaps 3, 2.75, 2.5
+    assert rows["C1 rise, wide"]["verdict"] == "inconclusive"   # CAS 10 early and best
+    assert "C1 wide" not in rows and rows["C1 fall"]["verdict"] == "not run"

@@ -164,3 +164,12 @@ def test_the_caption_counts_a_run_two_studies_name_once():
              "C1 seed 3": _Run("r/c1", "none")}
     res = study_plan.StudyResults("cpu", {"train": {}, "seeds": [3]}, found, Path("r"), "r")
     assert res.precisions() == "bf16 autocast (1 run) and fp32 (1 run)"
+
+
+def test_an_across_row_may_name_its_own_seeds():
+    P = {"train": {}, "seeds": [0], "across_seeds": [0, 1], "eps_list": [], "fast": [],
+         "standard_seeds": [], "across": [{"label": "a", "overrides": {}},
+                                          {"label": "b", "overrides": {}, "seeds": [0, 1, 2]}]}
+    names = [s.name for s in study_plan.studies_of(P) if s.name.startswith("C1 ")]
+    assert names == ["C1 seed 0", "C1 a seed 0", "C1 a seed 1", "C1 b seed 0", "C1 b seed 1",
+                     "C1 b seed 2"]

@@ -45,7 +45,7 @@ import numpy as np
 from scipy import stats
 
 from . import diagnostics, evidence, paired, paper, studies
-from .study_plan import fast_studies, kd_forms, seeds_of
+from .study_plan import across_row_seeds, fast_studies, kd_forms, seeds_of
 
 __all__ = ["PAPER", "STATEMENT", "VERDICTS", "C3_MIN_EPS", "C3_ALPHA", "C4_CHANCE_MULTIPLE",
            "C5_FLAT", "Verdict", "tally", "c1", "c2", "c3", "c3_large_eps", "c4",
@@ -202,14 +202,17 @@ def c1(runs: Sequence[Any], claim: str = "C1 fall", label: Optional[str] = None,
     return _over_seeds(claim, statement, p, ours, premise, paper_key, TEST, clear)
 
 
-def c1_rise(runs: Sequence[Any], position: str = "table1", select: str = "holdout") -> Verdict:
+def c1_rise(runs: Sequence[Any], position: str = "table1", select: str = "holdout",
+            setting: Optional[str] = None) -> Verdict:
     """C1's rising half: CAS at the under-fitted checkpoint is below CAS at the best one,
     paired over seeds.  ``position``: Table 1's epoch 10 of 200 (``table1``) or Fig. 2's
     epoch 70 of 200 (``fig2``), scaled to the run (:func:`xcf.evidence.paper_epoch`).
-    Premise per seed: that epoch comes before the best one."""
+    Premise per seed: that epoch comes before the best one.  ``setting``: the label of a
+    setting other than the study's, appended to the claim's name."""
     which, of200 = (("early", paper.TABLE1_EARLY_EPOCH) if position == "table1"
                     else ("fig2", paper.UNDERFITTED_EPOCH))
-    claim = "C1 rise" + ("" if position == "table1" else " (Fig. 2's epoch)")
+    claim = "C1 rise" + ("" if position == "table1" else " (Fig. 2's epoch)") + (
+        f", {setting}" if setting else "")
     statement = f"PGD-AT: CAS(epoch {of200}/200, scaled) < CAS(best)"
     if not runs:
         return _verdict(claim, "not run", "-", "-", statement=statement, paper_key="C1 rise")
@@ -226,15 +229,18 @@ def c1_rise(runs: Sequence[Any], position: str = "table1", select: str = "holdou
     return _over_seeds(claim, statement, p, ours, premise, "C1 rise", TEST)
 
 
-def c1_specificity(runs: Sequence[Any], select: str = "holdout") -> Verdict:
+def c1_specificity(runs: Sequence[Any], select: str = "holdout",
+                   setting: Optional[str] = None) -> Verdict:
     """C1's control: does the fall of CAS belong to robust overfitting, or only to time?
     Per seed that robust-overfits, the partial rank correlation of CAS and test RA after
     the best epoch with the epoch held fixed (:func:`xcf.evidence.tracking_after_best`);
     over seeds, the t interval of those correlations.  Within-run, because the matched
     alternative (runs that do not robust-overfit, same model and schedule) would change
     the data or augmentation and with them CAS's level.  *not specific*: CAS does not
-    follow RA beyond the common trend in time (mean correlation <= 0)."""
-    claim, statement = "C1 specificity", STATEMENT["C1 specificity"]
+    follow RA beyond the common trend in time (mean correlation <= 0).  ``setting``: as
+    for :func:`c1_rise`."""
+    claim = "C1 specificity" + (f", {setting}" if setting else "")
+    statement = STATEMENT["C1 specificity"]
     if not runs:
         return _verdict(claim, "not run", "-", "-", paper_key="C1")
     rs = _readings(runs, select)
@@ -539,10 +545,14 @@ def decide(found: Mapping[str, Any], P: Mapping[str, Any]) -> list[dict]:
     rule([c1_rise(runs), c1_rise(runs, "fig2"), c1(runs), c1_specificity(runs),
           c1(runs, claim="C1 fall, test-selected", select="test")], names)
     for row in P.get("across", []):
-        names = [f"C1 {row['label']} seed {s}" for s in seeds_of(P, "across")]
-        runs = [get(n) for n in names]
-        rule(c1([r for r in runs if r is not None], claim=f"C1 {row['label']}",
-                label=row["label"]), names)
+        names = [f"C1 {row['label']} seed {s}" for s in across_row_seeds(P, row)]
+        runs = [r for r in (get(n) for n in names) if r is not None]
+        if row.get("whole"):  # a second setting for the whole claim: rise, fall, control
+            rule([c1_rise(runs, setting=row["label"]),
+                  c1(runs, claim=f"C1 fall, {row['label']}", label=row["label"]),
+                  c1_specificity(runs, setting=row["label"])], names)
+        else:
+            rule(c1(runs, claim=f"C1 {row['label']}", label=row["label"]), names)
     forms = kd_forms(P)
     for form in forms:
         seeds = seeds_of(P, "kd", form)

@@ -19,7 +19,9 @@ Keys of ``P`` (each list of seeds defaults to ``seeds``):
 - ``kd_lambda``, ``kd_temperature`` and ``kd_forms`` (or one ``kd_form``): C2's KD-AT, one
   student per form and seed, taught by the best checkpoint of C1's run of that seed;
 - ``eps_list``: C3's ε values; ``fast``: C4's fast-AT settings (``{label, overrides}``);
-- ``across``: ``{label, overrides}`` rows that repeat C1 under another norm or model;
+- ``across``: ``{label, overrides}`` rows that repeat C1's fall under another norm or
+  model; a row with ``whole: true`` repeats the whole of C1 (rise, fall, control) on a
+  second setting, and ``seeds`` gives a row its own seeds;
 - ``search``: settings tried for robust overfitting; ``planted``: the planted-data run;
 - ``h1`` and ``h2`` (beyond the paper, :mod:`xcf.hypotheses`): ``h1`` the overrides of
   H1's planted PGD-AT runs (each keeps every epoch's checkpoint, so that the erasure can
@@ -44,7 +46,8 @@ from .precision import precision_label
 from .profiles import PROFILES, ParameterError, params_dir, profile_knobs, results_dir
 
 __all__ = ["Study", "StudyResults", "studies_of", "fast_settings", "fast_studies", "kd_forms",
-           "seeds_of", "seed_overrides", "located_studies", "hypothesis_inputs", "find_studies",
+           "seeds_of", "across_row_seeds", "seed_overrides", "located_studies",
+           "hypothesis_inputs", "find_studies",
            "claims_profiles", "claims_results"]
 
 
@@ -72,6 +75,12 @@ def seeds_of(P: Mapping[str, Any], claim: str, form: Optional[str] = None) -> li
     if claim == "kd" and form is not None and form in (P.get("kd_seeds_by_form") or {}):
         return list(P["kd_seeds_by_form"][form])
     return list(P.get(f"{claim}_seeds", P["seeds"]))
+
+
+def across_row_seeds(P: Mapping[str, Any], row: Mapping[str, Any]) -> list[int]:
+    """The seeds of one ``across`` row: its own ``seeds``, else ``across_seeds`` (a row
+    that repeats the whole of C1 on a second setting needs C1's seed count)."""
+    return list(row.get("seeds", seeds_of(P, "across")))
 
 
 def seed_overrides(P: Mapping[str, Any], seed: int) -> dict:
@@ -122,7 +131,7 @@ def studies_of(P: Mapping[str, Any]) -> Iterator[Study]:
     for seed in seeds_of(P, "standard"):
         yield Study(f"C5 standard seed {seed}", base, of(seed, {"objective": "standard"}))
     for row in P.get("across", []):
-        for seed in seeds_of(P, "across"):
+        for seed in across_row_seeds(P, row):
             yield Study(f"C1 {row['label']} seed {seed}", base, of(seed, row["overrides"]))
     if P.get("planted"):
         yield Study("planted", base, dict(P["planted"]))
