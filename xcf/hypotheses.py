@@ -49,7 +49,8 @@ from typing import Any, Mapping, Optional, Sequence
 from . import evidence, paired
 from .atomic import write_json
 
-__all__ = ["CHECKPOINTS", "TEST_SETS", "H2_ARMS", "H2_PARTS", "PREDICTIONS", "ERASURE_FILE",
+__all__ = ["CHECKPOINTS", "TEST_SETS", "H1_PARTS", "H2_ARMS", "H2_PARTS", "PREDICTIONS",
+           "ERASURE_FILE",
            "Outcome", "erasure_cost", "erasure_epochs", "erasure_record", "record_erasure",
            "read_erasure", "h1", "h2", "verdict_line", "h1_line", "h1_rows", "h2_rows", "verdict_rows"]
 
@@ -58,6 +59,9 @@ ERASURE_FILE = "erasure.json"  # H1's numbers, kept in the run folder (the weigh
 CHECKPOINTS = ("under", "best", "last")
 TEST_SETS = ("as_is", "shared_erased", "exclusive_erased")
 H2_ARMS = ("kd", "kd_shuffled", "label_smoothing")
+# (prediction, erased test set, checkpoint predicted to pay more, the other checkpoint)
+H1_PARTS = (("H1a", "shared_erased", "best", "last"),
+            ("H1b", "exclusive_erased", "last", "best"))
 # (label, control arm, quantity, sign): sign +1 means "the control's value minus KD's
 # is predicted positive" (KD's gap smaller), -1 "KD's minus the control's" (KD higher).
 H2_PARTS = (
@@ -164,8 +168,7 @@ def h1(seeds: Sequence[tuple[Any, Mapping]]) -> list[Outcome]:
     tested = [(run, rec) for run, rec in seeds if evidence.reading(run).overfits]
     premise = f"robust overfitting in {len(tested)}/{len(seeds)} seeds"
     out = []
-    for name, erased, high, low in (("H1a", "shared_erased", "best", "last"),
-                                    ("H1b", "exclusive_erased", "last", "best")):
+    for name, erased, high, low in H1_PARTS:
         p = paired.paired([erasure_cost(rec, high, erased) - erasure_cost(rec, low, erased)
                            for _, rec in tested])
         out.append(Outcome(name, PREDICTIONS[name], paired.verdict_of(p),
@@ -251,8 +254,7 @@ def h1_rows(seeds: Sequence[tuple[Any, Mapping]]) -> list[dict]:
         for c in CHECKPOINTS:
             ra = [rec[c][t]["robust_acc"] for t in TEST_SETS]
             row[c] = f"epoch {rec[c]['epoch']}: " + " / ".join(f"{100 * v:.1f}" for v in ra)
-        for name, erased, high, low in (("H1a", "shared_erased", "best", "last"),
-                                        ("H1b", "exclusive_erased", "last", "best")):
+        for name, erased, high, low in H1_PARTS:
             d = erasure_cost(rec, high, erased) - erasure_cost(rec, low, erased)
             row[name] = f"{100 * d:+.1f} pts"
         rows.append(row)
