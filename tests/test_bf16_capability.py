@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from xcf import precision
-from xcf.cli import main
-from xcf.config import make_config
-from xcf.runner import train
+from xcf.train import precision
+from xcf.cli.main import main
+from xcf.runs.config import make_config
+from xcf.train.runner import train
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,10 +1,10 @@
-"""xcf.claims, the rule book: each rule on run folders written by hand whose verdict is
+"""xcf.companion.claims, the rule book: each rule on run folders written by hand whose verdict is
 known from the numbers planted in them (not from the code under test)."""
 import numpy as np
 import pytest
 
 from run_folders import make_run
-from xcf import claims, paired
+from xcf.companion import claims, paired
 
 
 def ci(lo, hi):
@@ -96,7 +96,7 @@ def test_the_best_epoch_is_chosen_on_held_out_images_and_the_test_row_says_so(tm
     images do not see it, so the held-out reading keeps epoch 10 and its CAS."""
     cas = [10.0 if e <= 10 else 12.0 if e == 30 else 7.0 for e in range(1, 41)]
     runs = [curve_run(tmp_path, f"s{i}", cas=cas, test_spike=30) for i in range(3)]
-    from xcf import evidence
+    from xcf.companion import evidence
 
     assert evidence.reading(runs[0]).best["epoch"] == 10
     assert evidence.reading(runs[0], "test").best["epoch"] == 30
@@ -296,7 +296,7 @@ def test_partial_spearman_agrees_with_the_textbook_formula():
 
 
 def test_the_headline_keeps_one_short_line_per_claim_part():
-    from xcf import claims
+    from xcf.companion import claims
 
     rows = [{"claim": "C1 fall", "statement": "s", "premise": "p", "verdict": "holds",
              "ours": "CAS best − last +3.45 (1/1 > 0); beyond both intervals in 1/1",

@@ -1,6 +1,6 @@
 """The committed cpu-profile results behind the Claims page: they load, carry provenance,
 hold no checkpoints, and the Claims table is what the rules give on them (recomputed here
-from the raw files, independently of xcf.studies)."""
+from the raw files, independently of xcf.companion.readings)."""
 import json
 import re
 from pathlib import Path
@@ -10,10 +10,10 @@ import pytest
 import yaml
 from scipy import stats
 
-from xcf import claims, study_plan
-from xcf.config import TrainConfig
-from xcf.profiles import profile_knobs
-from xcf.runner import run_slug
+from xcf.companion import claims, claim_runs as study_plan
+from xcf.runs.config import TrainConfig
+from xcf.companion.profiles import profile_knobs
+from xcf.train.runner import run_slug
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "notebooks" / "results" / "cpu"
@@ -69,7 +69,7 @@ def raw_verdict(outcomes) -> str:
 
 
 def interval_verdict(diffs, min_seeds=3) -> str:
-    """The rule book's reading of a paired interval, from scipy's t test (not xcf.paired)."""
+    """The rule book's reading of a paired interval, from scipy's t test (not xcf.companion.paired)."""
     if not diffs:
         return "not tested"
     if len(diffs) < min_seeds:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from run_folders import make_run
-from xcf import claims, figures, plan, study_plan
-from xcf.config import make_config
-from xcf.locate import kd_overrides
-from xcf.profiles import ParameterError, profile_knobs
-from xcf.runner import run_slug
+from xcf.companion import claims, figures, costs as plan, claim_runs as study_plan
+from xcf.runs.config import make_config
+from xcf.companion.locate import kd_overrides
+from xcf.companion.profiles import ParameterError, profile_knobs
+from xcf.train.runner import run_slug
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ROOT / "notebooks" / "params"

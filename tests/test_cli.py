@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import yaml
 
-from xcf import checkpoints, cli, runs
-from xcf.config import TrainConfig
+from xcf.runs.folder import checkpoints, folder as runs
+from xcf.cli.main import main as cli
+from xcf.runs.config import TrainConfig
 
 
 def tiny(**overrides):
@@ -232,9 +233,9 @@ def test_measure_model_user_errors_exit_2_with_one_line(tmp_path, capsys, args, 
 def test_dry_run_names_the_folder_of_notebook_03s_full_run_and_trains_nothing(tmp_path, capsys):
     """configs/cifar10_pgd_at.yaml is the PGD-AT run of notebook 03 at the full profile
     (the key 3aac2997425c); --dry-run prints its folder under --runs-dir."""
-    from xcf.config import make_config
-    from xcf.profiles import profile_knobs
-    from xcf.runner import run_slug
+    from xcf.runs.config import make_config
+    from xcf.companion.profiles import profile_knobs
+    from xcf.train.runner import run_slug
 
     root = Path(__file__).resolve().parent.parent
     notebook = make_config(profile_knobs("03_at_dynamics", "full", root / "notebooks/params")

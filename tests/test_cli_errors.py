@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from conftest import tiny_config
-from xcf import cli
-from xcf.config import ConfigError, ConfigFileError, TrainConfig, check_sections_used, make_config
-from xcf.runner import train
+from xcf.cli.main import main as cli
+from xcf.runs.config import ConfigError, ConfigFileError, TrainConfig, check_sections_used, make_config
+from xcf.train.runner import train
 
 ROOT = Path(__file__).resolve().parent.parent
 QUIET = dict(progress=False, log=lambda line: None)
@@ -119,7 +119,7 @@ def test_measure_model_bad_flag_value_exits_2(nets, tmp_path, capsys, flag, valu
 
 
 def test_an_unknown_device_name_is_a_config_error():
-    from xcf.preparation import resolve_device
+    from xcf.train.setup import resolve_device
 
     with pytest.raises(ConfigError, match=r"'device': got 'gpu'; allowed values: auto, cpu"):
         resolve_device("gpu")
@@ -156,7 +156,7 @@ def test_an_unwritable_out_folder_is_refused(nets, tmp_path, capsys, monkeypatch
 def test_measure_json_is_checked_before_the_measurement(tmp_path, capsys, monkeypatch, target,
                                                         named):
     (tmp_path / "afile").write_text("x")
-    monkeypatch.setattr("xcf.posthoc.measure_run", lambda *a, **k: pytest.fail("measured"))
+    monkeypatch.setattr("xcf.train.posthoc.measure_run", lambda *a, **k: pytest.fail("measured"))
     code, _, err = run(["measure", tmp_path, "--json", tmp_path / target], capsys)
     assert code == 2
     assert named.format(tmp=tmp_path) in one_error_line(err, "measure")

@@ -53,9 +53,9 @@ cell = open(sys.argv[1]).read()
 snapshots = []
 for _ in range(int(sys.argv[2])):
     exec(compile(cell, "colab-cell", "exec"), {"__name__": "__main__"})
-    import xcf, xcf.profiles
+    import xcf, xcf.companion.profiles
     snapshots.append(dict(xcf=xcf.__file__, cwd=os.getcwd(),
-                          params=str(xcf.profiles.params_dir())))
+                          params=str(xcf.companion.profiles.params_dir())))
 print(json.dumps(snapshots))
 """
 

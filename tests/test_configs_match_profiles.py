@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xcf.config import make_config
-from xcf.profiles import profile_knobs
-from xcf.runner import run_slug
+from xcf.runs.config import make_config
+from xcf.companion.profiles import profile_knobs
+from xcf.train.runner import run_slug
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ROOT / "notebooks" / "params"

@@ -1,4 +1,4 @@
-"""One run on several processes (xcf.distributed): two gloo ranks on the CPU train the
+"""One run on several processes (xcf.train.distributed): two gloo ranks on the CPU train the
 weights one process trains, whatever the world size a killed run resumes under, and only
 rank 0 writes the run folder.
 
@@ -21,11 +21,11 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from xcf import runs
-from xcf.checkpoints import load_torch
+from xcf.runs.folder import folder as runs
+from xcf.runs.checkpoints import load_torch
 from xcf.data.batching import augment, batches, shard_batches
-from xcf.distributed import World, shard
-from xcf.runner import train
+from xcf.train.distributed import World, shard
+from xcf.train.runner import train
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")
@@ -44,8 +44,8 @@ RANK_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
     import yaml
-    import xcf.atomic, xcf.run_lock
-    from xcf.runner import train
+    import xcf.atomic, xcf.runs.lock
+    from xcf.train.runner import train
 
     cfg_path, runs_dir, mode, refusals = sys.argv[1:5]
     rank = int(os.environ["RANK"])
@@ -55,7 +55,7 @@ RANK_SCRIPT = textwrap.dedent("""
                 f.write(f"{path}\\n")
             raise AssertionError(f"rank {rank} wrote {path}")
         xcf.atomic.write = refuse
-        xcf.run_lock._create_lock = refuse
+        xcf.runs.lock._create_lock = refuse
 
     def die_after_epoch_1(row, model, run):
         if mode == "kill" and row["epoch"] == 1:
@@ -177,8 +177,8 @@ def test_a_killed_ddp_run_resumes_under_one_or_two_ranks_and_only_rank_0_writes(
 def test_instance_wise_cas_under_several_ranks_is_refused_before_any_attack():
     """I-CAS (Eq. 5 per sample) has no sharded form: the error names the world size and
     the fix, and comes before the model is called."""
-    from xcf.config import make_config
-    from xcf.evaluation import evaluate
+    from xcf.runs.config import make_config
+    from xcf.train.evaluation import evaluate
     from xcf.inputs import ArgumentError
     from xcf.models import small_cnn
 

@@ -1,10 +1,10 @@
-"""xcf.diagnostics: robust and catastrophic overfitting and the beyond-paper measures, on
+"""xcf.companion.diagnostics: robust and catastrophic overfitting and the beyond-paper measures, on
 run folders written by hand with known answers."""
 import numpy as np
 import pytest
 
 from run_folders import make_run
-from xcf import diagnostics
+from xcf.companion import diagnostics
 
 
 def test_overfitting_needs_a_drop_of_three_points_and_rising_train_accuracy(tmp_path):

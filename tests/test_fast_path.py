@@ -38,11 +38,11 @@ from benchmarks import baseline  # noqa: E402
 
 from xcf.attacks import PGD  # noqa: E402
 from xcf.attribution import measure  # noqa: E402
-from xcf.config import TrainConfig  # noqa: E402
+from xcf.runs.config import TrainConfig  # noqa: E402
 from xcf.data.batching import augment, batches  # noqa: E402
 from xcf.models import preact_resnet18, small_cnn  # noqa: E402
-from xcf.objectives import build_objective  # noqa: E402
-from xcf.training import sgd, train_epoch  # noqa: E402
+from xcf.train.objectives import build_objective  # noqa: E402
+from xcf.train.loop import sgd, train_epoch  # noqa: E402
 
 EPS = 8 / 255
 
@@ -170,6 +170,6 @@ def test_compiled_model_trains_as_the_eager_one_and_keeps_its_checkpoint_keys():
 def test_compile_and_clean_logging_are_runtime_choices_outside_the_run_key():
     base = TrainConfig(dataset="cifar10")
     assert TrainConfig(dataset="cifar10", compile=True, log_train_clean=True).key() == base.key()
-    from xcf.config import ConfigError
+    from xcf.runs.config import ConfigError
     with pytest.raises(ConfigError, match="compile"):
         TrainConfig(dataset="cifar10", compile="yes").resolved()

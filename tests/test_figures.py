@@ -1,4 +1,4 @@
-"""xcf.figures: each figure function draws, from tiny hand-made run folders found by a
+"""xcf.companion.figures: each figure function draws, from tiny hand-made run folders found by a
 locator, the paper's number of panels, titled with the locator's profile and labelled
 from the runs' own configs."""
 import json
@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 from xcf import figures, paper  # noqa: E402
-from xcf.runs import Run  # noqa: E402
+from xcf.runs.folder import Run  # noqa: E402
 
 K = 10  # classes: the figures must draw 10 x 10 matrices with every class index
 

@@ -8,12 +8,13 @@ import json
 import pytest
 import torch
 
-from xcf import data, runner
-from xcf.checkpoints import CheckpointError, load_model
-from xcf.config import make_config
-from xcf.evaluation import FINAL_TEST_NUMBERS, add_final_test, evaluate, whole_test_set
-from xcf.runner import train
-from xcf.runs import Run
+from xcf import data
+from xcf.train import runner
+from xcf.runs.checkpoints import CheckpointError, load_model
+from xcf.runs.config import make_config
+from xcf.train.evaluation import FINAL_TEST_NUMBERS, add_final_test, evaluate, whole_test_set
+from xcf.train.runner import train
+from xcf.runs.folder import Run
 
 QUIET = dict(progress=False, log=lambda line: None)
 N_TEST = 60

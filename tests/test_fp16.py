@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from conftest import LinearNet
-from xcf.config import AMP_MODES, ConfigError, make_config
-from xcf.objectives import Objective, Step, cross_entropy
-from xcf.precision import AutocastModel, autocast, grad_scaler
-from xcf.preparation import prepare
-from xcf.training import fit, sgd, train_epoch
+from xcf.runs.config import AMP_MODES, ConfigError, make_config
+from xcf.train.objectives import Objective, Step, cross_entropy
+from xcf.train.precision import AutocastModel, autocast, grad_scaler
+from xcf.train.setup import prepare
+from xcf.train.loop import fit, sgd, train_epoch
 
 
 def test_fp16_is_an_amp_mode_with_a_scaler_and_others_have_none():

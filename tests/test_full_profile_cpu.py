@@ -1,5 +1,5 @@
 """The full profile without a GPU: every training config of every notebook at the ``full``
-profile (notebooks/params/full.yaml, read through :func:`xcf.plan.notebook_runs`) is
+profile (notebooks/params/full.yaml, read through :func:`xcf.companion.costs.notebook_runs`) is
 validated as it is, then trained end to end for one step, with evaluation and
 checkpoints, on CPU, on tiny fake archives in each dataset's real on-disk format
 (tests/fake_archives.py) that the real loaders parse, found through ``$XCF_DATA_DIR``.
@@ -19,11 +19,11 @@ import pytest
 import torch
 
 from fake_archives import skip_cifar_md5, write_cifar10, write_cifar100, write_tiny_imagenet
-from xcf.config import make_config
-from xcf.plan import PlannedRun, dataset_size, notebook_runs
-from xcf.preparation import prepare
-from xcf.profiles import profile_knobs
-from xcf.runner import train
+from xcf.runs.config import make_config
+from xcf.companion.costs import PlannedRun, dataset_size, notebook_runs
+from xcf.train.setup import prepare
+from xcf.companion.profiles import profile_knobs
+from xcf.train.runner import train
 
 pytestmark = pytest.mark.fullcpu
 

@@ -1,9 +1,9 @@
-"""xcf.hypotheses: the rules of the causal test (issue 28), committed before its runs,
+"""xcf.companion.hypotheses: the rules of the causal test (issue 28), committed before its runs,
 on made-up runs and erasure records whose verdicts are known by hand."""
 import pytest
 
 from run_folders import make_run
-from xcf import hypotheses as H
+from xcf.companion import hypotheses as H
 
 
 def run(tmp_path, name, fall=0.06, cas_best=10.0, cas_last=7.0, ra_scale=1.0):
@@ -99,7 +99,7 @@ def test_an_erasure_record_measures_each_checkpoint_on_each_test_set(tmp_path):
     """End to end on a tiny planted run: the as-is numbers repeat the run's own
     evaluation of that epoch, and erasing glyphs changes what the model sees."""
     from conftest import tiny_config
-    from xcf.runner import train
+    from xcf.train.runner import train
 
     run = train(tiny_config(epochs=2, save_checkpoints_at=[1]), runs_dir=tmp_path,
                 progress=False, log=lambda line: None)
@@ -120,8 +120,8 @@ def test_the_erasure_record_is_measured_once_at_the_rules_epochs_and_kept(tmp_pa
     position, the held-out best, the last), writes them beside the run, and reads the file
     back instead of measuring again."""
     from conftest import tiny_config
-    from xcf import evidence
-    from xcf.runner import train
+    from xcf.companion import evidence
+    from xcf.train.runner import train
 
     run = train(tiny_config(epochs=3, holdout_n=30, save_checkpoints_at=[1, 2, 3]),
                 runs_dir=tmp_path, progress=False, log=lambda line: None)

@@ -1,13 +1,13 @@
 """Issue 28's order of work: the rules and predictions of the causal test
-(xcf/hypotheses.py) were committed before the first run of its study, so every committed
+(xcf/companion/hypotheses.py) were committed before the first run of its study, so every committed
 H1 and H2 run was trained at a commit that already held them."""
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from xcf import study_plan
-from xcf.profiles import profile_knobs
+from xcf.companion import claim_runs as study_plan
+from xcf.companion.profiles import profile_knobs
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_COMMIT = "de40c43"  # "The causal test's rules and predictions, before any of its runs"
@@ -26,7 +26,7 @@ def hypothesis_runs():
 def test_the_rules_commit_holds_the_rules():
     if git("cat-file", "-e", RULES_COMMIT).returncode != 0:
         pytest.skip("not a git checkout with history (a shallow clone or an sdist)")
-    shown = git("show", f"{RULES_COMMIT}:xcf/hypotheses.py")
+    shown = git("show", f"{RULES_COMMIT}:xcf/companion/hypotheses.py")
     assert shown.returncode == 0 and "PREDICTIONS" in shown.stdout
     for prediction in ("H1a", "H1b", "H2"):
         assert f'"{prediction}":' in shown.stdout
@@ -48,11 +48,11 @@ def test_every_run_of_the_study_was_trained_after_its_rules(name):
 
 def test_the_verdicts_are_recomputed_from_the_raw_files():
     """H1 and H2 as the rules state them, from metrics.jsonl and erasure.json alone
-    (held-out selection, the premises, scipy's t interval), against xcf.hypotheses."""
+    (held-out selection, the premises, scipy's t interval), against xcf.companion.hypotheses."""
     import json
 
     from test_claims_artifacts import interval_verdict, raw_read
-    from xcf import hypotheses
+    from xcf.companion import hypotheses
 
     S = profile_knobs("11_claims", "cpu", ROOT / "notebooks" / "params")
     found = study_plan.find_studies(ROOT / "notebooks" / "results" / "cpu", S)

@@ -102,11 +102,13 @@ def test_cycle_finder_finds_a_cycle_and_accepts_a_tree():
 
 
 def test_relative_imports_resolve_to_modules():
-    tree = ast.parse("from . import atomic\nfrom .data.dataset import Dataset\nfrom .. import atomic")
-    a, b, c = tree.body
-    assert resolve("xcf.runs", a) == {"xcf.atomic"}
-    assert resolve("xcf.runs", b) == {"xcf.data.dataset"}
+    tree = ast.parse("from . import atomic\nfrom .data.dataset import Dataset\nfrom .. import atomic\n"
+                     "from ..data import dataset")
+    a, b, c, d = tree.body
+    assert resolve("xcf.attribution", a) == {"xcf.atomic"}
+    assert resolve("xcf.attribution", b) == {"xcf.data.dataset"}
     assert resolve("xcf.data.tiny_imagenet", c) == {"xcf.atomic"}
+    assert resolve("xcf.runs.folder", d) == {"xcf.data.dataset"}
 
 
 def test_the_import_graph_has_no_cycle():

@@ -1,4 +1,4 @@
-"""``xcf plan`` / ``xcf launch`` / ``xcf status`` (xcf.launch): a plan holds each run once,
+"""``xcf plan`` / ``xcf launch`` / ``xcf status`` (xcf.cli.launch): a plan holds each run once,
 under the key its notebook trains it by, with a KD student after its teacher; submitit's
 local executor trains a 3-run plan to the end, the student taught by the planned teacher;
 bad input exits 2 with one line."""
@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xcf import cli, launch, plan
-from xcf.config import make_config, read_config_file, teacher_identity
-from xcf.profiles import profile_knobs
-from xcf.runs import Run
+from xcf.cli.main import main as cli, launch
+from xcf.companion import costs as plan
+from xcf.runs.config import make_config, read_config_file, teacher_identity
+from xcf.companion.profiles import profile_knobs
+from xcf.runs.folder import Run
 
 TINY = dict(dataset="planted", data_kwargs={"image_size": 16}, n_train=96, n_test=60,
             eval_n=60, model="small_cnn", model_kwargs={"width": 4}, objective="pgd_at",
@@ -168,7 +169,7 @@ def test_bad_input_exits_2_with_one_line(params, tmp_path, capsys, monkeypatch, 
 
 
 def test_teacher_identity_of_a_planned_student_is_the_teacher_folder(params, tmp_path):
-    """The student's key names its teacher by folder (xcf.config.teacher_identity), so the
+    """The student's key names its teacher by folder (xcf.runs.config.teacher_identity), so the
     plan's runs folder and the notebook's (``runs/``) give one key."""
     out, p = _plan(tmp_path)
     (student,) = [r for r in p["runs"] if "-kd_at-" in r["name"]]
@@ -214,7 +215,7 @@ def test_a_slurm_launch_submits_an_array_and_an_afterok_student(params, tmp_path
 
 
 def test_the_claims_pages_students_wait_for_c1_of_their_seed(tmp_path, monkeypatch):
-    """An 11_claims section that names studies (xcf.study_plan): C1 at seeds 0 and 1, and a
+    """An 11_claims section that names studies (xcf.companion.claim_runs): C1 at seeds 0 and 1, and a
     KD-AT student at seed 1, taught by C1's seed-1 run."""
     d = tmp_path / "params"
     d.mkdir()
@@ -235,7 +236,7 @@ def test_a_stopped_run_shows_interrupted_and_a_launch_resumes_it(tmp_path, monke
                                                                   capsys):
     """Stopped after epoch 1 of 2 (as a requeue stops it), the run resumes from last.pt:
     the new session starts from epoch 1 and ends with 2 epochs."""
-    from xcf.runner import train
+    from xcf.train.runner import train
 
     d = tmp_path / "params"
     d.mkdir()

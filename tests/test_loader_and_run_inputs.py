@@ -120,8 +120,8 @@ def diverge_run(tmp_path, **overrides):
     """Train the tiny config with ``overrides``; return (the error, the run folder)."""
     from conftest import tiny_config
 
-    from xcf.runner import train
-    from xcf.training import TrainingDiverged
+    from xcf.train.runner import train
+    from xcf.train.loop import TrainingDiverged
 
     with pytest.raises(TrainingDiverged) as caught:
         train(tiny_config(**overrides), runs_dir=tmp_path, progress=False, log=lambda s: None)
@@ -130,8 +130,8 @@ def diverge_run(tmp_path, **overrides):
 
 
 def assert_recorded_as_diverged(folder, text, epochs_kept):
-    from xcf import runs
-    from xcf.launch import run_state
+    from xcf.runs.folder import folder as runs
+    from xcf.cli.launch import run_state
 
     run = runs.Run(folder)
     rows = run.metrics()
@@ -164,7 +164,7 @@ def test_a_huge_learning_rate_stops_the_run_as_diverged(tmp_path, lr, named):
 def test_a_run_diverging_later_keeps_its_finite_epochs(tmp_path):
     """lr 2000 without decay: epoch 1 finite, its weights overflow in epoch 2 (on this
     CPU build; the assertions hold wherever it diverges)."""
-    from xcf import runs
+    from xcf.runs.folder import folder as runs
 
     err, folder = diverge_run(tmp_path, lr=2000.0, epochs=3, milestones=[])
     kept = [r["epoch"] for r in runs.Run(folder).metrics()]
@@ -176,7 +176,7 @@ def test_a_run_diverging_later_keeps_its_finite_epochs(tmp_path):
 @pytest.mark.parametrize("field, value", [("cas", NAN), ("test_robust_acc", INF),
                                           ("cas_clean", -INF), ("cas_ci95", [0.1, NAN])])
 def test_a_non_finite_evaluation_number_is_not_recorded(tmp_path, monkeypatch, field, value):
-    from xcf import runner
+    from xcf.train import runner
 
     real = runner.evaluate
 
@@ -194,7 +194,7 @@ def test_a_non_finite_epoch_loss_is_not_recorded(tmp_path, monkeypatch):
     """Each batch's loss finite, their mean not (the epoch's sum overflows)."""
     import dataclasses
 
-    from xcf import runner
+    from xcf.train import runner
 
     real = runner.train_epoch
 
@@ -213,7 +213,7 @@ def test_a_finite_but_absurd_epoch_loss_is_diverged_too(tmp_path, monkeypatch):
     accuracies and CAS mean nothing: not recorded."""
     import dataclasses
 
-    from xcf import runner
+    from xcf.train import runner
 
     real = runner.train_epoch
 
@@ -231,7 +231,7 @@ def test_the_issues_learning_rate_1000_is_diverged_not_recorded(tmp_path):
     """The issue's case: lr 1000 on the tiny planted config recorded chance-level rows
     (CAS 0.00, later a loss of about 1e14); now the run stops as diverged, whichever
     check trips first on this CPU build, and no row with such a loss is kept."""
-    from xcf import runs
+    from xcf.runs.folder import folder as runs
 
     err, folder = diverge_run(tmp_path, lr=1000.0, epochs=3, milestones=[])
     rows = runs.Run(folder).metrics()
@@ -242,8 +242,8 @@ def test_the_issues_learning_rate_1000_is_diverged_not_recorded(tmp_path):
 def test_weights_poisoned_after_an_epoch_stop_the_next_one(tmp_path):
     from conftest import tiny_config
 
-    from xcf.runner import train
-    from xcf.training import TrainingDiverged
+    from xcf.train.runner import train
+    from xcf.train.loop import TrainingDiverged
 
     def poison(row, model, run):  # after epoch 1 is saved, break the weights in memory
         with torch.no_grad():
@@ -260,7 +260,7 @@ def test_xcf_train_says_diverged_in_one_line(tmp_path, capsys):
     import yaml
     from conftest import tiny_config
 
-    from xcf import cli
+    from xcf.cli.main import main as cli
 
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_config()))
@@ -406,7 +406,7 @@ def test_bootstrap_cas_refuses_non_finite_input_and_no_resamples(change, error, 
 def test_evaluate_names_a_config_that_is_not_a_train_config(config, tiny_net):
     from conftest import tiny_config
 
-    from xcf.evaluation import evaluate, evaluate_holdout
+    from xcf.train.evaluation import evaluate, evaluate_holdout
 
     given = tiny_config() if config == "dict" else "configs/smoke.yaml"
     for fn in (evaluate, evaluate_holdout):

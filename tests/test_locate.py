@@ -1,11 +1,11 @@
-"""xcf.locate: the two locators and the one KD teacher -> student link."""
+"""xcf.companion.locate: the two locators and the one KD teacher -> student link."""
 import json
 
 import pytest
 
-from xcf import locate as L
-from xcf.config import make_config
-from xcf.runs import Run
+from xcf.companion import locate as L
+from xcf.runs.config import make_config
+from xcf.runs.folder import Run
 
 CFG = {"dataset": "planted", "model": "small_cnn", "epochs": 2, "eps": 0.1}
 
@@ -57,7 +57,7 @@ class _FakeRun:
 
 
 def test_train_or_reuse_trains_once_per_config_and_says_what_it_did(monkeypatch, capsys):
-    import xcf.locate
+    import xcf.companion.locate
 
     calls = []
 
@@ -67,7 +67,7 @@ def test_train_or_reuse_trains_once_per_config_and_says_what_it_did(monkeypatch,
             log("reusing finished run")
         return _FakeRun(f"run-{overrides.get('eps')}")
 
-    monkeypatch.setattr(xcf.locate, "train", fake_train)
+    monkeypatch.setattr(xcf.companion.locate, "train", fake_train)
     locate = L.TrainOrReuse("smoke")
     a = locate(CFG, eps=0.1)
     assert locate(CFG, eps=0.1) is a and len(calls) == 1     # asked again: not again
@@ -79,9 +79,9 @@ def test_train_or_reuse_trains_once_per_config_and_says_what_it_did(monkeypatch,
 
 
 def test_a_smoke_locator_still_prints_a_wait_for_another_process(monkeypatch, capsys):
-    """At smoke the epoch lines stay quiet, but a lock wait (xcf.run_lock) is printed, or
+    """At smoke the epoch lines stay quiet, but a lock wait (xcf.runs.lock) is printed, or
     the cell would look hung while another process trains the run."""
-    import xcf.locate
+    import xcf.companion.locate
 
     def fake_train(config, progress, log, **overrides):
         log("epoch 1/2  lr 0.1")
@@ -89,7 +89,7 @@ def test_a_smoke_locator_still_prints_a_wait_for_another_process(monkeypatch, ca
         log("reusing finished run")
         return _FakeRun("run-x")
 
-    monkeypatch.setattr(xcf.locate, "train", fake_train)
+    monkeypatch.setattr(xcf.companion.locate, "train", fake_train)
     L.TrainOrReuse("smoke")(CFG)
     out = capsys.readouterr().out.splitlines()
     assert out == ["waiting for run-x (trained by pid 7 on host h) ... 30 s",
@@ -98,16 +98,16 @@ def test_a_smoke_locator_still_prints_a_wait_for_another_process(monkeypatch, ca
 
 @pytest.mark.parametrize("bad", ["studies.run_study", "studies.find_study"])
 def test_nothing_in_studies_trains_or_locates(bad):
-    from xcf import studies
+    from xcf.companion import readings as studies
 
     assert not hasattr(studies, bad.split(".")[1])
 
 
 def test_the_printed_line_names_the_precision_a_run_trained_in(monkeypatch, capsys):
     """A committed bf16 run read on any machine is labelled bf16 (its key says so too)."""
-    import xcf.locate
+    import xcf.companion.locate
 
-    monkeypatch.setattr(xcf.locate, "train", lambda config, progress, log, **o: (
+    monkeypatch.setattr(xcf.companion.locate, "train", lambda config, progress, log, **o: (
         log("reusing finished run"), _FakeRun("run-bf16"))[1])
     L.TrainOrReuse("cpu")(CFG)
     assert capsys.readouterr().out.splitlines()[-1] == (

@@ -1,8 +1,8 @@
-"""Locks that wait (xcf.run_lock): a second process waits for the run another one trains and
+"""Locks that wait (xcf.runs.lock): a second process waits for the run another one trains and
 reuses it; a wait that runs out names the holder and the fix; the lock of a dead holder
 (a dead pid on this host, a stale heartbeat from another host, a SIGKILL) is taken over;
 a holder that lost its lock stops before it writes.  The lock files written by hand
-follow the format of the xcf.run_lock docstring."""
+follow the format of the xcf.runs.lock docstring."""
 import json
 import os
 import socket
@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xcf import run_lock, runner, runs
-from xcf.config import TrainConfig
+from xcf.runs.folder import lock as run_lock, folder as runs
+from xcf.train import runner
+from xcf.runs.config import TrainConfig
 from xcf.inputs import ArgumentError
-from xcf.runner import train
+from xcf.train.runner import train
 
 ROOT = Path(__file__).resolve().parent.parent
 QUIET = dict(progress=False, log=lambda s: None)
@@ -40,8 +41,8 @@ def run_of(cfg, runs_dir):
 # test can act while it holds the lock), or only holds the lock.
 HOLDER = textwrap.dedent("""
     import sys, time, yaml
-    from xcf.runner import train
-    from xcf.runs import Run
+    from xcf.train.runner import train
+    from xcf.runs.folder import Run
     cfg, runs_dir, mode = yaml.safe_load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
     pause = float(sys.argv[4])
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from xcf.profiles import PROFILES, ParameterError, notebook_parameters
+from xcf.companion.profiles import PROFILES, ParameterError, notebook_parameters
 
 PARAMS = Path(__file__).resolve().parent.parent / "notebooks" / "params"
 

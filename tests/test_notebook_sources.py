@@ -81,10 +81,10 @@ def test_colab_opens_the_notebook_on_a_gpu_runtime(path):
 
 @pytest.mark.parametrize("path", TRAINING, ids=lambda p: p.stem)
 def test_a_training_notebook_opens_with_its_gpu_time_and_prints_its_plan(path):
-    """The admonition's gpu row is the plan of the gpu profile (xcf.plan), labelled an
+    """The admonition's gpu row is the plan of the gpu profile (xcf.companion.costs), labelled an
     estimate; the setup cell prints the plan before any figure trains a run."""
-    from xcf import plan
-    from xcf.profiles import profile_knobs
+    from xcf.companion import costs as plan
+    from xcf.companion.profiles import profile_knobs
 
     cells = _cells(path)
     note = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"

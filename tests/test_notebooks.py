@@ -197,7 +197,7 @@ def test_06_norms_datasets_architectures(tmp_path, runs_root):
 def test_07_fast_at(tmp_path, runs_root):
     m = notebook_metrics("07_fast_at", tmp_path, runs_root)
     # catastrophic overfitting, recomputed from the recorded curve: the first epoch after
-    # the first best whose RA is at most a quarter of the best (xcf.claims' premise of C4)
+    # the first best whose RA is at most a quarter of the best (xcf.companion.claims' premise of C4)
     ra = m["ra_curve"]
     best = ra.index(max(ra))
     after = [e + 1 for e in range(best + 1, len(ra)) if ra[e] <= 0.25 * ra[best]]
@@ -227,10 +227,10 @@ def test_10_figures_finds_this_profile(tmp_path, runs_root):
 
 @pytest.mark.notebook
 def test_11_claims_regenerates_its_verdicts_from_the_committed_results(tmp_path, runs_root):
-    """The Claims page trains nothing; what it records must be what xcf.claims decides
+    """The Claims page trains nothing; what it records must be what xcf.companion.claims decides
     from the committed cpu artifacts, read here independently of the notebook."""
-    from xcf import claims, study_plan
-    from xcf.profiles import profile_knobs
+    from xcf.companion import claims, claim_runs as study_plan
+    from xcf.companion.profiles import profile_knobs
 
     m = notebook_metrics("11_claims", tmp_path, runs_root)
     S = profile_knobs("11_claims", "cpu", NOTEBOOKS / "params")
@@ -249,7 +249,7 @@ def test_12_performance_runs_both_benchmarks_live(tmp_path, runs_root):
 
 
 def assert_live_ratios_recorded(m: dict) -> None:
-    from xcf.precision import NOT_NATIVE
+    from xcf.train.precision import NOT_NATIVE
 
     assert set(m["live_ratios"]) == {"train_step fp32", "train_step bf16", "attribution fp32", "attribution bf16"}
     native = m["cpu"]["native_bf16"]
@@ -285,10 +285,10 @@ def test_13_measure_your_model(tmp_path, runs_root):
 
 @pytest.mark.notebook
 def test_14_testing_the_hypothesis_decides_by_the_committed_rules(tmp_path, runs_root):
-    """The page trains nothing; its verdicts are what xcf.hypotheses decides on the
+    """The page trains nothing; its verdicts are what xcf.companion.hypotheses decides on the
     committed runs of the cpu profile, read here independently of the notebook."""
-    from xcf import hypotheses, study_plan
-    from xcf.profiles import profile_knobs
+    from xcf.companion import hypotheses, claim_runs as study_plan
+    from xcf.companion.profiles import profile_knobs
 
     m = notebook_metrics("14_testing_the_hypothesis", tmp_path, runs_root)
     S = profile_knobs("11_claims", "cpu", NOTEBOOKS / "params")

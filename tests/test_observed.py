@@ -1,9 +1,9 @@
-"""xcf.observed: each page's "What we observed" is computed from its runs' numbers, so
+"""xcf.companion.observed: each page's "What we observed" is computed from its runs' numbers, so
 it changes when they do, and no two pages say the same thing."""
 import numpy as np
 
 from run_folders import make_run
-from xcf import observed
+from xcf.companion import observed
 
 
 def curve(tmp_path, name, best=10, epochs=40, fall=0.06, cas=None):

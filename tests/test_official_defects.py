@@ -9,10 +9,10 @@ import torch.nn.functional as F
 
 from xcf.attacks import default_step_size, pgd
 from xcf.attribution import measure
-from xcf.config import make_config
-from xcf.objectives import Objective, Trades, trades_loss
-from xcf.preparation import model_meta
-from xcf.training import sgd, train_epoch
+from xcf.runs.config import make_config
+from xcf.train.objectives import Objective, Trades, trades_loss
+from xcf.train.setup import model_meta
+from xcf.train.loop import sgd, train_epoch
 
 
 class FlatNet(nn.Module):

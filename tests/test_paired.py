@@ -1,11 +1,11 @@
-"""xcf.paired: the statistics over seeds every rule decides with, against scipy's own
+"""xcf.companion.paired: the statistics over seeds every rule decides with, against scipy's own
 one-sample t test and binomial test (a peer implementation), and hand-computed cases."""
 import math
 
 import pytest
 from scipy import stats
 
-from xcf import paired
+from xcf.companion import paired
 
 
 @pytest.mark.parametrize("diffs", [[1.0, 2.0, 3.0], [0.4, -0.1, 0.9, 1.3, 0.2],

@@ -1,9 +1,9 @@
-"""Training plans (xcf.plan): FLOPs against a hand count of PreActResNet-18, run costs
+"""Training plans (xcf.companion.costs): FLOPs against a hand count of PreActResNet-18, run costs
 against the protocol's pass counts, and the runs of each notebook in training order."""
 import pytest
 
-from xcf import plan
-from xcf.config import make_config
+from xcf.companion import costs as plan
+from xcf.runs.config import make_config
 
 
 def _prn18_forward_flops(classes=10, side=32):

@@ -11,7 +11,7 @@ import torch
 from xcf import data, models
 from xcf.attacks import PGD
 from xcf.attribution import measure
-from xcf.training import fit
+from xcf.train.loop import fit
 
 MARGIN = 0.3
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xcf.profiles import (ParameterError, notebook_parameters, params_dir, profile_knobs,
+from xcf.companion.profiles import (ParameterError, notebook_parameters, params_dir, profile_knobs,
                           record_metrics, resolve_profile)
 
 
@@ -78,7 +78,7 @@ def test_a_fraction_is_read_as_its_float(params):
 def test_a_notebook_in_a_checkout_shares_the_clis_runs_and_data_folders(tmp_path, monkeypatch):
     """Notebooks run in notebooks/; `xcf train` from the root writes ./runs: both must mean
     <root>/runs (and <root>/data)."""
-    from xcf.runs import default_runs_dir
+    from xcf.runs.folder import default_runs_dir
 
     params = tmp_path / "notebooks" / "params"
     params.mkdir(parents=True)
@@ -151,7 +151,7 @@ def test_no_params_anywhere_is_a_clear_error_not_a_path_into_the_install(tmp_pat
 def test_every_profiles_early_epoch_is_table_1s_epoch_scaled_to_its_runs():
     """One definition of the under-fitted checkpoint on every page (issue 26): the ε
     page's Table 1 column is the epoch the rule book reads, Table 1's 10 of 200 scaled."""
-    from xcf.evidence import paper_epoch
+    from xcf.companion.evidence import paper_epoch
 
     for profile in ("smoke", "cpu", "gpu", "full"):
         K = profile_knobs("05_perturbation_bound", profile)

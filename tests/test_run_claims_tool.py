@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from run_folders import make_run
-from xcf.runs import Run
+from xcf.runs.folder import Run
 
 # Running and exporting the studies knows the checkout's layout, so it lives in tools/.
 _spec = importlib.util.spec_from_file_location(
@@ -47,7 +47,7 @@ def test_an_h1_run_is_exported_with_its_erasure_record_and_without_its_checkpoin
     """H1's numbers are measured on the kept checkpoints before the export leaves them
     behind; the exported folder carries erasure.json (the numbers, not the weights)."""
     from conftest import tiny_config
-    from xcf.hypotheses import ERASURE_FILE, read_erasure
+    from xcf.companion.hypotheses import ERASURE_FILE, read_erasure
 
     monkeypatch.setenv("XCF_RUNS_DIR", str(tmp_path / "runs"))
     tiny = tiny_config(epochs=2, holdout_n=30)

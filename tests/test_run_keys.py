@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from xcf import config
-from xcf.config import KEY_BASELINE, TrainConfig, canonical, config_key, make_config
+from xcf.runs.folder import config
+from xcf.runs.config import KEY_BASELINE, TrainConfig, canonical, config_key, make_config
 
 
 @dataclass

@@ -8,9 +8,10 @@ import json
 import pytest
 import torch
 
-from xcf import checkpoints, runner, runs
-from xcf.config import ConfigError, make_config
-from xcf.runner import train
+from xcf.runs.folder import checkpoints, folder as runs
+from xcf.train import runner
+from xcf.runs.config import ConfigError, make_config
+from xcf.train.runner import train
 
 QUIET = dict(progress=False, log=lambda s: None)
 
@@ -181,7 +182,7 @@ def test_a_replaced_teacher_gives_its_student_a_new_key_and_a_new_run(tmp_path):
     again = train(kd, runs_dir=tmp_path / "s", progress=False, log=said.append)
     assert not any(s.startswith("reusing") for s in said), "the old student was reused"
     assert again.path != student.path and again.finished and student.finished
-    from xcf.locate import Committed
+    from xcf.companion.locate import Committed
     assert Committed(tmp_path / "s", "test")(kd).path == again.path
 
 

@@ -14,11 +14,13 @@ import pytest
 import torch
 import yaml
 
-from xcf import atomic, checkpoints, provenance, run_lock, runner, runs
-from xcf.config import TrainConfig
+from xcf import atomic
+from xcf.runs.folder import checkpoints, provenance, lock as run_lock, folder as runs
+from xcf.train import runner
+from xcf.runs.config import TrainConfig
 from xcf.data.dataset import stratified_indices
-from xcf.preparation import prepare
-from xcf.runner import train
+from xcf.train.setup import prepare
+from xcf.train.runner import train
 
 ROOT = Path(__file__).resolve().parent.parent
 QUIET = dict(progress=False, log=lambda s: None)
@@ -388,7 +390,7 @@ def test_the_recorded_command_names_no_path_of_this_machine():
     directory are relative, other absolute paths keep only their name."""
     import sys
 
-    from xcf.provenance import command
+    from xcf.runs.provenance import command
 
     argv = [sys.executable, "tools/run_claims.py", "/home/u/xcf/tools/a.yaml", "--only", "^C1",
             "--export-to", "/tmp/export", "--out=/srv/data/runs", "-v"]

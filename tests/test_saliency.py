@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 pytest.importorskip("pytorch_grad_cam")
-from xcf.saliency import best_right_last_wrong, gradcam, overlay, target_layer  # noqa: E402
+from xcf.companion.saliency import best_right_last_wrong, gradcam, overlay, target_layer  # noqa: E402
 
 
 class LeftEye(nn.Module):

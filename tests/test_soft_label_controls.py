@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import LinearNet, tiny_config
-from xcf import objectives as O
+from xcf.train import objectives as O
 from xcf.attacks import PGD
-from xcf.config import ConfigError, make_config
+from xcf.runs.config import ConfigError, make_config
 
 
 def entropy(p):
@@ -117,7 +117,7 @@ def test_a_matched_smoothing_student_trains_and_records_its_probability(tmp_path
     probability, and a shuffled student is a run of its own (another key)."""
     import json
 
-    from xcf.runner import train
+    from xcf.train.runner import train
 
     quiet = dict(runs_dir=tmp_path, progress=False, log=lambda line: None)
     teacher = train(tiny_config(epochs=1), **quiet)

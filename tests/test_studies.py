@@ -1,12 +1,12 @@
-"""xcf.studies on a hand-made run folder whose best/last epochs and matrices are known."""
+"""xcf.companion.readings on a hand-made run folder whose best/last epochs and matrices are known."""
 import json
 
 import numpy as np
 import pytest
 
-from xcf.runs import Run
-from xcf import paper
-from xcf.studies import (best_last_gap, cas_of, checkpoint, eps_label, format_table1,
+from xcf.runs.folder import Run
+from xcf.companion import paper
+from xcf.companion.readings import (best_last_gap, cas_of, checkpoint, eps_label, format_table1,
                          saved_matrix_epochs, even_epochs, nearest_epochs, table1_rows, underfitted_epoch)
 
 RA = [0.20, 0.35, 0.42, 0.40, 0.37]          # best test RA at epoch 3
@@ -82,7 +82,7 @@ def test_cas_of_numpy_matrix():
 
 
 def test_the_html_table_escapes_every_cell_and_keeps_the_column_order():
-    from xcf.studies import html_table
+    from xcf.companion.readings import html_table
 
     out = html_table([{"b": "x < y", "a": 1}], ["a", "b"], caption="R&D")
     assert out == ("<p>R&amp;D</p>\n<table>\n<thead><tr><th>a</th><th>b</th></tr></thead>\n"

@@ -1,7 +1,7 @@
-"""xcf.study_plan: the names, order and teachers of the Claims page's runs."""
+"""xcf.companion.claim_runs: the names, order and teachers of the Claims page's runs."""
 from pathlib import Path
 
-from xcf import study_plan
+from xcf.companion import claim_runs as study_plan
 
 
 class _Found:
@@ -117,7 +117,7 @@ def test_the_hypothesis_studies_keep_every_checkpoint_and_teach_with_the_control
 def test_hypothesis_inputs_pair_each_seeds_arms_and_skip_incomplete_seeds(tmp_path):
     import json
 
-    from xcf.hypotheses import ERASURE_FILE
+    from xcf.companion.hypotheses import ERASURE_FILE
 
     P = {"seeds": [0, 1], "h1": {"dataset": "planted"}, "h1_seeds": [0, 1],
          "h2": {"form": "hinton", "soft_labels": ["shuffled", "smoothing"]}, "h2_seeds": [0, 1]}

@@ -326,7 +326,7 @@ def test_validation_happens_before_long_work(monkeypatch):
 # ---------------------------------------------------------------- the notebook
 @pytest.mark.notebook
 def test_notebook_smoke(tmp_path):
-    """Run the notebook at smoke; read back what it recorded with xcf.profiles.record_metrics."""
+    """Run the notebook at smoke; read back what it recorded with xcf.companion.profiles.record_metrics."""
     from test_notebooks import run_notebook  # the notebook tier's runner (papermill, python3, agg)
 
     m = run_notebook("01_theory_synthetic_model", tmp_path)

@@ -8,15 +8,16 @@ import pytest
 import torch
 
 from conftest import LinearNet, TinyNet
-from xcf import checkpoints, objectives, runner, runs, training
+from xcf.runs.folder import checkpoints, folder as runs
+from xcf.train import objectives, runner, loop as training
 from xcf.attacks import PGD
-from xcf.config import OBJECTIVES, ConfigError, TrainConfig, make_config
-from xcf.posthoc import measure_run
-from xcf.precision import autocast
-from xcf.preparation import prepare, split_holdout
-from xcf.runner import train
-from xcf.selection import select_best
-from xcf.training import piecewise_lr, train_epoch
+from xcf.runs.config import OBJECTIVES, ConfigError, TrainConfig, make_config
+from xcf.train.posthoc import measure_run
+from xcf.train.precision import autocast
+from xcf.train.setup import prepare, split_holdout
+from xcf.train.runner import train
+from xcf.train.selection import select_best
+from xcf.train.loop import piecewise_lr, train_epoch
 
 
 from conftest import tiny_config as tiny  # noqa: E402
@@ -84,7 +85,7 @@ def test_kd_at_loss_matches_eq3_as_printed_and_in_hinton_form(batch, lam, T, for
 
 
 def test_kd_form_defaults_to_eq3_as_printed_and_rejects_others():
-    from xcf.config import ConfigError, make_config
+    from xcf.runs.config import ConfigError, make_config
 
     assert make_config().kd.form == "eq3"
     with pytest.raises(ConfigError, match=r"kd\.form.*'hinten'.*hinton"):
@@ -441,7 +442,7 @@ def test_uint8_training_images_train_bit_identically_to_float32():
     batch changes no bit of training: same weights after PGD-AT with augmentation."""
     from xcf.attacks import PGD as _PGD
     from xcf.data.dataset import from_uint8
-    from xcf.preparation import device_images
+    from xcf.train.setup import device_images
 
     raw = torch.randint(0, 256, (48, 8, 8, 3), dtype=torch.uint8,
                         generator=torch.Generator().manual_seed(0))
@@ -474,7 +475,7 @@ def test_autoattack_without_torchattacks_fails_before_training_naming_the_extra(
     import importlib.util
     import sys
 
-    from xcf import preparation
+    from xcf.train import setup as preparation
 
     if how == "find_spec":
         real = importlib.util.find_spec
@@ -493,7 +494,7 @@ def test_autoattack_check_passes_when_torchattacks_is_there(monkeypatch):
     import importlib.machinery
     import importlib.util
 
-    from xcf import preparation
+    from xcf.train import setup as preparation
 
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: importlib.machinery.ModuleSpec(name, None))

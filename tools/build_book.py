@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from xcf.profiles import PROFILES
+from xcf.companion.profiles import PROFILES
 
 TOOLS = Path(__file__).resolve().parent
 ROOT = TOOLS.parent

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .inputs import ArgumentError, ImageError, LabelError, LengthError
+from xcf.inputs import ArgumentError, ImageError, LabelError, LengthError
 
 __all__ = ["Norm", "NORMS", "ModelMode", "Attack", "default_step_size", "attack_mode",
            "input_gradient", "pgd", "fgsm_rs", "PGD", "FGSMRS", "ascent_direction", "project"]

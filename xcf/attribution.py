@@ -22,11 +22,11 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .attacks import Attack, attack_mode
-from .inputs import (MatrixError, ShapeError, check_batch_size, check_count, check_features,
+from xcf.attacks import Attack, attack_mode
+from xcf.inputs import (MatrixError, ShapeError, check_batch_size, check_count, check_features,
                      check_images, check_labels, check_lengths, check_matrix,
                      check_num_classes)
-from .models import check_feature_model, input_channels
+from xcf.models import check_feature_model, input_channels
 
 __all__ = ["attribution_vectors", "class_attribution_vectors", "correlation_matrix", "cas",
            "instance_correlation_matrix", "i_cas", "Measurement", "measure", "bootstrap_cas"]

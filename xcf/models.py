@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .inputs import ArgumentError, ArgumentTypeError, check_count
+from xcf.inputs import ArgumentError, ArgumentTypeError, check_count
 
 __all__ = ["MODELS", "FeatureClassifier", "PreActBlock", "PreActResNet",
            "preact_resnet18", "SmallCNN", "small_cnn", "TimmViT", "deit_tiny", "build",
@@ -361,7 +361,7 @@ def input_channels(model: nn.Module) -> int | None:
     """The channels of the images ``model`` takes, as far as it says: a
     :class:`WrappedClassifier`'s ``input_channels`` (1 when it repeats grey images), a
     :class:`FeatureClassifier`'s ``in_channels``, the model inside a wrapper (``.model``,
-    as :class:`~xcf.precision.AutocastModel`), else its first ``nn.Conv2d``'s; ``None``
+    as :class:`~xcf.train.precision.AutocastModel`), else its first ``nn.Conv2d``'s; ``None``
     when it says nothing (then it takes any)."""
     while True:
         if isinstance(model, WrappedClassifier):

@@ -23,9 +23,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
-from .config import TrainConfig, make_config
-from .models import build
-from .runner import run_slug
+from xcf.runs.config import TrainConfig, make_config
+from xcf.models import build
+from xcf.train.runner import run_slug
 
 __all__ = ["DATASET_SIZES", "GPUS", "ASSUMED_UTILISATION", "ESTIMATE_LABEL", "PlannedRun",
            "dataset_size", "image_flops", "run_flops", "notebook_runs", "plan_runs",
@@ -70,7 +70,7 @@ class PlannedRun:
 
     @property
     def name(self) -> str:
-        """The run folder's name (:func:`xcf.runner.run_slug` and the config key)."""
+        """The run folder's name (:func:`xcf.train.runner.run_slug` and the config key)."""
         return f"{run_slug(self.config)}-{self.config.key()}"
 
 
@@ -150,9 +150,9 @@ def run_flops(c: TrainConfig, per_image: Optional[Mapping[str, float]] = None) -
 
 def notebook_runs(notebook: str, knobs: Mapping[str, Any]) -> list[tuple[str, dict]]:
     """``(label, config)`` of every run ``notebook`` trains with ``knobs`` (a profile's
-    section, :func:`xcf.profiles.profile_knobs`), in the order it trains them: a KD
+    section, :func:`xcf.companion.profiles.profile_knobs`), in the order it trains them: a KD
     teacher before its student.  A KD student's teacher is named by the teacher's run
-    folder (``runs/<name>``), as :func:`xcf.locate.kd_overrides` does."""
+    folder (``runs/<name>``), as :func:`xcf.companion.locate.kd_overrides` does."""
     K = dict(knobs)
     if notebook == "02_measuring_cross_class_features":
         return [("PGD-AT, planted", dict(

@@ -17,7 +17,7 @@ an erasure is RA(as is) - RA(erased).
   one (paired over seeds: cost_shared(best) - cost_shared(last) > 0).
 - Prediction H1b: erasing the exclusive glyphs costs the last checkpoint more than the
   best one (cost_exclusive(last) - cost_exclusive(best) > 0).
-- Premise: the run robust-overfits (:func:`xcf.diagnostics.overfitting`).
+- Premise: the run robust-overfits (:func:`xcf.companion.diagnostics.overfitting`).
 - Meaning: H1a holding says the best checkpoint relies on cross-class features more
   than the overfitted one, as the hypothesis has it; H1a failing (an interval below 0 or
   around 0) says robust overfitting here is not a loss of reliance on shared features.
@@ -36,9 +36,9 @@ and ``label_smoothing`` matched to the teacher's mean true-class probability.
   structure"; the shuffled teacher doing as well (its comparisons inconclusive or
   reversed) says the structure is not what helps at this scale, whatever smoothing does.
 
-Each verdict comes from the paired 95% t interval of :mod:`xcf.paired` (holds,
+Each verdict comes from the paired 95% t interval of :mod:`xcf.companion.paired` (holds,
 does not hold, inconclusive, not tested).  Best checkpoints are chosen on held-out
-images (:func:`xcf.evidence.reading`).
+images (:func:`xcf.companion.evidence.reading`).
 """
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
-from . import evidence, paired
-from .atomic import write_json
+from xcf.companion import evidence, paired
+from xcf.atomic import write_json
 
 __all__ = ["CHECKPOINTS", "TEST_SETS", "H1_PARTS", "H2_ARMS", "H2_PARTS", "PREDICTIONS",
            "ERASURE_FILE",
@@ -113,8 +113,8 @@ def erasure_record(run, epochs: Mapping[str, int], *, device: Optional[str] = No
     """H1's measurements of one planted run: for each checkpoint of ``epochs``
     (``{"under": e, "best": e, "last": e}``, each saved by the run) and each test set of
     :data:`TEST_SETS`, clean accuracy, robust accuracy and CAS
-    (:func:`xcf.posthoc.measure_run`, the run's own evaluation otherwise)."""
-    from .posthoc import measure_run  # the one module here that loads checkpoints
+    (:func:`xcf.train.posthoc.measure_run`, the run's own evaluation otherwise)."""
+    from xcf.train.posthoc import measure_run  # the one module here that loads checkpoints
 
     unknown = set(epochs) - set(CHECKPOINTS)
     if unknown:
@@ -134,7 +134,7 @@ def erasure_record(run, epochs: Mapping[str, int], *, device: Optional[str] = No
 def erasure_epochs(run) -> dict:
     """The epochs H1 measures in ``run``: the under-fitted one (Table 1's position,
     scaled), the best by held-out robust accuracy, and the last
-    (:func:`xcf.evidence.reading`: the epochs every rule of the Claims page reads)."""
+    (:func:`xcf.companion.evidence.reading`: the epochs every rule of the Claims page reads)."""
     r = evidence.reading(run)
     return {"under": int(r.early["epoch"]), "best": int(r.best["epoch"]),
             "last": int(r.last["epoch"])}

@@ -8,7 +8,7 @@ CAS over the test samples (``cas_ci95``; not in the paper).  Its attack draws fr
 generator seeded by ``(seed, epoch)`` (:func:`eval_seed`), so the training trajectory does
 not depend on evaluation settings and an epoch's numbers can be recomputed exactly.
 Under torchrun (``world``) each rank attacks its shard and all get the numbers of the
-whole evaluation set (:func:`xcf.distributed.measure_sharded`).
+whole evaluation set (:func:`xcf.train.distributed.measure_sharded`).
 :func:`final_test` measures the best and the last checkpoint once more when training ends,
 on the whole test set (the per-epoch evaluation may use a subset, ``eval_n``), with the
 same attack, seeds and numbers as an epoch; :func:`add_final_test` adds that block to a run
@@ -26,17 +26,17 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .attacks import PGD, attack_mode
-from .attribution import Measurement, bootstrap_cas, measure
-from .checkpoints import CheckpointError
-from .config import AMP_MODES, TrainConfig
-from .data.dataset import stratified_indices
-from .distributed import SINGLE, World, measure_sharded, rank_seed
-from .inputs import (ArgumentError, ArgumentTypeError, check_count, check_images, check_labels,
+from xcf.attacks import PGD, attack_mode
+from xcf.attribution import Measurement, bootstrap_cas, measure
+from xcf.runs.checkpoints import CheckpointError
+from xcf.runs.config import AMP_MODES, TrainConfig
+from xcf.data.dataset import stratified_indices
+from xcf.train.distributed import SINGLE, World, measure_sharded, rank_seed
+from xcf.inputs import (ArgumentError, ArgumentTypeError, check_count, check_images, check_labels,
                      check_lengths)
-from .precision import AutocastModel
-from .preparation import Setup, load_data, resolve_device
-from .runs import Run
+from xcf.train.precision import AutocastModel
+from xcf.train.setup import Setup, load_data, resolve_device
+from xcf.runs.folder import Run
 
 __all__ = ["BOOTSTRAP_RESAMPLES", "FINAL_TEST_NUMBERS", "eval_seed", "eval_attack", "evaluate",
            "evaluate_holdout", "whole_test_set", "final_test", "add_final_test",
@@ -74,12 +74,12 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainCo
     :class:`~xcf.attribution.Measurement` objects.
 
     ``x``: (N, C, H, W) in [0, 1]; ``y``: (N,) labels of the model's classes; ``config``:
-    a :class:`TrainConfig` (a dict is refused, naming :func:`xcf.config.make_config`);
-    ``amp``: one of :data:`xcf.config.AMP_MODES`.  Checked before either pass
+    a :class:`TrainConfig` (a dict is refused, naming :func:`xcf.runs.config.make_config`);
+    ``amp``: one of :data:`xcf.runs.config.AMP_MODES`.  Checked before either pass
     (:mod:`xcf.inputs`).
 
     ``world``: under torchrun (``world.size > 1``) every rank passes all of ``(x, y)`` and
-    attacks its shard (:func:`xcf.distributed.measure_sharded`); every rank gets the same
+    attacks its shard (:func:`xcf.train.distributed.measure_sharded`); every rank gets the same
     numbers, from all N samples, but the attack's random starts are each rank's own
     (seeded by the rank too).  ``instance`` needs one process; ``progress`` shows no
     bar there.
@@ -123,7 +123,7 @@ def evaluate_holdout(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config:
 def _attack_generator(device: torch.device, seed: int, world: World) -> torch.Generator:
     """The generator of an evaluation attack's random starts: seeded by ``seed`` in one
     process; under torchrun each rank's own, seeded by ``seed`` and the rank
-    (:func:`xcf.distributed.rank_seed`), so that the ranks' shards draw different starts
+    (:func:`xcf.train.distributed.rank_seed`), so that the ranks' shards draw different starts
     and a rerun under the same world size draws the same."""
     if world.size > 1:
         seed = rank_seed(seed, world.rank)
@@ -134,7 +134,7 @@ def _measure(net: nn.Module, x: torch.Tensor, y: torch.Tensor, attack, c: TrainC
              world: World, *, generator: torch.Generator | None = None, instance: bool = False,
              keep_features: bool = False, progress: bool = False) -> Measurement:
     """One measurement pass over all of ``(x, y)``: :func:`xcf.attribution.measure` in one
-    process, :func:`xcf.distributed.measure_sharded` (each rank its shard) under torchrun."""
+    process, :func:`xcf.train.distributed.measure_sharded` (each rank its shard) under torchrun."""
     if world.size > 1:
         return measure_sharded(net, x, y, attack, world, batch_size=c.eval_batch_size,
                                generator=generator, keep_features=keep_features)
@@ -147,7 +147,7 @@ def _check_eval_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, confi
     """Every check of an evaluation's arguments, before the first forward pass."""
     if not isinstance(config, TrainConfig):  # a dict has no .resolved(): an AttributeError
         raise ArgumentTypeError(f"config {reprlib.repr(config)} is a {type(config).__name__}, "
-                                "not a TrainConfig; pass xcf.config.make_config(config) (it "
+                                "not a TrainConfig; pass xcf.runs.config.make_config(config) (it "
                                 "takes a mapping or a YAML path)")
     if amp not in AMP_MODES:
         raise ArgumentError(f"amp {amp!r} is not one of {', '.join(AMP_MODES)}; pass "
@@ -236,7 +236,7 @@ def add_final_test(run: Run, device: str = "auto", progress: bool = False) -> di
     Where the per-epoch evaluation used a subset this loads the run's data and attacks
     its best.pt and last.pt: on CPU, seconds for 1,000 test images of a small CNN; for
     CIFAR-10's 10,000 with PreActResNet-18 about 0.9 PFLOP, minutes on a GPU.  Raises
-    :class:`~xcf.checkpoints.CheckpointError` for a folder without checkpoints (committed
+    :class:`~xcf.runs.checkpoints.CheckpointError` for a folder without checkpoints (committed
     results) and ``ValueError`` for a run that has not finished."""
     final = run.final()
     if not final:

@@ -1,26 +1,26 @@
 """The whole study as scheduler jobs: plan the runs, launch them (submitit), read their state.
 
-Three steps, one command each (:mod:`xcf.cli`):
+Three steps, one command each (:mod:`xcf.cli.main`):
 
 - :func:`make_plan` / :func:`write_plan` (``xcf plan``): every distinct run the chosen
-  notebooks train at a profile (:func:`xcf.plan.notebook_runs`, and the Claims page's
-  studies, :func:`xcf.study_plan.studies_of`, where a profile names them), deduplicated by
+  notebooks train at a profile (:func:`xcf.companion.costs.notebook_runs`, and the Claims page's
+  studies, :func:`xcf.companion.claim_runs.studies_of`, where a profile names them), deduplicated by
   run key, one YAML config per run (``<slug>-<key>.yaml``, what ``xcf train`` reads),
   ``plan.json`` with each run's dependencies (a KD-AT student, Eq. 3 of Wei, Guo & Wang,
-  ICML 2025, after its teacher) and the estimated cost (:mod:`xcf.plan`);
+  ICML 2025, after its teacher) and the estimated cost (:mod:`xcf.companion.costs`);
 - :func:`launch` (``xcf launch``): one submitit job per run, an array for the runs that
   wait for nothing, ``afterok`` dependencies for the students on Slurm, and, on the local
   and debug executors, students started only after their teachers have finished;
 - :func:`plan_status` (``xcf status``): each planned run's state, read from its run folder.
 
-A job is a :class:`TrainJob`: ``xcf.runner.train`` on the run's config.  Preempted or out of
+A job is a :class:`TrainJob`: ``xcf.train.runner.train`` on the run's config.  Preempted or out of
 time, submitit calls its ``checkpoint()``, which resubmits the same job; the new job finds
 the run folder and resumes from ``checkpoints/last.pt`` (the runner's resume, exact on CPU).
 
-A student's run key includes its teacher's weights digest (:func:`xcf.config.teacher_digest`),
+A student's run key includes its teacher's weights digest (:func:`xcf.runs.config.teacher_digest`),
 known only once the teacher has finished: the plan names a student by the key it has
 before, and :func:`current_config` recomputes it from the teacher's run folder, as the
-notebook's :func:`xcf.locate.kd_pair` does.
+notebook's :func:`xcf.companion.locate.kd_pair` does.
 """
 from __future__ import annotations
 
@@ -32,16 +32,16 @@ from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
-from . import __version__
-from .atomic import write_json, write_text
-from .config import TrainConfig, make_config, read_config_file, teacher_identity
-from .locate import kd_overrides
-from .plan import ESTIMATE_LABEL, GPUS, format_pflop, gpu_hours, notebook_runs, plan_runs
-from .profiles import PROFILES, profile_knobs
-from .provenance import DIVERGED, now
-from .runner import run_slug
-from .runs import Run, RunFileError, default_runs_dir, find_run
-from .study_plan import studies_of
+from xcf import __version__
+from xcf.atomic import write_json, write_text
+from xcf.runs.config import TrainConfig, make_config, read_config_file, teacher_identity
+from xcf.companion.locate import kd_overrides
+from xcf.companion.costs import ESTIMATE_LABEL, GPUS, format_pflop, gpu_hours, notebook_runs, plan_runs
+from xcf.companion.profiles import PROFILES, profile_knobs
+from xcf.runs.provenance import DIVERGED, now
+from xcf.train.runner import run_slug
+from xcf.runs.folder import Run, RunFileError, default_runs_dir, find_run
+from xcf.companion.claim_runs import studies_of
 
 __all__ = ["TRAINING_NOTEBOOKS", "EXECUTORS", "PlanEntry", "select_notebooks", "make_plan",
            "write_plan", "format_summary", "read_plan", "current_config", "run_folder",
@@ -127,7 +127,7 @@ def _teacher_name(config: Mapping[str, Any]) -> Optional[str]:
 
 def _repoint(config: Mapping[str, Any], runs_dir: Path) -> dict:
     """``config`` with a KD teacher named as its folder under ``runs_dir`` (the key keeps:
-    it names a teacher by folder name and digest, :func:`xcf.config.teacher_identity`)."""
+    it names a teacher by folder name and digest, :func:`xcf.runs.config.teacher_identity`)."""
     out = dict(config)
     name = _teacher_name(config)
     if name is not None and not name.endswith(".pt"):
@@ -176,7 +176,7 @@ def _hours(flops: float) -> dict[str, float]:
 
 def format_summary(entries: Sequence[PlanEntry], profile: str) -> str:
     """The plan as text: one line per run (epochs, PFLOP, A100-hours, what it waits for,
-    which notebooks need it) and the total in GPU-hours per GPU class (:data:`xcf.plan.GPUS`)."""
+    which notebooks need it) and the total in GPU-hours per GPU class (:data:`xcf.companion.costs.GPUS`)."""
     total = sum(e.flops for e in entries)
     hours = ", ".join(f"{gpu} {h:,.0f}" if h >= 100 else f"{gpu} {h:.3g}"
                       for gpu, h in _hours(total).items())
@@ -245,7 +245,7 @@ def current_config(directory: str | Path, run: Mapping[str, Any], runs_dir: str 
 
 
 def run_folder(config: TrainConfig | Mapping[str, Any], runs_dir: str | Path | None = None) -> Run:
-    """The run folder ``config`` trains into, as :func:`xcf.runner.train` finds it: the
+    """The run folder ``config`` trains into, as :func:`xcf.train.runner.train` finds it: the
     folder under ``runs_dir`` whose name ends in the key, else ``<slug>-<key>`` there."""
     c = make_config(config)
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
@@ -255,7 +255,7 @@ def run_folder(config: TrainConfig | Mapping[str, Any], runs_dir: str | Path | N
 def run_state(run: Run) -> tuple[str, int, Optional[int]]:
     """``(state, epochs done, best epoch)`` of a run folder; state is ``not started``,
     ``running`` (a live process holds its lock), ``finished``, ``diverged`` (its last
-    session stopped at a non-finite number, :class:`~xcf.training.TrainingDiverged`),
+    session stopped at a non-finite number, :class:`~xcf.train.loop.TrainingDiverged`),
     ``failed`` (its last session raised another error) or ``interrupted`` (killed,
     preempted or stopped; the next train resumes it from last.pt)."""
     if not (run.path / "config.yaml").is_file():
@@ -293,7 +293,7 @@ class TrainJob:
         self.name, self.config, self.runs_dir = name, dict(config), str(runs_dir)
 
     def __call__(self) -> str:
-        from .runner import train
+        from xcf.train.runner import train
 
         print(f"xcf job {self.name}: training into {self.runs_dir}", flush=True)
         return str(train(dict(self.config), runs_dir=self.runs_dir, progress=False).path)

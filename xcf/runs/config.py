@@ -1,7 +1,7 @@
 """Training configuration: :class:`TrainConfig`, its sections, and its validation.
 
 One concept: *what defines a run*.  :class:`TrainConfig` holds every knob of
-:func:`xcf.runner.train`, with the defaults of Table 2 (Appendix B) of Wei, Guo & Wang
+:func:`xcf.train.runner.train`, with the defaults of Table 2 (Appendix B) of Wei, Guo & Wang
 (ICML 2025): SGD, momentum 0.9, weight decay 5e-4, batch 128, lr 0.1 decayed x0.1 after
 50% and 75% of 200 epochs, PGD-10 with step eps/4 (l-inf) or eps/8 (l2), eps 8/255 or
 128/255, evaluation with PGD-20.  The sections :class:`KDConfig` (Eq. 3),
@@ -10,7 +10,7 @@ One concept: *what defines a run*.  :class:`TrainConfig` holds every knob of
 :func:`make_config` builds a validated config from a config, a mapping or a YAML file;
 every check that needs no data runs here and raises :class:`ConfigError` naming the key.
 
-**Run keys.**  :meth:`TrainConfig.key` names a run's folder (:mod:`xcf.runs`).  It hashes
+**Run keys.**  :meth:`TrainConfig.key` names a run's folder (:mod:`xcf.runs.folder`).  It hashes
 only the identity fields whose value differs from :data:`KEY_BASELINE`, a frozen copy of
 the defaults written out literally below, and floats are rounded to 9 significant digits
 first (:func:`canonical`).  So adding a field with a default keeps every existing key (the
@@ -33,10 +33,10 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import yaml
 
-from .attacks import NORMS, default_step_size
-from .checkpoints import CheckpointError, weights_digest
-from .data import DATASETS
-from .models import MODELS
+from xcf.attacks import NORMS, default_step_size
+from xcf.runs.checkpoints import CheckpointError, weights_digest
+from xcf.data import DATASETS
+from xcf.models import MODELS
 
 __all__ = ["OBJECTIVES", "AMP_MODES", "ATTACK_MODES", "KD_FORMS", "KD_SOFT_LABELS", "BEST_METRICS", "DEVICE_PATTERN",
            "NON_IDENTITY", "KEY_BASELINE", "KEY_LENGTH", "FLOAT_DIGITS", "ConfigError",
@@ -46,13 +46,13 @@ __all__ = ["OBJECTIVES", "AMP_MODES", "ATTACK_MODES", "KD_FORMS", "KD_SOFT_LABEL
            "config_key", "make_config"]
 
 OBJECTIVES = ("standard", "pgd_at", "kd_at", "fast_at", "trades")
-# fp16 needs loss scaling (torch.amp.GradScaler, xcf.precision.grad_scaler): the fast path
+# fp16 needs loss scaling (torch.amp.GradScaler, xcf.train.precision.grad_scaler): the fast path
 # on GPUs without bf16 tensor cores (T4, V100).
 AMP_MODES = ("none", "bf16", "fp16")
 ATTACK_MODES = ("train", "eval")  # train: the official loop (model.train() before the attack)
 KD_FORMS = ("eq3", "hinton")
 # Whose soft labels KD-AT learns from: the teacher's (the paper), or a control of issue
-# 28 that keeps their confidence and destroys their class similarity (xcf.objectives).
+# 28 that keeps their confidence and destroys their class similarity (xcf.train.objectives).
 KD_SOFT_LABELS = ("teacher", "shuffled", "smoothing")
 BEST_METRICS = ("auto", "test_robust_acc", "test_clean_acc")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -178,13 +178,13 @@ class KDConfig:
     ``form``: ``eq3``, Eq. 3 as printed, ``(1 - lam) CE + lam KL`` (the default: the
     official code has no KD, so the printed equation is the spec), or ``hinton``, the
     Hinton et al. (2015) form ``(1 - lam) CE + lam T^2 KL`` of the KD-AT code the paper
-    builds on (Chen et al. 2021); see :func:`xcf.objectives.distillation_loss`.
+    builds on (Chen et al. 2021); see :func:`xcf.train.objectives.distillation_loss`.
 
     ``soft_labels`` (beyond the paper, issue 28): ``teacher`` (the paper's KD-AT),
     ``shuffled`` (the teacher's probabilities with the non-true classes permuted per
-    sample: :class:`xcf.objectives.ShuffledDistillationAT`) or ``smoothing`` (label
+    sample: :class:`xcf.train.objectives.ShuffledDistillationAT`) or ``smoothing`` (label
     smoothing matched to the teacher's mean true-class probability:
-    :class:`xcf.objectives.MatchedSmoothingAT`)."""
+    :class:`xcf.train.objectives.MatchedSmoothingAT`)."""
 
     teacher: Optional[str] = None   # xcf checkpoint file, or a run folder (its best.pt)
     lam: float = 0.5                # YAML key: lambda
@@ -234,7 +234,7 @@ class TrainConfig:
     last always), ``save_checkpoints_at`` (epochs whose model is kept besides best/last),
     ``autoattack`` / ``autoattack_n`` (final AutoAttack of best and last; ``None`` = the
     eval set), ``final_test`` (when training ends, best and last on the whole test set, as
-    an epoch is evaluated: final.json's ``test``, :func:`xcf.evaluation.final_test`; free
+    an epoch is evaluated: final.json's ``test``, :func:`xcf.train.evaluation.final_test`; free
     when ``eval_n`` covers the test set), ``device`` (``auto``: CUDA if present).
     """
 
@@ -392,11 +392,11 @@ def teacher_identity(teacher: str) -> str:
 
 def teacher_digest(teacher: str) -> dict[str, str]:
     """What a KD student's key records of its teacher's content, as far as it can be known:
-    ``{"teacher_weights_sha256": ...}`` (:func:`xcf.checkpoints.weights_digest` of the
+    ``{"teacher_weights_sha256": ...}`` (:func:`xcf.runs.checkpoints.weights_digest` of the
     teacher's best weights), or for an older teacher the field it had, or ``{}``.
 
     A run folder: the ``best_weights_sha256`` its final.json records (written when it
-    finished training, :func:`xcf.runner.train`); an exported folder keeps its final.json
+    finished training, :func:`xcf.train.runner.train`); an exported folder keeps its final.json
     but not its checkpoints, so the digest travels with it.  A final.json from before
     weights digests gives its ``best_sha256`` (the digest of the file) as
     ``teacher_sha256``, and one from before any digest gives ``{}``: the students of
@@ -423,7 +423,7 @@ _DIGESTS: dict[tuple, str] = {}  # (path, inode, size, mtime, ctime) -> weights 
 
 
 def _weights_digest_cached(path: Path) -> str:
-    """:func:`xcf.checkpoints.weights_digest`, once per version of the file (keys are
+    """:func:`xcf.runs.checkpoints.weights_digest`, once per version of the file (keys are
     computed often; a checkpoint can be large).  A version is told by inode, size and
     times: an atomic rewrite (:mod:`xcf.atomic`) always gets a new inode."""
     st = path.stat()
@@ -433,7 +433,7 @@ def _weights_digest_cached(path: Path) -> str:
             _DIGESTS[tag] = weights_digest(path)
         except CheckpointError as err:
             raise ConfigError("kd.teacher", f"{err}; a teacher .pt must be an xcf model "
-                              "checkpoint (xcf.checkpoints.save_model)") from err
+                              "checkpoint (xcf.runs.checkpoints.save_model)") from err
     return _DIGESTS[tag]
 
 

@@ -10,7 +10,7 @@ title).  There are two:
   results folder (e.g. the committed ``notebooks/results/cpu``), or ``None``.
 
 A section notebook's live part, its committed-results part and the all-figures notebook
-call the same :mod:`xcf.figures` function, each with its own locator.
+call the same :mod:`xcf.companion.figures` function, each with its own locator.
 
 The KD-AT student of Eq. 3 is the one run whose config names another run (its teacher,
 the best checkpoint of the PGD-AT run of the same config, Section 3.3):
@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Protocol
 
-from .config import make_config
-from .precision import precision_label
-from .runner import train
-from .runs import find_run
+from xcf.runs.config import make_config
+from xcf.train.precision import precision_label
+from xcf.train.runner import train
+from xcf.runs.folder import find_run
 
 __all__ = ["Locator", "TrainOrReuse", "Committed", "kd_overrides", "kd_pair"]
 
@@ -65,7 +65,7 @@ class TrainOrReuse:
         def log(line: str) -> None:
             said.append(line)
             # hours of training: one live line per epoch; and whatever the profile, a wait
-            # for a run another process trains (xcf.run_lock), or the cell looks hung
+            # for a run another process trains (xcf.runs.lock), or the cell looks hung
             if self.profile != "smoke" or line.startswith(("waiting for", "taking over")):
                 print(line, flush=True)
 
@@ -101,7 +101,7 @@ def kd_overrides(teacher_path: str | Path, kd_lambda: float, kd_temperature: flo
     """The overrides that turn a PGD-AT config into its KD-AT student (Eq. 3), taught by
     the best checkpoint of the run folder ``teacher_path``; ``kd_form``: ``eq3`` (as
     printed) or ``hinton`` (with T^2); ``soft_labels``: ``teacher`` (the paper's) or a
-    control of :mod:`xcf.hypotheses` (:class:`xcf.config.KDConfig`)."""
+    control of :mod:`xcf.companion.hypotheses` (:class:`xcf.runs.config.KDConfig`)."""
     kd = {"teacher": str(teacher_path), "lambda": kd_lambda, "temperature": kd_temperature,
           "form": kd_form}
     if soft_labels != "teacher":  # the paper's students keep the keys they were trained under

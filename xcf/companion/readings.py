@@ -1,5 +1,5 @@
 """Read run folders into the comparisons the paper draws: best vs last checkpoint, chosen
-epochs, Table 1.  Pure bookkeeping over :class:`xcf.runs.Run`; nothing here trains.
+epochs, Table 1.  Pure bookkeeping over :class:`xcf.runs.folder.Run`; nothing here trains.
 
 The paper selects the best checkpoint by test robust accuracy (Section 3.2, as the
 official code does), and compares it with the last epoch (robust overfitting) and with
@@ -14,8 +14,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from . import paper
-from .attribution import cas
+from xcf.companion import paper
+from xcf.attribution import cas
 
 __all__ = ["Checkpoint", "row_at", "checkpoint", "saved_matrix_epochs", "nearest_epochs",
            "even_epochs",
@@ -121,7 +121,7 @@ def table1_rows(runs_by_eps: Mapping[str, object], early_epoch: int) -> list[dic
 def format_table1(rows: Sequence[Mapping],
                   paper_rows: Mapping[str, Sequence[float]] | None = None) -> str:
     """Table 1 as text; ``paper_rows``: ε label -> (CAS, RA%) x (early, best, last), as in
-    :data:`xcf.paper.TABLE1`."""
+    :data:`xcf.companion.paper.TABLE1`."""
     head = f"{'eps':>8} | {'early CAS/RA':>16} | {'best CAS/RA':>16} | {'last CAS/RA':>16}"
     lines = [head, "-" * len(head)]
     for r in rows:

@@ -3,8 +3,8 @@
 One job: *name the studies*.  An ``11_claims`` section of a profile (``P``) lists a base
 training setting (``train``) and, per claim, what varies; :func:`studies_of` turns it into
 named :class:`Study` entries, in the order they must train (a KD student after its
-teacher), and :func:`located_studies` finds each one with any :mod:`xcf.locate` locator.
-The rules that decide the claims on these runs are :mod:`xcf.claims`; training and
+teacher), and :func:`located_studies` finds each one with any :mod:`xcf.companion.locate` locator.
+The rules that decide the claims on these runs are :mod:`xcf.companion.claims`; training and
 exporting them is ``tools/run_claims.py``'s job.  :func:`claims_results` gathers, for the
 Claims page, the committed results of every profile that names studies (cpu: Fashion-MNIST
 at CPU scale; full: the paper's CIFAR-10 setting, the very runs of notebooks 03-08),
@@ -23,7 +23,7 @@ Keys of ``P`` (each list of seeds defaults to ``seeds``):
   model; a row with ``whole: true`` repeats the whole of C1 (rise, fall, control) on a
   second setting, and ``seeds`` gives a row its own seeds;
 - ``search``: settings tried for robust overfitting; ``planted``: the planted-data run;
-- ``h1`` and ``h2`` (beyond the paper, :mod:`xcf.hypotheses`): ``h1`` the overrides of
+- ``h1`` and ``h2`` (beyond the paper, :mod:`xcf.companion.hypotheses`): ``h1`` the overrides of
   H1's planted PGD-AT runs (each keeps every epoch's checkpoint, so that the erasure can
   be measured at whichever epoch the held-out images select); ``h2``: ``{form,
   soft_labels, overrides}``, the KD form, the soft labels of H2's students (``teacher``,
@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
 
-from .hypotheses import read_erasure
-from .locate import Committed, kd_overrides
-from .precision import precision_label
-from .profiles import PROFILES, ParameterError, params_dir, profile_knobs, results_dir
+from xcf.companion.hypotheses import read_erasure
+from xcf.companion.locate import Committed, kd_overrides
+from xcf.train.precision import precision_label
+from xcf.companion.profiles import PROFILES, ParameterError, params_dir, profile_knobs, results_dir
 
 __all__ = ["Study", "StudyResults", "studies_of", "fast_settings", "fast_studies", "kd_forms",
            "seeds_of", "across_row_seeds", "seed_overrides", "located_studies",
@@ -89,7 +89,7 @@ def seed_overrides(P: Mapping[str, Any], seed: int) -> dict:
 
 
 def kd_forms(P: Mapping[str, Any]) -> list[str]:
-    """The KD forms C2 runs (:class:`xcf.config.KDConfig`): ``kd_forms``, or ``kd_form``."""
+    """The KD forms C2 runs (:class:`xcf.runs.config.KDConfig`): ``kd_forms``, or ``kd_form``."""
     return list(P.get("kd_forms") or [P.get("kd_form", "eq3")])
 
 
@@ -185,7 +185,7 @@ def located_studies(P: Mapping[str, Any], locate: Callable[..., Any],
 
 def hypothesis_inputs(found: Mapping[str, Any], P: Mapping[str, Any]
                       ) -> tuple[list[tuple[Any, dict]], list[dict]]:
-    """What :func:`xcf.hypotheses.h1` and :func:`xcf.hypotheses.h2` read, from the
+    """What :func:`xcf.companion.hypotheses.h1` and :func:`xcf.companion.hypotheses.h2` read, from the
     finished runs ``found`` (name -> run) of ``P``'s studies: H1's ``(planted run, its
     erasure record)`` per seed that has both, and H2's ``{pgd_at, kd, kd_shuffled,
     label_smoothing}`` per seed that has every arm (C1's run and C2's student of the
@@ -260,7 +260,7 @@ class StudyResults:
 
 def claims_profiles(directory: str | Path | None = None) -> list[str]:
     """The profiles whose ``11_claims`` section names studies (a ``train`` setting), in
-    :data:`xcf.profiles.PROFILES` order; ``directory``: the profile files' folder."""
+    :data:`xcf.companion.profiles.PROFILES` order; ``directory``: the profile files' folder."""
     folder = Path(directory) if directory is not None else params_dir()
     named = []
     for profile in PROFILES:
@@ -277,9 +277,9 @@ def claims_results(lead: str, root: str | Path | None = None,
     """The committed results of every profile that names Claims studies, ``lead`` (the
     page's ``results`` knob) first: for each, its studies and the finished runs of them
     under ``root/<profile>`` (``root`` default: the checkout's ``notebooks/results``,
-    :func:`xcf.profiles.results_dir`).  A profile without results comes back with nothing
+    :func:`xcf.companion.profiles.results_dir`).  A profile without results comes back with nothing
     found, so the page says "not run" for it.  ``lead`` must name studies itself
-    (:class:`xcf.profiles.ParameterError` otherwise, before anything is read)."""
+    (:class:`xcf.companion.profiles.ParameterError` otherwise, before anything is read)."""
     folder = Path(directory) if directory is not None else params_dir()
     named = claims_profiles(folder)
     if lead not in named:

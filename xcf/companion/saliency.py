@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .attacks import attack_mode
+from xcf.attacks import attack_mode
 
 __all__ = ["target_layer", "gradcam", "best_right_last_wrong", "overlay"]
 

@@ -30,8 +30,8 @@ token, and the trainer stops with :class:`RunLockedError` before its next commit
 ``.lock`` of an older xcf (a pid, held with ``flock``) counts as held while ``flock``
 says so.
 
-:class:`xcf.runs.Run` holds its folder's lock through :meth:`~xcf.runs.Run.lock`,
-:meth:`~xcf.runs.Run.wait_while_locked` and :meth:`~xcf.runs.Run.heartbeat`; this module
+:class:`xcf.runs.folder.Run` holds its folder's lock through :meth:`~xcf.runs.folder.Run.lock`,
+:meth:`~xcf.runs.folder.Run.wait_while_locked` and :meth:`~xcf.runs.folder.Run.heartbeat`; this module
 knows nothing else of a run folder.
 """
 from __future__ import annotations
@@ -50,8 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from .inputs import ArgumentError
-from .provenance import command, now
+from xcf.inputs import ArgumentError
+from xcf.runs.provenance import command, now
 
 __all__ = ["HEARTBEAT_SECONDS", "STALE_SECONDS", "POLL_SECONDS", "REPORT_SECONDS", "HOST",
            "RunLockedError", "LockHolder", "HeldLock", "read_lock", "acquire",

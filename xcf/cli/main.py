@@ -1,26 +1,26 @@
 """Command line: ``xcf train CONFIG.yaml``, ``xcf measure RUN_DIR --epoch N`` and
 ``xcf measure-model PACKAGE.MODULE:FACTORY --dataset NAME --eps EPS`` (any classifier whose
 last layer is a Linear, e.g. ``torchvision.models:resnet18``; see
-:func:`xcf.models.as_feature_classifier`); the whole study as jobs (:mod:`xcf.launch`):
+:func:`xcf.models.as_feature_classifier`); the whole study as jobs (:mod:`xcf.cli.launch`):
 ``xcf plan --profile P --out DIR``, ``xcf launch DIR --executor slurm|local|debug`` and
 ``xcf status DIR``.
 
 ``python -m xcf ...`` is the same.  ``train`` resumes an unfinished run and reuses a
-finished one by default (runs are keyed by a hash of their config, see :mod:`xcf.runs`);
+finished one by default (runs are keyed by a hash of their config, see :mod:`xcf.runs.folder`);
 ``--overwrite`` starts afresh.  Exit status: 0 success, 1 training failed (it diverged: a
 non-finite loss, weight or evaluation number, one line naming the epoch and the value, the
 run's session recorded as "diverged"; or the run is locked by another live process; a
 launched run failed), 2 bad config or arguments.  ``train --dry-run`` prints the run folder a config maps to, and trains nothing.
 ``train --wait SECONDS`` bounds the wait for a run another process is training (default:
 as long as it lives; 0: fail at once); ``train --ddp N`` trains on N processes under
-torchrun, as ``torchrun --nproc_per_node N -m xcf train CONFIG`` does (:mod:`xcf.distributed`).
+torchrun, as ``torchrun --nproc_per_node N -m xcf train CONFIG`` does (:mod:`xcf.train.distributed`).
 
 A user error (config, flag, file, model, output path) is never a traceback: exit status 2
 and one line ``xcf COMMAND: error: ...`` naming the value and the fix.  Output paths
 (``measure --json FILE``, whose folder must exist; ``measure-model --out``, ``train
 --runs-dir``, ``plan --out``, folders created if missing) are checked before any work.  A
 config file may not give a key twice, and with its ``--set`` overrides may not set a
-section its objective does not use (:func:`xcf.config.check_sections_used`).
+section its objective does not use (:func:`xcf.runs.config.check_sections_used`).
 """
 from __future__ import annotations
 
@@ -208,7 +208,7 @@ def _count(least: int):
 def _device(text: str) -> str:
     """``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N`` (an argparse type): checked here,
     as torch.device would raise a RuntimeError listing its internal device types."""
-    from .config import DEVICE_PATTERN  # loads torch: only when --device is given
+    from xcf.runs.config import DEVICE_PATTERN  # loads torch: only when --device is given
 
     if not DEVICE_PATTERN.match(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, "
@@ -259,10 +259,10 @@ def _seconds(text: str) -> float:
 def _train(args: argparse.Namespace) -> int:
     if args.ddp is not None and not args.dry_run:
         return _train_under_torchrun(args)
-    from .config import (TrainConfig,  # torch loads here, after main() has set OMP_WAIT_POLICY
+    from xcf.runs.config import (TrainConfig,  # torch loads here, after main() has set OMP_WAIT_POLICY
                          check_sections_used, read_config_file)
-    from .distributed import RankZeroFailed, leave
-    from .runner import train  # noqa: E402  (same reason)
+    from xcf.train.distributed import RankZeroFailed, leave
+    from xcf.train.runner import train  # noqa: E402  (same reason)
 
     raw = read_config_file(args.config)  # ConfigFileError naming the file (and line)
     if args.runs_dir is not None:
@@ -296,7 +296,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_under_torchrun(args: argparse.Namespace) -> int:
     """``xcf train ... --ddp N``: the same command without ``--ddp``, as N processes of
-    ``python -m torch.distributed.run --standalone`` (one node; :mod:`xcf.distributed`)."""
+    ``python -m torch.distributed.run --standalone`` (one node; :mod:`xcf.train.distributed`)."""
     import subprocess
 
     import torch
@@ -322,8 +322,8 @@ def _train_under_torchrun(args: argparse.Namespace) -> int:
 
 
 def _dry_run(cfg, runs_dir: Optional[Path]) -> int:
-    """Print the run folder ``cfg`` maps to and its state (:func:`xcf.launch.run_state`)."""
-    from .launch import run_folder, run_state
+    """Print the run folder ``cfg`` maps to and its state (:func:`xcf.cli.launch.run_state`)."""
+    from xcf.cli.launch import run_folder, run_state
 
     run = run_folder(cfg, runs_dir)
     state, done, best = run_state(run)
@@ -335,7 +335,7 @@ def _dry_run(cfg, runs_dir: Optional[Path]) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from .launch import make_plan, select_notebooks, write_plan
+    from xcf.cli.launch import make_plan, select_notebooks, write_plan
 
     _check_output(args.out, "--out", folder=True)
     entries = make_plan(args.profile, select_notebooks(args.notebooks), args.runs_dir)
@@ -345,7 +345,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from .launch import LaunchFailedError, launch
+    from xcf.cli.launch import LaunchFailedError, launch
 
     try:
         launch(args.plan_dir, args.executor, partition=args.partition,
@@ -358,7 +358,7 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .launch import format_status, plan_status
+    from xcf.cli.launch import format_status, plan_status
 
     print(format_status(plan_status(args.plan_dir, args.runs_dir)))
     return 0
@@ -387,7 +387,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _measure(args: argparse.Namespace) -> int:
-    from .posthoc import measure_run  # torch loads here, after OMP_WAIT_POLICY is set
+    from xcf.train.posthoc import measure_run  # torch loads here, after OMP_WAIT_POLICY is set
 
     if args.json is not None:  # before the measurement, not after it
         _check_output(args.json, "--json", folder=False)
@@ -405,7 +405,7 @@ def _measure(args: argparse.Namespace) -> int:
         for row in adv.C.tolist():
             print("  " + " ".join(f"{v:6.3f}" for v in row))
     if args.json:
-        from .atomic import write_json  # loads torch: after OMP_WAIT_POLICY, like the rest
+        from xcf.atomic import write_json  # loads torch: after OMP_WAIT_POLICY, like the rest
 
         out = dict(numbers, epoch=epoch, C=adv.C.tolist(), C_clean=clean.C.tolist())
         if args.instance:
@@ -419,11 +419,11 @@ def _measure_model(args: argparse.Namespace) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files; no display needed
     import torch  # after OMP_WAIT_POLICY, like every torch import here
 
-    from . import data
-    from .attacks import PGD, default_step_size
-    from .attribution import measure
-    from .models import as_feature_classifier
-    from .preparation import resolve_device
+    from xcf import data
+    from xcf.attacks import PGD, default_step_size
+    from xcf.attribution import measure
+    from xcf.models import as_feature_classifier
+    from xcf.train.setup import resolve_device
 
     attack = PGD(eps=args.eps, steps=args.steps, norm=args.norm, alpha=args.alpha)
     if args.mean is not None and args.std is None or args.std is not None and args.mean is None:
@@ -483,7 +483,7 @@ def _dataset_parameters(name: str) -> Optional[dict]:
     (xcf.data.load then names the datasets)."""
     import inspect
 
-    from .data import cifar, fashion_mnist, planted, tiny_imagenet
+    from xcf.data import cifar, fashion_mnist, planted, tiny_imagenet
 
     loader = {"planted": planted.planted, "cifar10": cifar.load_cifar,
               "cifar100": cifar.load_cifar, "tiny-imagenet": tiny_imagenet.load_tiny_imagenet,
@@ -503,7 +503,7 @@ def _load_test_set(args: argparse.Namespace, data_args: dict):
     """The test set of ``--dataset`` with ``--data-arg`` keywords, each checked against the
     loader's parameters first (an unknown name, or a value of another type than the
     default's), so a bad one is a one-line error naming it, not a TypeError."""
-    from . import data
+    from xcf import data
 
     params = _dataset_parameters(args.dataset) if data_args else None
     if params is not None:
@@ -575,7 +575,7 @@ def _load_state_dict(model, path: Path, spec: str) -> str:
     style checkpoints), with DataParallel's ``module.`` prefix stripped."""
     import torch
 
-    from .checkpoints import CheckpointError, file_digest, load_torch
+    from xcf.runs.checkpoints import CheckpointError, file_digest, load_torch
 
     obj = load_torch(path)  # CheckpointError naming the file if missing or unreadable
 
@@ -615,7 +615,7 @@ def _probe(net, x, spec: str, dataset: str, attack: bool = True) -> None:
     gradient with respect to the input (PGD needs it)."""
     import torch
 
-    from .models import LinearHeadError
+    from xcf.models import LinearHeadError
 
     x = x.detach().clone().requires_grad_(attack)
     try:
@@ -641,8 +641,9 @@ def _save_measurement(out: Path, adv, summary: dict, device) -> list[Path]:
     """C.npy, C_instance.npy, C.png and summary.json (with provenance) under ``out``."""
     import matplotlib.pyplot as plt
 
-    from . import __version__, plots, provenance
-    from .atomic import save_npy, write_json
+    from xcf import __version__, plots
+    from xcf.runs.folder import provenance
+    from xcf.atomic import save_npy, write_json
 
     out.mkdir(parents=True, exist_ok=True)
     paths = [save_npy(adv.C.numpy(), out / "C.npy"),
@@ -674,10 +675,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = _parser().parse_args(argv)
     # Imported only now, after OMP_WAIT_POLICY is set: these modules load torch.
-    from .checkpoints import CheckpointError
-    from .config import ConfigError
-    from .data.dataset import DatasetUnavailableError
-    from .run_lock import RunLockedError
+    from xcf.runs.checkpoints import CheckpointError
+    from xcf.runs.config import ConfigError
+    from xcf.data.dataset import DatasetUnavailableError
+    from xcf.runs.lock import RunLockedError
 
     def say(message, *rest, **kw) -> None:  # a warning (bf16 emulated here) as one line
         print(f"xcf {args.command}: warning: {message}", file=sys.stderr, flush=True)

@@ -1,4 +1,4 @@
-"""Paired statistics over seeds: the test every rule of :mod:`xcf.claims` decides with.
+"""Paired statistics over seeds: the test every rule of :mod:`xcf.companion.claims` decides with.
 
 A claim such as "CAS is higher at the best checkpoint than at the last one" is a
 statement about a *difference within a run*.  Over seeds, the rule book tests the mean

@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import studies
+from xcf.companion import readings as studies
 
 __all__ = ["OVERFIT_DROP", "OVERFIT_WINDOW", "COLLAPSE_FRACTION", "DECAY_DROP", "overfitting",
            "decay_drop", "collapse_epoch", "label_free_selection", "planted_concentration",

@@ -7,11 +7,11 @@ from typing import Optional
 
 import torch
 
-from .checkpoints import Which, build_from_meta, load_torch, load_weights
-from .config import TrainConfig, make_config
-from .evaluation import evaluate
-from .preparation import load_data, model_meta, resolve_device
-from .runs import Run, RunFileError
+from xcf.runs.checkpoints import Which, build_from_meta, load_torch, load_weights
+from xcf.runs.config import TrainConfig, make_config
+from xcf.train.evaluation import evaluate
+from xcf.train.setup import load_data, model_meta, resolve_device
+from xcf.runs.folder import Run, RunFileError
 
 __all__ = ["measure_run"]
 
@@ -25,9 +25,9 @@ def measure_run(run_dir: str | Path, which: Which = "best", *, eval_n: Optional[
     With the defaults this repeats the run's own evaluation of that epoch (same test
     subset, same attack, same random seed), so on the same device it reproduces the
     numbers in metrics.jsonl.  Returns ``(epoch, numbers, adversarial, clean)``; see
-    :func:`xcf.evaluation.evaluate`.
+    :func:`xcf.train.evaluation.evaluate`.
 
-    ``erase`` (planted runs only; the causal test of :mod:`xcf.hypotheses`): measure on
+    ``erase`` (planted runs only; the causal test of :mod:`xcf.companion.hypotheses`): measure on
     the test set with the ``"shared"`` or ``"exclusive"`` glyphs erased
     (:func:`xcf.data.planted.planted`), the same images otherwise.
     """

@@ -3,15 +3,15 @@ the learning-rate schedule and the optimiser of Table 2.
 
 Wei, Guo & Wang (ICML 2025) train with SGD, momentum 0.9, weight decay 5e-4, batch 128,
 lr 0.1 decayed x0.1 after 50% and 75% of 200 epochs (Table 2, Appendix B).  An epoch
-applies an :class:`~xcf.objectives.Objective` to every batch: its ``perturb`` step
+applies an :class:`~xcf.train.objectives.Objective` to every batch: its ``perturb`` step
 (weights frozen, input gradients only, :mod:`xcf.attacks`) and its ``loss`` step; the
 optimiser always steps (the official code's ``none`` and ``TRADES`` modes never call
 ``opt.step()``), except that under fp16 loss scaling a step whose gradients are not
 finite is skipped, as :class:`torch.amp.GradScaler` does.  Training images may be stored
 as uint8 (:func:`xcf.data.dataset.uint8_to_float` turns each batch into float32 in [0, 1],
 the values a float32 copy would hold).  Under DistributedDataParallel each rank trains its
-share of every global batch (a :class:`~xcf.distributed.Replica`; see
-:mod:`xcf.distributed`).  Nothing here touches a run folder: :func:`xcf.runner.train`
+share of every global batch (a :class:`~xcf.train.distributed.Replica`; see
+:mod:`xcf.train.distributed`).  Nothing here touches a run folder: :func:`xcf.train.runner.train`
 does that.
 """
 from __future__ import annotations
@@ -25,13 +25,13 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .attacks import Attack, attack_mode
-from .data.batching import augment as augment_batch
-from .data.batching import batches, shard_batches
-from .data.dataset import uint8_to_float
-from .distributed import Replica, all_reduce_sum, loss_share
-from .objectives import AdversarialCE, Objective
-from .precision import autocast, grad_scaler
+from xcf.attacks import Attack, attack_mode
+from xcf.data.batching import augment as augment_batch
+from xcf.data.batching import batches, shard_batches
+from xcf.data.dataset import uint8_to_float
+from xcf.train.distributed import Replica, all_reduce_sum, loss_share
+from xcf.train.objectives import AdversarialCE, Objective
+from xcf.train.precision import autocast, grad_scaler
 
 __all__ = ["TrainingDiverged", "piecewise_lr", "sgd", "EpochStats", "train_epoch", "fit"]
 
@@ -102,7 +102,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     ``log_clean``: also measure the accuracy on the clean batches when the objective does
     not compute clean logits anyway (one more forward each, eval mode, no autograd);
     otherwise :attr:`EpochStats.clean_accuracy` is ``None`` for such objectives.
-    ``scaler``: a :class:`torch.amp.GradScaler` (:func:`xcf.precision.grad_scaler`, for
+    ``scaler``: a :class:`torch.amp.GradScaler` (:func:`xcf.train.precision.grad_scaler`, for
     ``amp="fp16"``): the loss is scaled before the backward pass, the gradients unscaled
     before the step, and a step whose gradients hold inf or NaN is skipped (the scale is
     then halved; :attr:`EpochStats.skipped_steps` counts them).
@@ -111,7 +111,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     before the optimiser touches the weights (with or without a scaler: a non-finite loss
     is a diverged forward pass, which no loss scale repairs).
 
-    ``replica``: train as one rank of a distributed run (:mod:`xcf.distributed`): ``x``,
+    ``replica``: train as one rank of a distributed run (:mod:`xcf.train.distributed`): ``x``,
     ``y`` are its shard, the global batches those of one process over the whole set
     (``generator``, the same on every rank, draws the order and the augmentation; the
     attacks draw from ``replica.generator``), the loss goes through ``replica.module``

@@ -7,7 +7,7 @@ Every notebook has a cell tagged ``parameters`` that names the profile and its k
 
 and, right after it, a cell that resolves and checks them::
 
-    P = xcf.profiles.notebook_parameters("02_measuring_cross_class_features", globals())
+    P = xcf.companion.profiles.notebook_parameters("02_measuring_cross_class_features", globals())
 
 A knob left at ``None`` takes its value from ``notebooks/params/<profile>.yaml``
 (top-level key: the notebook's name); a knob given a value (by hand or by papermill's
@@ -34,9 +34,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from .atomic import write_json
-from .config import ConfigError, make_config
-from .runs import default_runs_dir
+from xcf.atomic import write_json
+from xcf.runs.config import ConfigError, make_config
+from xcf.runs.folder import default_runs_dir
 
 __all__ = ["PROFILES", "ParameterError", "Parameters", "params_dir", "resolve_profile",
            "profile_knobs", "check_knobs", "notebook_parameters", "use_checkout_folders",
@@ -226,7 +226,7 @@ class _Bad(Exception):
 def check_knobs(values: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
     """Check every knob's type (that of its value in the profile file, ``defaults``) and
     range (:data:`_RANGES`, :data:`_CHOICES`; training configs through
-    :func:`xcf.config.make_config`).  Raises :class:`ParameterError` naming the knob, the
+    :func:`xcf.runs.config.make_config`).  Raises :class:`ParameterError` naming the knob, the
     value, what is allowed and the fix, before the notebook does any work."""
     for name, value in values.items():
         if name == "profile" or name not in defaults:
@@ -263,7 +263,7 @@ def _check_one(name: str, value: Any, default: Any, values: Mapping[str, Any]) -
 
 def _check_config(value: Any, base: Any = None) -> None:
     if not isinstance(value, Mapping):
-        raise _Bad("expected a mapping of xcf.config.TrainConfig keys to values")
+        raise _Bad("expected a mapping of xcf.runs.config.TrainConfig keys to values")
     try:
         make_config(dict(base) if isinstance(base, Mapping) else {}, **dict(value))
     except ConfigError as err:
@@ -318,7 +318,7 @@ def _short(value: Any, width: int = 60) -> str:
 
 def runs_dir() -> Path:
     """Where notebooks write run folders and metrics: the trainer's own default,
-    :func:`xcf.runs.default_runs_dir` (``$XCF_RUNS_DIR`` or ``./runs``)."""
+    :func:`xcf.runs.folder.default_runs_dir` (``$XCF_RUNS_DIR`` or ``./runs``)."""
     return default_runs_dir()
 
 

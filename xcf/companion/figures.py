@@ -1,6 +1,6 @@
 """The paper's figures and Table 1, each drawn by one function from the runs a locator finds.
 
-Every function takes a locator (:mod:`xcf.locate`: train-or-reuse, or find committed
+Every function takes a locator (:mod:`xcf.companion.locate`: train-or-reuse, or find committed
 results) and the knobs of the notebook that shows it, so that a section notebook's live
 run, its committed-results part and the all-figures notebook call the same function.
 Labels (ε, dataset, epochs) come from the runs' own configs and metrics, and every title
@@ -14,7 +14,7 @@ Colour scales follow the paper: [0, 1] for matrices (Figs. 2, 3, 6, 7, 10),
 Figs. 3c, 8 and 11 need model checkpoints (committed results leave them out); they
 return ``(figure, numbers)``, the numbers they measured on the way.  The others return
 the figure.  :func:`cas_intervals` and :func:`planted_drop` (beyond the paper, the
-Claims page) take run folders, as :func:`xcf.study_plan.find_studies` gives them.
+Claims page) take run folders, as :func:`xcf.companion.claim_runs.find_studies` gives them.
 :class:`Gallery` is the figures page: every figure once per profile, from that profile's
 runs (this build's, or the committed ``notebooks/results/<profile>``, the full profile's
 included), and "not run" for a profile that has none.
@@ -27,10 +27,11 @@ from typing import Any, Mapping, Optional, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import paper, plots, studies
-from .locate import Committed, Locator, kd_pair
-from .profiles import profile_knobs, results_dir
-from .runs import default_runs_dir
+from xcf.companion import paper, readings as studies
+from xcf import plots
+from xcf.companion.locate import Committed, Locator, kd_pair
+from xcf.companion.profiles import profile_knobs, results_dir
+from xcf.runs.folder import default_runs_dir
 
 __all__ = ["fig1_accuracy_curves", "fig2_three_stages", "fig3ab_kd", "fig3c_saliency",
            "fig4_differences", "table1", "fig5_datasets", "fig6_norm_and_vit",
@@ -123,7 +124,7 @@ def fig4_differences(locate: Locator, train: Config, eps_list: Sequence[float]):
 def table1(locate: Locator, train: Config, table_eps: Sequence[float],
            early_epoch: int) -> Optional[list[dict]]:
     """Table 1: CAS / RA at ``early_epoch``, at the best and at the last checkpoint per ε,
-    printed beside the paper's (:data:`xcf.paper.TABLE1`); returns our rows."""
+    printed beside the paper's (:data:`xcf.companion.paper.TABLE1`); returns our rows."""
     runs = {e: locate(train, eps=e) for e in table_eps}
     if not _all(runs):
         return _missing("Table 1", locate)
@@ -203,7 +204,7 @@ def fig8_instance_wise(locate: Locator, train: Config, l2_eps: float):
     if not all((r.path / "checkpoints").is_dir() for r in runs.values()):
         print("Fig. 8: needs model checkpoints, which committed results leave out")
         return None
-    from .posthoc import measure_run  # the post-hoc measurement, only when drawn
+    from xcf.train.posthoc import measure_run  # the post-hoc measurement, only when drawn
     panels, icas = [], {}
     for name, run in runs.items():
         for which in ("best", "last"):
@@ -219,7 +220,7 @@ def fig8_instance_wise(locate: Locator, train: Config, l2_eps: float):
 
 def fig9_standard(locate: Locator, train: Config, n: int):
     """Fig. 9: standard training, C on clean examples at ``n`` evenly spaced epochs (n = 4:
-    25, 50, 75 and 100% of training, as the paper's :data:`xcf.paper.STANDARD_EPOCHS`),
+    25, 50, 75 and 100% of training, as the paper's :data:`xcf.companion.paper.STANDARD_EPOCHS`),
     each the nearest saved matrix; colour bar [0, 0.5]."""
     run = locate(train, objective="standard")
     if run is None:
@@ -256,11 +257,11 @@ def _saliency(locate: Locator, train: Config, n: int, name: str):
         return None
     import torch
 
-    from . import data
-    from .config import make_config
-    from .evaluation import eval_attack
-    from .preparation import resolve_device
-    from .saliency import best_right_last_wrong, gradcam, overlay
+    from xcf import data
+    from xcf.runs.config import make_config
+    from xcf.train.evaluation import eval_attack
+    from xcf.train.setup import resolve_device
+    from xcf.companion.saliency import best_right_last_wrong, gradcam, overlay
     cfg = make_config(dict(train)).resolved()
     ds = data.load(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.data_seed,
                    **cfg.data_kwargs)
@@ -370,9 +371,9 @@ class Gallery:
     """The figures page: each figure drawn once per profile of ``profiles`` that has runs.
 
     The page's own profile (``page_profile``) reads this build's runs (``runs_dir``,
-    default :func:`xcf.runs.default_runs_dir`), or its committed results where this build
+    default :func:`xcf.runs.folder.default_runs_dir`), or its committed results where this build
     has none; every other profile reads its committed results,
-    ``notebooks/results/<profile>`` (:func:`xcf.profiles.results_dir`: the full profile's
+    ``notebooks/results/<profile>`` (:func:`xcf.companion.profiles.results_dir`: the full profile's
     come from ``tools/run_claims.py --profile full`` on a GPU).  A profile has runs when its
     PGD-AT run of notebook 03 is found.  ``directory``: the profile files' folder;
     ``results_root``: a folder of ``<profile>/`` result folders instead of the checkout's.

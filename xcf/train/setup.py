@@ -17,12 +17,12 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .checkpoints import CheckpointError, build_from_meta, load_weights, read_checkpoint
-from .config import DEVICE_PATTERN, ConfigError, TrainConfig
-from .data import load
-from .data.cifar import NORMALIZATION
-from .data.dataset import Dataset, as_uint8, stratified_indices
-from .objectives import Objective, build_objective
+from xcf.runs.checkpoints import CheckpointError, build_from_meta, load_weights, read_checkpoint
+from xcf.runs.config import DEVICE_PATTERN, ConfigError, TrainConfig
+from xcf.data import load
+from xcf.data.cifar import NORMALIZATION
+from xcf.data.dataset import Dataset, as_uint8, stratified_indices
+from xcf.train.objectives import Objective, build_objective
 
 __all__ = ["OPTIONAL_DEPENDENCIES", "Setup", "resolve_device", "check_optional_dependencies",
            "load_data", "split_holdout", "device_images", "model_meta", "build_model",
@@ -44,7 +44,7 @@ class Setup:
     y_eval: torch.Tensor
     classes: list
     model: nn.Module
-    meta: dict                          # how to rebuild the model (see xcf.checkpoints)
+    meta: dict                          # how to rebuild the model (see xcf.runs.checkpoints)
     objective: Objective
     teacher_path: Optional[Path] = None
     x_holdout: Optional[torch.Tensor] = None  # (holdout_n, C, H, W): training images not trained on
@@ -53,7 +53,7 @@ class Setup:
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA if present, else the CPU; a name that is not a device (``gpu``) or
-    a CUDA device that is absent is a :class:`~xcf.config.ConfigError`."""
+    a CUDA device that is absent is a :class:`~xcf.runs.config.ConfigError`."""
     if not isinstance(name, str) or not DEVICE_PATTERN.match(name):  # not torch's RuntimeError
         raise ConfigError("device", f"got {name!r}", ["auto", "cpu", "cuda", "cuda:N", "mps"])
     if name == "auto":
@@ -65,7 +65,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def check_optional_dependencies(c: TrainConfig) -> None:
-    """A :class:`~xcf.config.ConfigError` naming the fix when a config key is on whose
+    """A :class:`~xcf.runs.config.ConfigError` naming the fix when a config key is on whose
     optional package is not installed (``autoattack: true`` needs torchattacks, which is
     imported only after the last epoch: without this check a missing package would end a
     day of training with an ImportError)."""
@@ -123,7 +123,7 @@ def split_holdout(x: torch.Tensor, y: torch.Tensor, n: Optional[int], seed: int)
 
 def device_images(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Training images on ``device``: as uint8 (a quarter of the memory; converted per
-    batch by :func:`xcf.training.train_epoch`, to the same float32 bits) when ``x`` is
+    batch by :func:`xcf.train.loop.train_epoch`, to the same float32 bits) when ``x`` is
     exactly ``bytes / 255`` (:func:`xcf.data.dataset.as_uint8`: CIFAR, Tiny-ImageNet,
     Fashion-MNIST at 28 px), else as they are (planted images, resized ones)."""
     packed = as_uint8(x)

@@ -13,7 +13,7 @@ followed by a ``loss`` step:
 - ``trades``: :class:`Trades`, :func:`trades_perturb` then :func:`trades_loss`
   (Zhang et al. 2019).
 
-:func:`build_objective` makes the objective of a resolved :class:`~xcf.config.TrainConfig`.
+:func:`build_objective` makes the objective of a resolved :class:`~xcf.runs.config.TrainConfig`.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attacks import FGSMRS, PGD, Attack, ascent_direction, attack_mode, input_gradient, project
-from .config import TrainConfig
+from xcf.attacks import FGSMRS, PGD, Attack, ascent_direction, attack_mode, input_gradient, project
+from xcf.runs.config import TrainConfig
 
 __all__ = ["cross_entropy", "kl_divergence", "distillation_loss", "soft_target_loss",
            "shuffle_off_true", "trades_loss", "Step", "Objective", "Standard", "AdversarialCE",

@@ -19,15 +19,15 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from . import __version__
-from .precision import cpu_features
+from xcf import __version__
+from xcf.train.precision import cpu_features
 
 __all__ = ["RUNNING", "INTERRUPTED", "DIVERGED", "git_commit", "device_description", "environment",
            "command", "now", "mark_interrupted"]
 
 # Session statuses: "running" while its process works on the run; "finished" or "failed"
 # when the process ends it; "diverged" when it stopped at a non-finite loss, weight or
-# evaluation number (xcf.training.TrainingDiverged: no result of that epoch recorded);
+# evaluation number (xcf.train.loop.TrainingDiverged: no result of that epoch recorded);
 # "interrupted" for a session whose process died without ending it (SIGKILL, power
 # loss), told apart from a live one by the run's lock.
 RUNNING = "running"

@@ -4,7 +4,7 @@ Wei, Guo & Wang (ICML 2025, Sec. 3.2) keep the checkpoint with the highest test 
 accuracy; :func:`select_best` applies that rule to any metric of a metrics history.  The
 trainer calls it after every epoch to decide whether the epoch is the new best (its model
 goes to ``checkpoints/best.pt`` and its number to ``final.json``), and readers take the
-result from :attr:`xcf.runs.Run.best_epoch` instead of picking again.
+result from :attr:`xcf.runs.folder.Run.best_epoch` instead of picking again.
 """
 from __future__ import annotations
 

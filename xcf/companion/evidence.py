@@ -1,6 +1,6 @@
 """What one run says about the paper's claims, read from its metrics history.
 
-The rule book (:mod:`xcf.claims`) decides over seeds; this module reads each run once,
+The rule book (:mod:`xcf.companion.claims`) decides over seeds; this module reads each run once,
 with the two choices that make a reading fair:
 
 - **Selection apart from reporting.**  The paper (and the official code) picks the best
@@ -24,8 +24,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import diagnostics, paired, paper
-from .selection import select_best
+from xcf.companion import diagnostics, paired, paper
+from xcf.train.selection import select_best
 
 __all__ = ["SELECTIONS", "MIN_AFTER_BEST", "paper_epoch", "Reading", "reading",
            "beyond_intervals", "tracking_after_best"]
@@ -45,7 +45,7 @@ class Reading:
     """One run read for the rules: the selected best epoch (``selected_by``: ``holdout``
     or ``test``), the rows at the best, the last and the under-fitted epochs
     (``early``: Table 1's position; ``fig2``: Fig. 2's), and robust overfitting by
-    :func:`xcf.diagnostics.overfitting` (``overfits``, ``ra_drop``: smoothed, so that
+    :func:`xcf.companion.diagnostics.overfitting` (``overfits``, ``ra_drop``: smoothed, so that
     neither the selection nor one lucky evaluation makes it)."""
 
     selected_by: str

@@ -12,8 +12,8 @@ from typing import Any, Mapping, Sequence
 
 from scipy import stats
 
-from . import diagnostics, evidence, paper, studies
-from .locate import Locator, kd_pair
+from xcf.companion import diagnostics, evidence, paper, readings as studies
+from xcf.companion.locate import Locator, kd_pair
 
 __all__ = ["dynamics", "soft_labels", "perturbation_bound", "across", "fast_at", "standard"]
 

@@ -1,7 +1,7 @@
 """Run folders: one folder per training configuration, written so that a kill never corrupts it.
 
 A run folder is named ``<dataset>-<model>-<objective>-<key>``, where ``key`` is a hash of
-the configuration's identity (:meth:`xcf.config.TrainConfig.key`), and holds::
+the configuration's identity (:meth:`xcf.runs.config.TrainConfig.key`), and holds::
 
     config.yaml          the resolved configuration (what was hashed, plus runtime options)
     provenance.json      git commit, versions, device, seed, one entry per session
@@ -10,7 +10,7 @@ the configuration's identity (:meth:`xcf.config.TrainConfig.key`), and holds::
     matrices/            C (Eq. 6) per chosen epoch: epoch_0010.npy (adversarial, Algorithm 1)
                          and clean_epoch_0010.npy (clean inputs, Fig. 9), float32 (K, K)
     checkpoints/last.pt  full training state of the last finished epoch (the commit point)
-    checkpoints/best.pt  model of the best epoch (:func:`xcf.selection.select_best`)
+    checkpoints/best.pt  model of the best epoch (:func:`xcf.train.selection.select_best`)
     checkpoints/epoch_0010.pt   models of chosen epochs
     final.json           written when training has finished (best/last summary, AutoAttack)
 
@@ -20,9 +20,9 @@ Everything else (metrics.jsonl, matrices, best/epoch checkpoints) is derived fro
 :meth:`Run.publish`, which is idempotent and is repeated on resume, so a kill between the
 commit and the derived writes loses nothing.  Every file is written atomically
 (:mod:`xcf.atomic`), so a reader sees either the old or the new version, never a torn one.
-Checkpoint formats live in :mod:`xcf.checkpoints`, provenance in :mod:`xcf.provenance`.
+Checkpoint formats live in :mod:`xcf.runs.checkpoints`, provenance in :mod:`xcf.runs.provenance`.
 
-**Reuse checks itself.**  :meth:`Run.repair` (called by :func:`xcf.runner.train` before a
+**Reuse checks itself.**  :meth:`Run.repair` (called by :func:`xcf.train.runner.train` before a
 run is reused or resumed) verifies the derived files against ``last.pt``: metrics.jsonl
 is rewritten from the committed history when a line is torn, missing, or of an epoch
 after last.pt's (training restarts from last.pt); a final.json that disagrees with it,
@@ -33,7 +33,7 @@ session whose process died is marked "interrupted".  A session still marked "run
 **The lock** (:meth:`Run.lock`) keeps two processes (a notebook and a Slurm job, say)
 from training one folder, on a local disk or on a cluster's network file system: the file
 ``.lock``, a hard-linked record with a heartbeat, taken over when its holder died.  The
-mechanism and its limits are described in :mod:`xcf.run_lock`; :meth:`Run.lock`,
+mechanism and its limits are described in :mod:`xcf.runs.lock`; :meth:`Run.lock`,
 :meth:`Run.wait_while_locked`, :meth:`Run.heartbeat` and :meth:`Run.lock_holder` hand
 this folder's lock file to it.
 """
@@ -50,12 +50,12 @@ import torch
 import torch.nn as nn
 import yaml
 
-from . import atomic
-from .checkpoints import (FORMAT_VERSION, STATE_FORMAT, CheckpointError, Which, checkpoint_path,
+from xcf import atomic
+from xcf.runs.checkpoints import (FORMAT_VERSION, STATE_FORMAT, CheckpointError, Which, checkpoint_path,
                           file_digest, find_checkpoint, load_model, load_torch, model_checkpoint)
-from .config import ConfigFileError, read_config_file
-from .provenance import RUNNING, command, mark_interrupted, now
-from .run_lock import (STALE_SECONDS, HeldLock, LockHolder, RunLockedError, acquire, read_lock,
+from xcf.runs.config import ConfigFileError, read_config_file
+from xcf.runs.provenance import RUNNING, command, mark_interrupted, now
+from xcf.runs.lock import (STALE_SECONDS, HeldLock, LockHolder, RunLockedError, acquire, read_lock,
                        wait_until_free)
 
 __all__ = ["Run", "RunFileError", "find_run", "default_runs_dir"]
@@ -151,7 +151,7 @@ class Run:
     @property
     def locked(self) -> bool:
         """Whether a live process (this one included) holds the run's lock now (see
-        :mod:`xcf.run_lock` for when a holder counts as gone)."""
+        :mod:`xcf.runs.lock` for when a holder counts as gone)."""
         holder = self.lock_holder()
         return holder is not None and holder.live
 
@@ -212,7 +212,7 @@ class Run:
 
     def find_checkpoint(self, which: Which) -> Path:
         """The file holding the model of ``which``: ``best``, ``last``, or an epoch number
-        (see :func:`xcf.checkpoints.find_checkpoint`)."""
+        (see :func:`xcf.runs.checkpoints.find_checkpoint`)."""
         return find_checkpoint(self.path, which)
 
     def load_model(self, which: Which = "best", device: str | torch.device = "cpu") -> nn.Module:
@@ -225,12 +225,12 @@ class Run:
              stale_after: float = STALE_SECONDS) -> Iterator["Run"]:
         """Hold the run's lock while training it, so that two processes (a notebook and a
         job, say) never write the same folder; safe on network file systems (see
-        :mod:`xcf.run_lock`).  A lock whose holder died is taken over.
+        :mod:`xcf.runs.lock`).  A lock whose holder died is taken over.
 
         ``wait``: seconds to wait for a live holder (0: not at all; ``None``: as long as
         it lives), writing a progress line to ``log`` every 30 s (then less often);
         ``stale_after``: the staleness limit of another host's heartbeat.  Raises
-        :class:`~xcf.run_lock.RunLockedError` naming the holder and the fix when the wait
+        :class:`~xcf.runs.lock.RunLockedError` naming the holder and the fix when the wait
         runs out, and at once when the holder is this very process (waiting would never
         end)."""
         self.path.mkdir(parents=True, exist_ok=True)
@@ -251,7 +251,7 @@ class Run:
 
     def heartbeat(self) -> None:
         """Refresh the heartbeat of the lock this object holds (nothing without one).
-        Raises :class:`~xcf.run_lock.RunLockedError` when another process has taken the
+        Raises :class:`~xcf.runs.lock.RunLockedError` when another process has taken the
         lock over (this one stalled for longer than the staleness limit): stop before
         writing."""
         if self._held is not None and not self._held.beat():

@@ -25,7 +25,7 @@ The claims (Wei, Guo & Wang, ICML 2025):
   Table 1's pattern above the ε of the largest RA gap: early CAS, best CAS and the gap
   all fall with ε.
 - **C4** (Sec. 5.2, Fig. 7): fast AT loses CAS at catastrophic overfitting (test RA at
-  most :data:`xcf.diagnostics.COLLAPSE_FRACTION` of its best at a later epoch).
+  most :data:`xcf.companion.diagnostics.COLLAPSE_FRACTION` of its best at a later epoch).
   Premise: a collapse of a run that had learned robustness (best RA at least
   :data:`C4_CHANCE_MULTIPLE` times chance, 1/K): a model no better than guessing under
   attack has nothing to forget.  Every setting tried is listed (:func:`fast_at_table`).
@@ -33,7 +33,7 @@ The claims (Wei, Guo & Wang, ICML 2025):
   PGD-AT's (best checkpoint) and flat over the second half of training (its linear trend
   changes it by at most :data:`C5_FLAT` of its mean).
 
-:func:`decide` applies them to the runs that :mod:`xcf.study_plan` names.
+:func:`decide` applies them to the runs that :mod:`xcf.companion.claim_runs` names.
 """
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 from scipy import stats
 
-from . import diagnostics, evidence, paired, paper, studies
-from .study_plan import across_row_seeds, fast_studies, kd_forms, seeds_of
+from xcf.companion import diagnostics, evidence, paired, paper, readings as studies
+from xcf.companion.claim_runs import across_row_seeds, fast_studies, kd_forms, seeds_of
 
 __all__ = ["PAPER", "STATEMENT", "VERDICTS", "C3_MIN_EPS", "C3_ALPHA", "C4_CHANCE_MULTIPLE",
            "C5_FLAT", "Verdict", "tally", "c1", "c2", "c3", "c3_large_eps", "c4",
@@ -162,7 +162,7 @@ def _ci(row: Mapping) -> Optional[tuple[float, float]]:
 
 def _over_seeds(claim: str, statement: str, p: paired.Paired, ours: str, premise: str,
                 paper_key: str, test: str, agree: Optional[int] = None) -> Verdict:
-    """A verdict read off the paired interval (:func:`xcf.paired.verdict_of`)."""
+    """A verdict read off the paired interval (:func:`xcf.companion.paired.verdict_of`)."""
     return Verdict(claim, statement, paired.verdict_of(p), ours, premise, PAPER[paper_key],
                    p.positive if agree is None else agree, p.n, test)
 
@@ -174,7 +174,7 @@ def _readings(runs: Sequence[Any], select: str) -> list[evidence.Reading]:
 def c1(runs: Sequence[Any], claim: str = "C1 fall", label: Optional[str] = None,
        select: str = "holdout") -> Verdict:
     """C1's fall on PGD-AT runs (one per seed): CAS(best) - CAS(last), paired over the
-    seeds whose run robust-overfits (:func:`xcf.diagnostics.overfitting`: >= 3 points on
+    seeds whose run robust-overfits (:func:`xcf.companion.diagnostics.overfitting`: >= 3 points on
     5-epoch means while train RA rises; a best epoch before the last is not enough, since
     the best is the argmax of test RA).  The best epoch is chosen on held-out images
     (``select``; ``"test"`` for the paper's rule).  Per seed, whether the gap is beyond
@@ -206,7 +206,7 @@ def c1_rise(runs: Sequence[Any], position: str = "table1", select: str = "holdou
             setting: Optional[str] = None) -> Verdict:
     """C1's rising half: CAS at the under-fitted checkpoint is below CAS at the best one,
     paired over seeds.  ``position``: Table 1's epoch 10 of 200 (``table1``) or Fig. 2's
-    epoch 70 of 200 (``fig2``), scaled to the run (:func:`xcf.evidence.paper_epoch`).
+    epoch 70 of 200 (``fig2``), scaled to the run (:func:`xcf.companion.evidence.paper_epoch`).
     Premise per seed: that epoch comes before the best one.  ``setting``: the label of a
     setting other than the study's, appended to the claim's name."""
     which, of200 = (("early", paper.TABLE1_EARLY_EPOCH) if position == "table1"
@@ -233,7 +233,7 @@ def c1_specificity(runs: Sequence[Any], select: str = "holdout",
                    setting: Optional[str] = None) -> Verdict:
     """C1's control: does the fall of CAS belong to robust overfitting, or only to time?
     Per seed that robust-overfits, the partial rank correlation of CAS and test RA after
-    the best epoch with the epoch held fixed (:func:`xcf.evidence.tracking_after_best`);
+    the best epoch with the epoch held fixed (:func:`xcf.companion.evidence.tracking_after_best`);
     over seeds, the t interval of those correlations.  Within-run, because the matched
     alternative (runs that do not robust-overfit, same model and schedule) would change
     the data or augmentation and with them CAS's level.  *not specific*: CAS does not
@@ -365,7 +365,7 @@ def c3_large_eps(eps_runs: Sequence[tuple[float, int, Any]],
                  early_epoch: Optional[int] = None) -> Verdict:
     """Table 1's large-ε pattern: for the ε values from the one with the largest mean RA
     gap upwards, the mean early CAS (Table 1's epoch 10 of 200, scaled:
-    :func:`xcf.evidence.paper_epoch`, the one definition of every page; ``early_epoch``
+    :func:`xcf.companion.evidence.paper_epoch`, the one definition of every page; ``early_epoch``
     only names it and must agree), the mean best CAS and the mean CAS gap each fall with
     ε (strictly, from one ε to the next).  The verdict names the parts that fail."""
     if not eps_runs:
@@ -403,7 +403,7 @@ def c3_large_eps(eps_runs: Sequence[tuple[float, int, Any]],
 def fast_at_outcome(run) -> dict:
     """One fast-AT run as C4's rule reads it: its best epoch (test RA, CAS), whether it
     learned robustness (best RA >= :data:`C4_CHANCE_MULTIPLE` / K), its lowest later RA,
-    and, where it collapsed (:func:`xcf.diagnostics.collapse_epoch`) after learning,
+    and, where it collapsed (:func:`xcf.companion.diagnostics.collapse_epoch`) after learning,
     CAS at the collapse and whether it is below CAS at the best beyond both bootstrap
     intervals (``cas_falls``; ``None`` where the premise failed)."""
     best = studies.checkpoint(run, "best")
@@ -520,7 +520,7 @@ def c5(pairs: Sequence[tuple[Any, Any]]) -> Verdict:
 
 def decide(found: Mapping[str, Any], P: Mapping[str, Any]) -> list[dict]:
     """One row per claim part (:meth:`Verdict.row`) from the runs of
-    :mod:`xcf.study_plan`'s names in ``found``.  A claim is decided only once every run
+    :mod:`xcf.companion.claim_runs`'s names in ``found``.  A claim is decided only once every run
     it names is there; until then it reads *not run* with the count of its runs found (a
     study trained in pieces never shows a verdict from part of its seeds or ε values).
     C1 reads as its rise, its fall and its control, with held-out selection, and its

@@ -1,17 +1,17 @@
 """Training into a run folder: ``train(config) -> Run``, with resume and reuse.
 
-:func:`train` runs a config (:mod:`xcf.config`) into a run folder (:mod:`xcf.runs`): it
-prepares everything first (:mod:`xcf.preparation`), then for each epoch trains
-(:func:`xcf.training.train_epoch`), evaluates (:func:`xcf.evaluation.evaluate`), picks
-the best epoch (:func:`xcf.selection.select_best`), commits the training state and
+:func:`train` runs a config (:mod:`xcf.runs.config`) into a run folder (:mod:`xcf.runs.folder`): it
+prepares everything first (:mod:`xcf.train.setup`), then for each epoch trains
+(:func:`xcf.train.loop.train_epoch`), evaluates (:func:`xcf.train.evaluation.evaluate`), picks
+the best epoch (:func:`xcf.train.selection.select_best`), commits the training state and
 publishes metrics, matrices and checkpoints.  A killed run resumes from its last finished
 epoch with identical results (CPU); a finished run is reused.  Before either, the run
-folder checks itself (:meth:`xcf.runs.Run.repair`): derived files that disagree with
+folder checks itself (:meth:`xcf.runs.folder.Run.repair`): derived files that disagree with
 ``last.pt`` are repaired, and a KD teacher's best.pt must be the one its final.json names.
 
 Evaluation of an epoch uses its own random generator seeded by ``(seed, epoch)``, so the
 training trajectory does not depend on evaluation settings and ``xcf measure``
-(:func:`xcf.posthoc.measure_run`) can recompute an epoch's numbers exactly.
+(:func:`xcf.train.posthoc.measure_run`) can recompute an epoch's numbers exactly.
 
 One row of ``metrics.jsonl`` per epoch (1-based ``epoch``):
 
@@ -31,8 +31,8 @@ One row of ``metrics.jsonl`` per epoch (1-based ``epoch``):
 A row is a result only if every number in it is finite and its training loss below
 ``DIVERGED_LOSS``: a non-finite loss, weight or evaluation number, or a loss of 1e14 with
 finite but meaningless accuracies (a learning rate too large, say) stops the run with
-:class:`~xcf.training.TrainingDiverged` before that epoch is committed, and the session is
-recorded as ``"diverged"`` (:data:`xcf.provenance.DIVERGED`); earlier epochs' files stay.
+:class:`~xcf.train.loop.TrainingDiverged` before that epoch is committed, and the session is
+recorded as ``"diverged"`` (:data:`xcf.runs.provenance.DIVERGED`); earlier epochs' files stay.
 """
 from __future__ import annotations
 
@@ -50,19 +50,19 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .atomic import remove_stale_temps, write_json
-from .checkpoints import CheckpointError, file_digest, load_weights, weights_digest
-from .config import ConfigError, TrainConfig, make_config
-from .distributed import (SINGLE, TIMEOUT, RankZeroFailed, Replica, World, broadcast, join,
+from xcf.atomic import remove_stale_temps, write_json
+from xcf.runs.checkpoints import CheckpointError, file_digest, load_weights, weights_digest
+from xcf.runs.config import ConfigError, TrainConfig, make_config
+from xcf.train.distributed import (SINGLE, TIMEOUT, RankZeroFailed, Replica, World, broadcast, join,
                           rank_seed, shard, wrap)
-from .evaluation import autoattack_accuracy, evaluate, evaluate_holdout, final_test
-from .inputs import MatrixError
-from .preparation import Setup, prepare
-from .provenance import DIVERGED, environment, now
-from .runs import Run, default_runs_dir, find_run
-from .precision import grad_scaler, warn_if_emulated
-from .selection import select_best
-from .training import TrainingDiverged, piecewise_lr, sgd, train_epoch
+from xcf.train.evaluation import autoattack_accuracy, evaluate, evaluate_holdout, final_test
+from xcf.inputs import MatrixError
+from xcf.train.setup import Setup, prepare
+from xcf.runs.provenance import DIVERGED, environment, now
+from xcf.runs.folder import Run, default_runs_dir, find_run
+from xcf.train.precision import grad_scaler, warn_if_emulated
+from xcf.train.selection import select_best
+from xcf.train.loop import TrainingDiverged, piecewise_lr, sgd, train_epoch
 
 __all__ = ["Callback", "train", "run_slug", "summary_line"]
 
@@ -74,7 +74,7 @@ def train(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None,
           callbacks: Sequence[Callback] = (), overwrite: bool = False,
           log: Optional[Callable[[str], None]] = None, wait: Optional[float] = None,
           **overrides: Any) -> Run:
-    """Train (or resume, or reuse) the run of ``config`` and return its :class:`~xcf.runs.Run`.
+    """Train (or resume, or reuse) the run of ``config`` and return its :class:`~xcf.runs.folder.Run`.
 
     ``config``: a :class:`TrainConfig`, a mapping, a YAML path, or ``None`` (Table 2
     defaults); keyword ``overrides`` go on top, e.g. ``train(dataset="planted", epochs=3)``.
@@ -87,16 +87,16 @@ def train(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None,
     ``wait``: when another live process trains the run (a job, another notebook), wait
     for it this many seconds, with a progress line every 30 s (then less often), then
     reuse the run it finished; ``None`` (the default) waits as long as that process
-    lives, ``0`` raises :class:`~xcf.run_lock.RunLockedError` at once.  A holder that
-    died is taken over (see :mod:`xcf.run_lock`).  Under torchrun each process trains
-    its share of every batch (:mod:`xcf.distributed`); rank 0 alone writes, and runs the
+    lives, ``0`` raises :class:`~xcf.runs.lock.RunLockedError` at once.  A holder that
+    died is taken over (see :mod:`xcf.runs.lock`).  Under torchrun each process trains
+    its share of every batch (:mod:`xcf.train.distributed`); rank 0 alone writes, and runs the
     callbacks.
 
     Raises :class:`ConfigError` (bad config, before training),
-    :class:`~xcf.training.TrainingDiverged` (a ``FloatingPointError``: a non-finite loss,
+    :class:`~xcf.train.loop.TrainingDiverged` (a ``FloatingPointError``: a non-finite loss,
     weight or evaluation number, named with its epoch; the session's status is
     ``"diverged"``, that epoch's row is not written and earlier epochs' files are kept) and
-    :class:`~xcf.run_lock.RunLockedError` (the wait ran out, naming the holder).
+    :class:`~xcf.runs.lock.RunLockedError` (the wait ran out, naming the holder).
     """
     cfg = make_config(config, **overrides)
     log = log or _default_log
@@ -192,7 +192,7 @@ def _claim(cfg: TrainConfig, run: Run, setup: Setup, held: contextlib.ExitStack,
 
 def _collective_wait(wait: Optional[float]) -> float:
     """Rank 0 waits for the run's lock while the other ranks wait for it in a collective,
-    which fails after :data:`xcf.distributed.TIMEOUT`: the wait is kept 2 min below it."""
+    which fails after :data:`xcf.train.distributed.TIMEOUT`: the wait is kept 2 min below it."""
     most = TIMEOUT.total_seconds() - 120
     return most if wait is None else min(wait, most)
 
@@ -347,7 +347,7 @@ class _Trainer:
         t0 = time.perf_counter()
         _check_weights(s.model, epoch, lr)
         # Under torchrun each rank attacks its shard of the evaluation set; all get the
-        # numbers of all of it (xcf.distributed.measure_sharded).
+        # numbers of all of it (xcf.train.distributed.measure_sharded).
         with _diverged_if_not_finite(epoch, lr):
             numbers, adv, clean = evaluate(s.model, s.x_eval, s.y_eval, c, epoch, amp=c.amp,
                                            world=self.world)
@@ -383,7 +383,7 @@ class _Trainer:
 
     def _update_best(self, row: dict) -> bool:
         """Whether the epoch of ``row`` (the last of the history) is the best so far, by
-        the one rule :func:`xcf.selection.select_best`."""
+        the one rule :func:`xcf.train.selection.select_best`."""
         if select_best(self.history, self.c.best_metric) != row["epoch"]:
             return False
         self.best.update(epoch=row["epoch"], value=row.get(self.c.best_metric))
@@ -465,7 +465,7 @@ def summary_line(row: Mapping[str, Any], epochs: int, is_best: bool = False) -> 
 
 def _finish(run: Run, setup: Setup, history: list[dict], log, progress: bool) -> None:
     """Write final.json: best and last epochs, the sha256 of best.pt, the best and last
-    checkpoints on the whole test set (``test``, :func:`xcf.evaluation.final_test`; the
+    checkpoints on the whole test set (``test``, :func:`xcf.train.evaluation.final_test`; the
     epoch rows themselves when ``eval_n`` covered it) unless ``final_test`` is off, and
     AutoAttack results if configured.  A ``test`` block of an earlier final.json is kept."""
     c = setup.config
@@ -478,7 +478,7 @@ def _finish(run: Run, setup: Setup, history: list[dict], log, progress: bool) ->
     best_pt = run.checkpoint_path("best")
     if not previous and best_pt.is_file():
         # The content of best.pt, recorded once, when training ends: a KD student's key
-        # includes the weights digest (xcf.config.teacher_digest); the file digest tells
+        # includes the weights digest (xcf.runs.config.teacher_digest); the file digest tells
         # a best.pt replaced by hand.  Neither is added to a final.json of before, so the
         # students of older teachers keep their keys.
         summary["best_sha256"] = file_digest(best_pt)

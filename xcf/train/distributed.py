@@ -1,7 +1,7 @@
 """One run trained by several processes: torch.distributed and DistributedDataParallel.
 
 ``torchrun --nproc_per_node N -m xcf train CONFIG`` (or ``xcf train CONFIG --ddp N``)
-starts N processes, the *ranks*; :func:`xcf.runner.train` calls :func:`join`, which
+starts N processes, the *ranks*; :func:`xcf.train.runner.train` calls :func:`join`, which
 reads torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
 ``MASTER_PORT``) and initialises the process group: nccl on GPUs (rank r on
 ``cuda:LOCAL_RANK``), gloo on the CPU.  Outside torchrun it returns :data:`SINGLE` and
@@ -22,7 +22,7 @@ How the work is split, so that N ranks train as one process does (Wei, Guo & Wan
   gathered in the original order (:func:`gather_rows`) and the correct counts summed
   (:func:`all_reduce_sum`), and C and CAS (Algorithm 1) are computed from all of them
   (:func:`measure_sharded`), the bootstrap interval of CAS too
-  (:func:`xcf.evaluation.evaluate` with ``world``);
+  (:func:`xcf.train.evaluation.evaluate` with ``world``);
 - **files**: only rank 0 holds the run's lock and writes the run folder; the training
   state it saves is the unwrapped model's, so a run resumes under any number of ranks.
 
@@ -49,10 +49,10 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from .attacks import Attack, attack_mode
-from .attribution import Measurement, cas, class_attribution_vectors, correlation_matrix
-from .inputs import check_batch_size, check_images, check_labels, check_lengths
-from .models import check_feature_model
+from xcf.attacks import Attack, attack_mode
+from xcf.attribution import Measurement, cas, class_attribution_vectors, correlation_matrix
+from xcf.inputs import check_batch_size, check_images, check_labels, check_lengths
+from xcf.models import check_feature_model
 
 __all__ = ["TIMEOUT", "World", "SINGLE", "RankZeroFailed", "torchrun_world_size", "join",
            "leave", "shard", "loss_share", "rank_seed", "broadcast", "all_reduce_sum",
@@ -221,7 +221,7 @@ def wrap(model: nn.Module, world: World) -> nn.Module:
 
 @dataclass
 class Replica:
-    """What :func:`xcf.training.train_epoch` needs to train one rank's share: its world,
+    """What :func:`xcf.train.loop.train_epoch` needs to train one rank's share: its world,
     the wrapped model (:func:`wrap`), the number of samples of the whole training set
     (the rank holds its :func:`shard`), and the rank's generator for random starts."""
 

@@ -3,7 +3,7 @@ rebuild the model they describe.
 
 A *model checkpoint* (:func:`model_checkpoint`) holds the weights plus ``meta``, what is
 needed to rebuild the model (name in :data:`xcf.models.MODELS`, classes, input channels,
-``model_kwargs``, image shape).  A *training state* (written by :class:`xcf.runs.Run`)
+``model_kwargs``, image shape).  A *training state* (written by :class:`xcf.runs.folder.Run`)
 also holds the optimiser, RNG states and metrics history.  Both carry a ``format`` entry,
 so a foreign file is refused with a clear message instead of a tensor-shape error.
 Files are loaded with ``weights_only=True``: no code runs while loading.
@@ -18,8 +18,8 @@ from typing import Any, Mapping, Union
 import torch
 import torch.nn as nn
 
-from . import atomic
-from .models import build
+from xcf import atomic
+from xcf.models import build
 
 __all__ = ["STATE_FORMAT", "MODEL_FORMAT", "FORMAT_VERSION", "Which", "CheckpointError",
            "load_torch", "checkpoint_path", "find_checkpoint", "model_checkpoint", "save_model",
@@ -104,7 +104,7 @@ def read_checkpoint(path_or_run: str | Path, which: Which = "best") -> tuple[dic
     ckpt = load_torch(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") not in (MODEL_FORMAT, STATE_FORMAT):
         raise CheckpointError(f"{path} is not an xcf checkpoint (no 'format' entry); save "
-                              f"models with xcf.checkpoints.save_model so that they can be rebuilt")
+                              f"models with xcf.runs.checkpoints.save_model so that they can be rebuilt")
     return ckpt, path
 
 
@@ -179,7 +179,7 @@ def weights_digest(path_or_run: str | Path, which: Which = "best") -> str:
     Not the file's bytes (:func:`file_digest`): a checkpoint also holds its epoch's
     metrics row, wall-clock ``seconds`` among them, so training the same model twice,
     bit for bit, writes two files with two file digests but one weights digest.  A KD
-    student's key carries its teacher's weights digest (:func:`xcf.config.teacher_digest`)."""
+    student's key carries its teacher's weights digest (:func:`xcf.runs.config.teacher_digest`)."""
     ckpt, _ = read_checkpoint(path_or_run, which)
     h = hashlib.sha256()
     h.update(json.dumps(_plain(dict(ckpt.get("meta", {}))), sort_keys=True, default=str).encode())

@@ -1,0 +1,2 @@
+"""The command line: ``xcf train / measure / measure-model / plan / launch / status`` parse
+their arguments into library calls; the launcher runs a page's planned runs."""
