@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import yaml
 
-from xcf.runs.folder import checkpoints, folder as runs
-from xcf.cli.main import main as cli
+from xcf.runs import checkpoints, folder as runs
+from xcf.cli import main as cli
 from xcf.runs.config import TrainConfig
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import tiny_config
-from xcf.cli.main import main as cli
+from xcf.cli import main as cli
 from xcf.runs.config import ConfigError, ConfigFileError, TrainConfig, check_sections_used, make_config
 from xcf.train.runner import train
 

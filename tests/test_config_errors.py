@@ -8,7 +8,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xcf.cli.main import main as cli
+from xcf.cli import main as cli
 from xcf.runs.config import ConfigError, ConfigFileError, TrainConfig, make_config
 
 TINY = dict(dataset="planted", data_kwargs={"image_size": 16}, n_train=48, n_test=30, eval_n=30,

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from xcf.runs.folder import folder as runs
+from xcf.runs import folder as runs
 from xcf.runs.checkpoints import load_torch
 from xcf.data.batching import augment, batches, shard_batches
 from xcf.train.distributed import World, shard

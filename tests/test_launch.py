@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xcf.cli.main import main as cli, launch
+from xcf.cli import main as cli, launch
 from xcf.companion import costs as plan
 from xcf.runs.config import make_config, read_config_file, teacher_identity
 from xcf.companion.profiles import profile_knobs

@@ -130,7 +130,7 @@ def diverge_run(tmp_path, **overrides):
 
 
 def assert_recorded_as_diverged(folder, text, epochs_kept):
-    from xcf.runs.folder import folder as runs
+    from xcf.runs import folder as runs
     from xcf.cli.launch import run_state
 
     run = runs.Run(folder)
@@ -164,7 +164,7 @@ def test_a_huge_learning_rate_stops_the_run_as_diverged(tmp_path, lr, named):
 def test_a_run_diverging_later_keeps_its_finite_epochs(tmp_path):
     """lr 2000 without decay: epoch 1 finite, its weights overflow in epoch 2 (on this
     CPU build; the assertions hold wherever it diverges)."""
-    from xcf.runs.folder import folder as runs
+    from xcf.runs import folder as runs
 
     err, folder = diverge_run(tmp_path, lr=2000.0, epochs=3, milestones=[])
     kept = [r["epoch"] for r in runs.Run(folder).metrics()]
@@ -231,7 +231,7 @@ def test_the_issues_learning_rate_1000_is_diverged_not_recorded(tmp_path):
     """The issue's case: lr 1000 on the tiny planted config recorded chance-level rows
     (CAS 0.00, later a loss of about 1e14); now the run stops as diverged, whichever
     check trips first on this CPU build, and no row with such a loss is kept."""
-    from xcf.runs.folder import folder as runs
+    from xcf.runs import folder as runs
 
     err, folder = diverge_run(tmp_path, lr=1000.0, epochs=3, milestones=[])
     rows = runs.Run(folder).metrics()
@@ -260,7 +260,7 @@ def test_xcf_train_says_diverged_in_one_line(tmp_path, capsys):
     import yaml
     from conftest import tiny_config
 
-    from xcf.cli.main import main as cli
+    from xcf.cli import main as cli
 
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_config()))

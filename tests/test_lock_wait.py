@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xcf.runs.folder import lock as run_lock, folder as runs
+from xcf.runs import lock as run_lock, folder as runs
 from xcf.train import runner
 from xcf.runs.config import TrainConfig
 from xcf.inputs import ArgumentError

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from xcf.runs.folder import config
+from xcf.runs import config
 from xcf.runs.config import KEY_BASELINE, TrainConfig, canonical, config_key, make_config
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from xcf.runs.folder import checkpoints, folder as runs
+from xcf.runs import checkpoints, folder as runs
 from xcf.train import runner
 from xcf.runs.config import ConfigError, make_config
 from xcf.train.runner import train

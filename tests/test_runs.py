@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from xcf import atomic
-from xcf.runs.folder import checkpoints, provenance, lock as run_lock, folder as runs
+from xcf.runs import checkpoints, provenance, lock as run_lock, folder as runs
 from xcf.train import runner
 from xcf.runs.config import TrainConfig
 from xcf.data.dataset import stratified_indices

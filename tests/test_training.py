@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import LinearNet, TinyNet
-from xcf.runs.folder import checkpoints, folder as runs
+from xcf.runs import checkpoints, folder as runs
 from xcf.train import objectives, runner, loop as training
 from xcf.attacks import PGD
 from xcf.runs.config import OBJECTIVES, ConfigError, TrainConfig, make_config

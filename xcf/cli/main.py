@@ -642,7 +642,7 @@ def _save_measurement(out: Path, adv, summary: dict, device) -> list[Path]:
     import matplotlib.pyplot as plt
 
     from xcf import __version__, plots
-    from xcf.runs.folder import provenance
+    from xcf.runs import provenance
     from xcf.atomic import save_npy, write_json
 
     out.mkdir(parents=True, exist_ok=True)
