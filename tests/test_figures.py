@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from xcf import figures, paper  # noqa: E402
+from xcf.companion import figures, paper  # noqa: E402
 from xcf.runs.folder import Run  # noqa: E402
 
 K = 10  # classes: the figures must draw 10 x 10 matrices with every class index
