@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from xcf.runs import checkpoints, folder as runs
-from xcf.cli import main as cli
+from xcf.cli import arguments, main as cli
 from xcf.runs.config import TrainConfig
 
 
@@ -106,7 +106,7 @@ def test_set_overrides_config_keys(tmp_path):
     (folder,) = (tmp_path / "r").iterdir()
     cfg = runs.Run(folder).config
     assert cfg["epochs"] == 1 and cfg["model_kwargs"] == {"width": 4}
-    assert cli._parse_set(["kd.lambda=0.3", "eps=null", "milestones=[0.4]"]) == {
+    assert arguments.parse_set(["kd.lambda=0.3", "eps=null", "milestones=[0.4]"]) == {
         "kd": {"lambda": 0.3}, "eps": None, "milestones": [0.4]}
 
 

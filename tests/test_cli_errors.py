@@ -132,7 +132,8 @@ def test_an_unknown_device_name_is_a_config_error():
 def test_measure_model_out_is_checked_before_the_model_is_built(nets, tmp_path, capsys,
                                                                 monkeypatch, target, named):
     (tmp_path / "afile").write_text("x")
-    monkeypatch.setattr(cli, "_build_from_spec", lambda *a: pytest.fail("model built"))
+    monkeypatch.setattr("xcf.cli.measure_model._build_from_spec",
+                        lambda *a: pytest.fail("model built"))
     code, _, err = run(measure_model(nets, tmp_path / target), capsys)
     assert code == 2
     assert named.format(tmp=tmp_path) in one_error_line(err, "measure-model")

@@ -49,10 +49,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from xcf.attacks import Attack, attack_mode
-from xcf.attribution import Measurement, cas, class_attribution_vectors, correlation_matrix
-from xcf.inputs import check_batch_size, check_images, check_labels, check_lengths
-from xcf.models import check_feature_model
+from xcf.attacks import Attack
+from xcf.attribution import Measurement, attack_and_embed, check_measure_inputs, summarise
 
 __all__ = ["TIMEOUT", "World", "SINGLE", "RankZeroFailed", "torchrun_world_size", "join",
            "leave", "shard", "loss_share", "rank_seed", "broadcast", "all_reduce_sum",
@@ -241,32 +239,10 @@ def measure_sharded(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     accuracy are computed from all N samples as ``measure`` does, on every rank.  Same
     result as ``measure`` given the same adversarial examples; the random starts differ
     (``generator`` is the rank's).  ``x``: (N, C, H, W) in [0, 1]; ``y``: (N,)."""
-    check_feature_model(model)
-    W = model.head.weight.detach()
-    check_images(x)
-    check_labels(y, W.shape[0])
-    check_lengths(x, y)
-    check_batch_size(batch_size)
-    counts = torch.bincount(y.cpu(), minlength=W.shape[0])
-    if bool((counts == 0).any()):  # before the attack pass, as measure() checks
-        raise ValueError(f"class(es) {torch.nonzero(counts == 0).flatten().tolist()} have no "
-                         "test sample; Algorithm 1 averages over every class, so pass a test "
-                         "set that contains each class")
-    xs, ys = x[world.rank::world.size], y[world.rank::world.size]
-    kept, correct = [torch.zeros(0, W.shape[1], device=x.device)], 0
-    with attack_mode(model, "eval"):
-        for start in range(0, len(xs), batch_size):
-            xb, yb = xs[start:start + batch_size], ys[start:start + batch_size]
-            if attack is not None:
-                xb = attack(model, xb, yb, generator=generator)
-            with torch.no_grad():
-                feats = model.features(xb)
-                correct += int((model.head(feats).argmax(1) == yb).sum())
-            kept.append(feats.float())
-    features = gather_rows(torch.cat(kept), len(x), world)
+    W, counts = check_measure_inputs(model, x, y, batch_size=batch_size)
+    xs, ys = shard(x, world), shard(y, world)
+    local, correct = attack_and_embed(model, xs, ys, attack, batch_size=batch_size,
+                                      generator=generator)
+    features = gather_rows(local, len(x), world)
     correct = int(all_reduce_sum(torch.tensor([correct], dtype=torch.int64), world))
-    # Class means summed in float64, as measure() does, so that C does not depend on order.
-    A = class_attribution_vectors(features.double(), y.to(features.device), W.double()).float()
-    C = correlation_matrix(A)
-    return Measurement(C=C.cpu(), cas=cas(C), accuracy=correct / len(x), attribution=A.cpu(),
-                       counts=counts, features=features if keep_features else None)
+    return summarise(features, y, W, counts, correct, keep_features=keep_features)

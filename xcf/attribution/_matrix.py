@@ -1,35 +1,16 @@
-"""The cross-class feature metric of Wei, Guo & Wang (ICML 2025), Section 3.1 and Algorithm 1.
-
-For a classifier f(x) = W g(x) (Eq. 4) with features g(x) in R^n and W in R^{K x n}:
-
-- attribution vector of sample x on class i (Eq. 5):  A_i(x) = g(x) * W[i]          (n,)
-- class attribution vector (Algorithm 1):            A^y = mean_{x in D_y} A_y(x + delta)
-- feature attribution correlation matrix (Eq. 6):    C[i, j] = cos(A^i, A^j)          (K, K)
-- Class Attribution Similarity (Eq. 7):              CAS(C) = sum_{i != j} max(C[i, j], 0)
-- instance-wise matrix (Section 5.3): C[i, j] = mean over x in class i of
-  max over x' in class j of cos(A_i(x), A_j(x')); I-CAS is CAS of that matrix.
-
-:func:`measure` runs one attack pass over a test set (batches mixed across classes) and
-returns C, CAS and robust accuracy together.  Unlike the official code, which drops a
-class's remainder beyond a multiple of 100 samples, every test sample is used.
-"""
+"""Equations 5-7 of Wei, Guo & Wang (ICML 2025) and the instance-wise matrix of Section 5.3:
+attribution vectors, C, CAS, I-CAS and the bootstrap interval of CAS, with the checks
+that keep them from being silently wrong.  Pure tensor functions; no model."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
-
 import torch
-import torch.nn as nn
-from tqdm.auto import tqdm
 
-from xcf.attacks import Attack, attack_mode
-from xcf.inputs import (MatrixError, ShapeError, check_batch_size, check_count, check_features,
-                     check_images, check_labels, check_lengths, check_matrix,
-                     check_num_classes)
-from xcf.models import check_feature_model, input_channels
+from xcf.inputs import (MatrixError, ShapeError, check_count, check_features,
+                        check_labels, check_matrix)
 
-__all__ = ["attribution_vectors", "class_attribution_vectors", "correlation_matrix", "cas",
-           "instance_correlation_matrix", "i_cas", "Measurement", "measure", "bootstrap_cas"]
+__all__ = ["CORRELATION_TOL", "attribution_vectors", "class_attribution_vectors",
+           "correlation_matrix", "cas", "instance_correlation_matrix", "i_cas",
+           "bootstrap_cas"]
 
 
 #: Absolute slack allowed by :func:`cas` and :func:`i_cas` on the range [-1, 1] and on
@@ -171,99 +152,6 @@ def i_cas(C_instance: torch.Tensor) -> float:
                              "C = instance_correlation_matrix(features, labels, weight)",
                              unit_diagonal=False)
     return _positive_off_diagonal_sum(C64)
-
-
-@dataclass
-class Measurement:
-    """Result of :func:`measure`."""
-
-    C: torch.Tensor                      # (K, K) class-wise correlation matrix, Eq. 6
-    cas: float                           # Eq. 7
-    accuracy: float                      # on the attacked inputs (robust accuracy), or clean if attack is None
-    attribution: torch.Tensor            # (K, n) class attribution vectors
-    counts: torch.Tensor                 # (K,) samples per class
-    C_instance: Optional[torch.Tensor] = None   # (K, K), Section 5.3, if instance=True
-    i_cas: Optional[float] = None
-    features: Optional[torch.Tensor] = None     # (N, n) g(x + delta), if keep_features=True
-
-
-@torch.no_grad()
-def _features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    feats = model.features(x)
-    return feats, model.head(feats)
-
-
-def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Optional[Attack], *,
-            num_classes: int | None = None, batch_size: int = 500, instance: bool = False,
-            keep_features: bool = False, generator: torch.Generator | None = None,
-            progress: bool = False) -> Measurement:
-    """Algorithm 1 in one pass: C, CAS and robust accuracy of ``model`` on ``(x, y)``.
-
-    Args:
-        model: a classifier with ``features(x) -> (B, n)`` and a linear ``head`` (Eq. 4);
-            see :func:`xcf.models.check_feature_model`.
-        x: test inputs in [0, 1], (N, C, H, W); y: labels, (N,).
-        attack: ``attack(model, x, y) -> x_adv`` (e.g. ``xcf.attacks.PGD(eps=8/255, steps=20)``),
-            or ``None`` for clean examples (the standard-training matrices of Fig. 9).
-        num_classes: K; default ``model.head.out_features``.
-        batch_size: samples per attack batch; batches mix classes.
-        instance: also compute the instance-wise matrix and I-CAS (keeps (N, n) vectors).
-        keep_features: return the (N, n) features g(x + delta) (for :func:`bootstrap_cas`).
-        generator: random generator passed to the attack, for reproducibility.
-        progress: show a progress bar.
-
-    Every input is checked before the attack pass (:mod:`xcf.inputs`): images finite and
-    in [0, 1] (with or without an attack), of the channels the model takes
-    (:func:`xcf.models.input_channels`; a model that names none takes any), integer labels
-    in ``[0, K)``, one label per image, ``batch_size >= 1`` and ``num_classes`` equal to
-    the head's outputs.
-    """
-    check_feature_model(model)
-    W = model.head.weight.detach()
-    K = check_num_classes(num_classes, W.shape[0])
-    check_images(x)
-    _check_channels(model, x)
-    check_labels(y, K)
-    check_lengths(x, y)
-    check_batch_size(batch_size)
-    counts = torch.bincount(y.cpu(), minlength=K)
-    _check_counts(counts)  # before the attack pass, not after it
-    with attack_mode(model, "eval"):  # eval mode, frozen weights; both restored after
-        kept, correct = [], 0
-        for start in tqdm(range(0, len(x), batch_size), disable=not progress, desc="attribution"):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            if attack is not None:
-                xb = attack(model, xb, yb, generator=generator) if generator is not None else attack(model, xb, yb)
-            feats, logits = _features_and_logits(model, xb)
-            correct += int((logits.argmax(1) == yb).sum())
-            kept.append(feats.float())
-    features = torch.cat(kept)
-    # Class means summed in float64, so that they do not depend on the batch order.
-    A = class_attribution_vectors(features.double(), y.to(features.device), W.double()).float()
-    C = correlation_matrix(A)
-    result = Measurement(C=C.cpu(), cas=cas(C), accuracy=correct / len(x), attribution=A.cpu(),
-                         counts=counts)
-    if instance:
-        Ci = instance_correlation_matrix(features, y, W.float())
-        result.C_instance, result.i_cas = Ci.cpu(), i_cas(Ci)
-    if keep_features:
-        result.features = features
-    return result
-
-
-def _check_channels(model: nn.Module, x: torch.Tensor) -> None:
-    """Grey images given to a colour model would broadcast against its 3-channel
-    normalisation into 3 channels, and be measured without a word: refused, with the fix."""
-    want = input_channels(model)
-    if want is None or x.shape[1] == want:
-        return
-    fix = (f"pass {want}-channel images (x.expand(-1, {want}, -1, -1) repeats grey ones)"
-           if x.shape[1] == 1 else f"pass {want}-channel images")
-    if x.shape[1] == 1 and want > 1:
-        fix += (", or wrap another library's model with xcf.models.as_feature_classifier("
-                "..., input_channels=1)")
-    raise ShapeError(f"x has {x.shape[1]}-channel images but {type(model).__name__} takes "
-                     f"{want}-channel images; {fix}")
 
 
 def bootstrap_cas(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, *,
