@@ -243,6 +243,54 @@ def test_a_name_imported_from_elsewhere_is_caught():
     assert set(declared_all(tree)) - defined_names(tree) == {"Run"}
 
 
+# The layers, lowest first: a module imports from its own layer or lower ones only.  The
+# face (the library a user imports) is the bottom; the command line the top.
+LAYERS = (("xcf", "xcf.atomic", "xcf.inputs", "xcf.attacks", "xcf.attribution", "xcf.models",
+           "xcf.plots", "xcf.data", "xcf.theory"),
+          ("xcf.runs",), ("xcf.train",), ("xcf.companion",), ("xcf.cli", "xcf.__main__"))
+
+
+def layer_of(module: str) -> int:
+    """The layer of ``module``: that of the longest prefix listed in :data:`LAYERS`."""
+    best, found = -1, None
+    for i, prefixes in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > best:
+                best, found = len(p), i
+    assert found is not None, f"{module} is in no layer; add its subpackage to LAYERS"
+    return found
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps
+                  if layer_of(d) > layer_of(m))
+
+
+def test_the_layer_check_finds_an_upward_import():
+    assert upward_imports({"xcf.runs.folder": {"xcf.train.runner", "xcf.atomic"},
+                           "xcf.train.runner": {"xcf.runs.folder"}}) == [
+        "xcf.runs.folder -> xcf.train.runner"]
+    assert layer_of("xcf.data.planted") == 0 and layer_of("xcf.cli.main") == 4
+
+
+def test_no_module_imports_from_a_higher_layer():
+    assert upward_imports(import_graph()) == []
+
+
+def test_the_top_level_holds_only_the_face_and_subpackages():
+    top = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+           if p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists())}
+    face = {"__init__", "__main__", "atomic", "inputs", "attacks", "attribution", "models",
+            "plots", "data", "theory"}
+    assert top - face == {"runs", "train", "companion", "cli"}, sorted(top - face)
+
+
+def test_no_library_file_is_over_450_lines():
+    long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, long
+
+
 def page_diagram() -> str:
     text = (ROOT / "book" / "architecture.md").read_text()
     match = re.search(r"## Module dependencies\n.*?```text\n(.*?)```", text, re.S)
