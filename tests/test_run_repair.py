@@ -10,7 +10,8 @@ import torch
 
 from xcf.runs import checkpoints, folder as runs
 from xcf.train import runner
-from xcf.runs.config import ConfigError, make_config
+from xcf.runs.config import make_config
+from xcf.runs.config_file import ConfigError
 from xcf.train.runner import train
 
 QUIET = dict(progress=False, log=lambda s: None)

@@ -17,7 +17,7 @@ A job is a :class:`TrainJob`: ``xcf.train.runner.train`` on the run's config.  P
 time, submitit calls its ``checkpoint()``, which resubmits the same job; the new job finds
 the run folder and resumes from ``checkpoints/last.pt`` (the runner's resume, exact on CPU).
 
-A student's run key includes its teacher's weights digest (:func:`xcf.runs.config.teacher_digest`),
+A student's run key includes its teacher's weights digest (:func:`xcf.runs.identity.teacher_digest`),
 known only once the teacher has finished: the plan names a student by the key it has
 before, and :func:`current_config` recomputes it from the teacher's run folder, as the
 notebook's :func:`xcf.companion.locate.kd_pair` does.
@@ -34,7 +34,9 @@ import yaml
 
 from xcf import __version__
 from xcf.atomic import write_json, write_text
-from xcf.runs.config import TrainConfig, make_config, read_config_file, teacher_identity
+from xcf.runs.config import TrainConfig, make_config
+from xcf.runs.config_file import read_config_file
+from xcf.runs.identity import teacher_identity
 from xcf.companion.locate import kd_overrides
 from xcf.companion.costs import ESTIMATE_LABEL, GPUS, format_pflop, gpu_hours, notebook_runs, plan_runs
 from xcf.companion.profiles import PROFILES, profile_knobs
@@ -127,7 +129,7 @@ def _teacher_name(config: Mapping[str, Any]) -> Optional[str]:
 
 def _repoint(config: Mapping[str, Any], runs_dir: Path) -> dict:
     """``config`` with a KD teacher named as its folder under ``runs_dir`` (the key keeps:
-    it names a teacher by folder name and digest, :func:`xcf.runs.config.teacher_identity`)."""
+    it names a teacher by folder name and digest, :func:`xcf.runs.identity.teacher_identity`)."""
     out = dict(config)
     name = _teacher_name(config)
     if name is not None and not name.endswith(".pt"):

@@ -53,7 +53,7 @@ import yaml
 from xcf import atomic
 from xcf.runs.checkpoints import (FORMAT_VERSION, STATE_FORMAT, CheckpointError, Which, checkpoint_path,
                           file_digest, find_checkpoint, load_model, load_torch, model_checkpoint)
-from xcf.runs.config import ConfigFileError, read_config_file
+from xcf.runs.config_file import ConfigFileError, read_config_file
 from xcf.runs.provenance import RUNNING, command, mark_interrupted, now
 from xcf.runs.lock import (STALE_SECONDS, HeldLock, LockHolder, RunLockedError, acquire, read_lock,
                        wait_until_free)

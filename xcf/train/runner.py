@@ -52,7 +52,8 @@ from tqdm.auto import tqdm
 
 from xcf.atomic import remove_stale_temps, write_json
 from xcf.runs.checkpoints import CheckpointError, file_digest, load_weights, weights_digest
-from xcf.runs.config import ConfigError, TrainConfig, make_config
+from xcf.runs.config import TrainConfig, make_config
+from xcf.runs.config_file import ConfigError
 from xcf.train.distributed import (SINGLE, TIMEOUT, RankZeroFailed, Replica, World, broadcast, join,
                           rank_seed, shard, wrap)
 from xcf.train.evaluation import autoattack_accuracy, evaluate, evaluate_holdout, final_test
@@ -478,7 +479,7 @@ def _finish(run: Run, setup: Setup, history: list[dict], log, progress: bool) ->
     best_pt = run.checkpoint_path("best")
     if not previous and best_pt.is_file():
         # The content of best.pt, recorded once, when training ends: a KD student's key
-        # includes the weights digest (xcf.runs.config.teacher_digest); the file digest tells
+        # includes the weights digest (xcf.runs.identity.teacher_digest); the file digest tells
         # a best.pt replaced by hand.  Neither is added to a final.json of before, so the
         # students of older teachers keep their keys.
         summary["best_sha256"] = file_digest(best_pt)
