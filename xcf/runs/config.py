@@ -14,7 +14,7 @@ every check that needs no data runs here and raises
 **Run keys.**  :meth:`TrainConfig.key` names a run's folder (:mod:`xcf.runs.folder`): a hash
 of the identity fields whose value differs from a frozen baseline, with floats rounded
 first; the pieces (:data:`~xcf.runs.identity.KEY_BASELINE`,
-:func:`~xcf.runs.identity.canonical`) are :mod:`xcf.runs.identity`'s.
+:func:`~xcf.runs.identity.canonical`, the folder's name) are :mod:`xcf.runs.identity`'s.
 Reading a YAML file and the errors are :mod:`xcf.runs.config_file`'s, the checks of one
 value :mod:`xcf.runs.config_checks`'s.
 """

@@ -1,7 +1,8 @@
 """Run folders: one folder per training configuration, written so that a kill never corrupts it.
 
-A run folder is named ``<dataset>-<model>-<objective>-<key>``, where ``key`` is a hash of
-the configuration's identity (:meth:`xcf.runs.config.TrainConfig.key`), and holds::
+A run folder is named ``<dataset>-<model>-<objective>-<key>``
+(:func:`xcf.runs.identity.folder_name`), where ``key`` is a hash of the configuration's
+identity (:meth:`xcf.runs.config.TrainConfig.key`), and holds::
 
     config.yaml          the resolved configuration (what was hashed, plus runtime options)
     provenance.json      git commit, versions, device, seed, one entry per session

@@ -1,4 +1,5 @@
-"""Run identity: what names a run, its key (:func:`config_key`) and the pieces it is made of.
+"""Run identity: what names a run, from its key (:func:`config_key`) to its folder's name
+(:func:`folder_name`, ``<dataset>-<model>-<objective>-<key>``).
 
 **Run keys.**  :meth:`xcf.runs.config.TrainConfig.key` names a run's folder
 (:mod:`xcf.runs.folder`).  It hashes only the identity fields whose value differs from
@@ -12,21 +13,22 @@ names its teacher by folder (:func:`teacher_identity`) and by weights
 
 Separate from the schema (:mod:`xcf.runs.config`, whose
 :meth:`~xcf.runs.config.TrainConfig.identity` assembles a config's identity from these
-pieces) so that the key's pieces have one definition, called alike by training, the
-launcher and the companion's plans.
+pieces) so that the key's pieces and the folder's name have one definition, called alike
+by training, the launcher and the companion's plans.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 from xcf.runs.checkpoints import CheckpointError, weights_digest
 from xcf.runs.config_file import ConfigError
 
 __all__ = ["NON_IDENTITY", "KEY_BASELINE", "KEY_LENGTH", "FLOAT_DIGITS", "canonical",
-           "config_key", "teacher_identity", "teacher_digest"]
+           "config_key", "teacher_identity", "teacher_digest", "NamedConfig", "run_slug",
+           "folder_name"]
 
 # Runtime- or logging-only fields: they do not change the trained weights, so they are left
 # out of the run key; a run can move to another device, or get an AutoAttack or a final
@@ -137,3 +139,25 @@ def _weights_digest_cached(path: Path) -> str:
                               "checkpoint (xcf.runs.checkpoints.save_model)") from err
     return _DIGESTS[tag]
 
+
+class NamedConfig(Protocol):
+    """What a run folder's name reads of a config: its dataset, model and objective
+    (:func:`run_slug`) and its key.  :class:`xcf.runs.config.TrainConfig` is one."""
+
+    dataset: str
+    model: str
+    objective: str
+
+    def key(self) -> str: ...
+
+
+def run_slug(c: NamedConfig) -> str:
+    """``<dataset>-<model>-<objective>``: the readable part of a run folder's name."""
+    return f"{c.dataset}-{c.model}-{c.objective}".replace("/", "_").lower()
+
+
+def folder_name(c: NamedConfig) -> str:
+    """The name of the run folder of config ``c``: ``<dataset>-<model>-<objective>-<key>``
+    (:func:`run_slug` and :meth:`xcf.runs.config.TrainConfig.key`); the one place it is
+    built.  A folder is found by its key alone (:func:`xcf.runs.folder.find_run`)."""
+    return f"{run_slug(c)}-{c.key()}"
