@@ -18,7 +18,8 @@ from xcf.runs.config import make_config
 from xcf.runs.config_file import ConfigError
 from xcf.data.batching import batches
 from xcf.train.evaluation import eval_seed, evaluate, evaluate_holdout
-from xcf.runs.folder import Run, RunFileError
+from xcf.runs.files import RunFileError
+from xcf.runs.folder import Run
 
 NAN, INF = float("nan"), float("inf")
 

@@ -41,7 +41,8 @@ from xcf.companion.locate import kd_overrides
 from xcf.companion.costs import ESTIMATE_LABEL, GPUS, format_pflop, gpu_hours, notebook_runs, plan_runs
 from xcf.companion.profiles import PROFILES, profile_knobs
 from xcf.runs.provenance import DIVERGED, now
-from xcf.runs.folder import Run, RunFileError, default_runs_dir, find_run
+from xcf.runs.files import RunFileError
+from xcf.runs.folder import Run, default_runs_dir, find_run
 from xcf.companion.claim_runs import studies_of
 
 __all__ = ["TRAINING_NOTEBOOKS", "EXECUTORS", "PlanEntry", "select_notebooks", "make_plan",
