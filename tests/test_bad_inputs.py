@@ -14,10 +14,12 @@ from xcf import inputs
 from xcf.attacks import PGD
 from xcf.attribution import (attribution_vectors, bootstrap_cas, cas, class_attribution_vectors,
                              correlation_matrix, i_cas, instance_correlation_matrix, measure)
-from xcf.runs.config import ConfigError, make_config
+from xcf.runs.config import make_config
+from xcf.runs.config_file import ConfigError
 from xcf.data.batching import batches
 from xcf.train.evaluation import eval_seed, evaluate, evaluate_holdout
-from xcf.runs.folder import Run, RunFileError
+from xcf.runs.files import RunFileError
+from xcf.runs.folder import Run
 
 NAN, INF = float("nan"), float("inf")
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
+from xcf.runs import machine
 from xcf.train import precision
 from xcf.cli.main import main
 from xcf.runs.config import make_config
@@ -38,10 +39,10 @@ def test_detection_agrees_with_the_kernels_cpu_flags(monkeypatch):
     kernels, so bf16 cannot be native; the recorded features follow the same flags."""
     monkeypatch.delenv("XCF_NATIVE_BF16", raising=False)
     flags = cpuinfo_flags()
-    f = precision.cpu_features()
+    f = machine.cpu_features()
     assert set(f) == {"native_bf16", "avx2", "avx512", "avx512_bf16", "amx"}
     if "avx512f" not in flags:
-        assert precision.native_bf16("cpu") is False and f["native_bf16"] is False
+        assert machine.native_bf16("cpu") is False and f["native_bf16"] is False
     if f["avx2"] is not None:
         assert f["avx2"] == ("avx2" in flags)
     if f["avx512_bf16"] is not None:
@@ -50,13 +51,13 @@ def test_detection_agrees_with_the_kernels_cpu_flags(monkeypatch):
 
 def test_the_override_forces_either_answer_and_refuses_anything_else(monkeypatch):
     monkeypatch.setenv("XCF_NATIVE_BF16", "0")
-    assert precision.native_bf16("cpu") is False
-    assert precision.cpu_features()["native_bf16"] is False
+    assert machine.native_bf16("cpu") is False
+    assert machine.cpu_features()["native_bf16"] is False
     monkeypatch.setenv("XCF_NATIVE_BF16", "1")
-    assert precision.native_bf16("cpu") is True
+    assert machine.native_bf16("cpu") is True
     monkeypatch.setenv("XCF_NATIVE_BF16", "yes")
     with pytest.raises(ValueError, match="XCF_NATIVE_BF16='yes'.*0.*1"):
-        precision.native_bf16("cpu")
+        machine.native_bf16("cpu")
 
 
 def test_only_bf16_on_an_emulating_cpu_warns(no_native_bf16):
@@ -110,6 +111,6 @@ def test_the_cli_says_it_in_one_line_with_the_fix(tmp_path, capsys, no_native_bf
 
 def test_a_cuda_device_answers_for_itself():
     if not torch.cuda.is_available():
-        assert precision.native_bf16("cuda") is False
+        assert machine.native_bf16("cuda") is False
     else:
-        assert precision.native_bf16("cuda") == torch.cuda.is_bf16_supported()
+        assert machine.native_bf16("cuda") == torch.cuda.is_bf16_supported()

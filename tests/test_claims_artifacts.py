@@ -13,7 +13,7 @@ from scipy import stats
 from xcf.companion import claims, claim_runs as study_plan
 from xcf.runs.config import TrainConfig
 from xcf.companion.profiles import profile_knobs
-from xcf.train.runner import run_slug
+from xcf.runs.identity import folder_name
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "notebooks" / "results" / "cpu"
@@ -231,7 +231,7 @@ def test_every_committed_run_folder_is_named_by_its_config_key():
             assert (RESULTS / Path(teacher).name).is_dir(), teacher
             raw["kd"]["teacher"] = str(RESULTS / Path(teacher).name)
         cfg = TrainConfig.from_dict(raw)
-        assert folder.name == f"{run_slug(cfg)}-{cfg.key()}"
+        assert folder.name == folder_name(cfg)
 
 
 def test_every_committed_run_is_the_papers_algorithm_from_a_clean_commit():

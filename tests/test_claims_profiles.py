@@ -10,10 +10,10 @@ import pytest
 
 from run_folders import make_run
 from xcf.companion import claims, figures, costs as plan, claim_runs as study_plan
+from xcf.runs import identity
 from xcf.runs.config import make_config
 from xcf.companion.locate import kd_overrides
 from xcf.companion.profiles import ParameterError, profile_knobs
-from xcf.train.runner import run_slug
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ROOT / "notebooks" / "params"
@@ -28,8 +28,7 @@ _spec.loader.exec_module(run_claims)
 
 
 def folder_name(config, **overrides) -> str:
-    c = make_config(dict(config), **overrides)
-    return f"{run_slug(c)}-{c.key()}"
+    return identity.folder_name(make_config(dict(config), **overrides))
 
 
 def test_the_full_study_is_exactly_the_runs_the_full_notebooks_train():

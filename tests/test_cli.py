@@ -235,13 +235,13 @@ def test_dry_run_names_the_folder_of_notebook_03s_full_run_and_trains_nothing(tm
     (the key 3aac2997425c); --dry-run prints its folder under --runs-dir."""
     from xcf.runs.config import make_config
     from xcf.companion.profiles import profile_knobs
-    from xcf.train.runner import run_slug
+    from xcf.runs.identity import folder_name
 
     root = Path(__file__).resolve().parent.parent
     notebook = make_config(profile_knobs("03_at_dynamics", "full", root / "notebooks/params")
                            ["train"])
     assert notebook.key() == "3aac2997425c"
-    folder = tmp_path / "runs" / f"{run_slug(notebook)}-{notebook.key()}"
+    folder = tmp_path / "runs" / folder_name(notebook)
     args = ["train", str(root / "configs/cifar10_pgd_at.yaml"), "--dry-run",
             "--runs-dir", str(tmp_path / "runs")]
     assert cli.main(args) == 0

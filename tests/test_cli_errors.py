@@ -13,7 +13,8 @@ import yaml
 
 from conftest import tiny_config
 from xcf.cli import main as cli
-from xcf.runs.config import ConfigError, ConfigFileError, TrainConfig, check_sections_used, make_config
+from xcf.runs.config import TrainConfig, check_sections_used, make_config
+from xcf.runs.config_file import ConfigError, ConfigFileError
 from xcf.train.runner import train
 
 ROOT = Path(__file__).resolve().parent.parent

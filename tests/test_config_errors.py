@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xcf.cli import main as cli
-from xcf.runs.config import ConfigError, ConfigFileError, TrainConfig, make_config
+from xcf.runs.config import TrainConfig, make_config
+from xcf.runs.config_file import ConfigError, ConfigFileError
 
 TINY = dict(dataset="planted", data_kwargs={"image_size": 16}, n_train=48, n_test=30, eval_n=30,
             model="small_cnn", model_kwargs={"width": 4}, objective="pgd_at", eps=4 / 255,

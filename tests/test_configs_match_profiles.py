@@ -10,7 +10,7 @@ import yaml
 
 from xcf.runs.config import make_config
 from xcf.companion.profiles import profile_knobs
-from xcf.train.runner import run_slug
+from xcf.runs.identity import folder_name
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ROOT / "notebooks" / "params"
@@ -28,7 +28,7 @@ def _pgd_at():
 def _kd_at():
     k = full("04_soft_labels")
     teacher = make_config(k["teacher"])
-    folder = f"runs/{run_slug(teacher)}-{teacher.key()}"  # the folder train() makes
+    folder = f"runs/{folder_name(teacher)}"  # the folder train() makes
     return make_config(k["teacher"], objective="kd_at", kd={
         "teacher": folder, "lambda": k["kd_lambda"], "temperature": k["kd_temperature"],
         "form": k["kd_form"]})

@@ -170,6 +170,6 @@ def test_compiled_model_trains_as_the_eager_one_and_keeps_its_checkpoint_keys():
 def test_compile_and_clean_logging_are_runtime_choices_outside_the_run_key():
     base = TrainConfig(dataset="cifar10")
     assert TrainConfig(dataset="cifar10", compile=True, log_train_clean=True).key() == base.key()
-    from xcf.runs.config import ConfigError
+    from xcf.runs.config_file import ConfigError
     with pytest.raises(ConfigError, match="compile"):
         TrainConfig(dataset="cifar10", compile="yes").resolved()

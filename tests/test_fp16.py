@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import LinearNet
-from xcf.runs.config import AMP_MODES, ConfigError, make_config
+from xcf.runs.config import AMP_MODES, make_config
+from xcf.runs.config_file import ConfigError
 from xcf.train.objectives import Objective, Step, cross_entropy
 from xcf.train.precision import AutocastModel, autocast, grad_scaler
 from xcf.train.setup import prepare

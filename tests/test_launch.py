@@ -10,7 +10,9 @@ import yaml
 
 from xcf.cli import main as cli, launch
 from xcf.companion import costs as plan
-from xcf.runs.config import make_config, read_config_file, teacher_identity
+from xcf.runs.config import make_config
+from xcf.runs.config_file import read_config_file
+from xcf.runs.identity import teacher_identity
 from xcf.companion.profiles import profile_knobs
 from xcf.runs.folder import Run
 
@@ -169,7 +171,7 @@ def test_bad_input_exits_2_with_one_line(params, tmp_path, capsys, monkeypatch, 
 
 
 def test_teacher_identity_of_a_planned_student_is_the_teacher_folder(params, tmp_path):
-    """The student's key names its teacher by folder (xcf.runs.config.teacher_identity), so the
+    """The student's key names its teacher by folder (xcf.runs.identity.teacher_identity), so the
     plan's runs folder and the notebook's (``runs/``) give one key."""
     out, p = _plan(tmp_path)
     (student,) = [r for r in p["runs"] if "-kd_at-" in r["name"]]

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from xcf.runs import lock as run_lock, folder as runs
-from xcf.train import runner
 from xcf.runs.config import TrainConfig
+from xcf.runs.identity import folder_name
 from xcf.inputs import ArgumentError
 from xcf.train.runner import train
 
@@ -34,7 +34,7 @@ def tiny(**overrides):
 
 def run_of(cfg, runs_dir):
     c = TrainConfig(**cfg)
-    return runs.Run(runs_dir / f"{runner.run_slug(c)}-{c.key()}")
+    return runs.Run(runs_dir / folder_name(c))
 
 
 # A holder in a process of its own: trains the run with a pause after each epoch (so the

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import pytest
 
 from xcf.runs import config
-from xcf.runs.config import KEY_BASELINE, TrainConfig, canonical, config_key, make_config
+from xcf.runs.config import TrainConfig, make_config
+from xcf.runs.identity import KEY_BASELINE, NON_IDENTITY, canonical, config_key
 
 
 @dataclass
@@ -147,7 +148,7 @@ ADDED_AFTER_THE_FREEZE: dict = {"kd": ("soft_labels",)}
 
 def test_the_baseline_is_the_resolved_default_config_it_was_frozen_from():
     d = TrainConfig().resolved().to_dict()
-    for key in config.NON_IDENTITY:
+    for key in NON_IDENTITY:
         d.pop(key)
     assert set(KEY_BASELINE) <= set(d), "the baseline names a field that does not exist"
     for section, fields in ADDED_AFTER_THE_FREEZE.items():

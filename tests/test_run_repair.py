@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from xcf.runs import checkpoints, folder as runs
+from xcf.runs.files import RunFileError
 from xcf.train import runner
-from xcf.runs.config import ConfigError, make_config
+from xcf.runs.config import make_config
+from xcf.runs.config_file import ConfigError
 from xcf.train.runner import train
 
 QUIET = dict(progress=False, log=lambda s: None)
@@ -55,7 +57,7 @@ def test_a_half_written_last_line_is_dropped_and_the_file_rewritten_on_reuse(cop
     good = (finished.path / "metrics.jsonl").read_text()
     with open(copy.path / "metrics.jsonl", "a") as f:
         f.write('{"epoch": 3, "cas": 1.2')  # killed half-way through a line
-    with pytest.raises(runs.RunFileError, match="line 3"):
+    with pytest.raises(RunFileError, match="line 3"):
         copy.metrics()
     said = []
     again = train(tiny(), runs_dir=copy.path.parent, progress=False, log=said.append)
@@ -99,7 +101,7 @@ def test_a_final_json_edited_to_another_best_epoch_is_refused_and_left_as_it_is(
     final["best_epoch"] = 7
     (copy.path / "final.json").write_text(json.dumps(final))
     before = (copy.path / "final.json").read_bytes()
-    with pytest.raises(runs.RunFileError,
+    with pytest.raises(RunFileError,
                        match=rf"final\.json gives best epoch 7 .* has {best} and 2: it was edited"):
         train(tiny(), runs_dir=copy.path.parent, **QUIET)
     assert (copy.path / "final.json").read_bytes() == before  # nothing lost
@@ -108,7 +110,7 @@ def test_a_final_json_edited_to_another_best_epoch_is_refused_and_left_as_it_is(
 def test_a_garbled_final_json_is_refused_and_rewritten_once_moved_away(copy, finished):
     garbled = b'{"best_epoch": 2, "la'
     (copy.path / "final.json").write_bytes(garbled)
-    with pytest.raises(runs.RunFileError, match=r"final\.json is unreadable.*move it away"):
+    with pytest.raises(RunFileError, match=r"final\.json is unreadable.*move it away"):
         copy.repair()
     assert (copy.path / "final.json").read_bytes() == garbled
     (copy.path / "final.json").rename(copy.path / "final.garbled")
@@ -122,7 +124,7 @@ def test_a_final_json_of_an_unfinished_run_is_refused(tmp_path):
         train(tiny(), runs_dir=tmp_path, callbacks=[crash_after(1)], **QUIET)
     (path,) = tmp_path.iterdir()
     (path / "final.json").write_text('{"best_epoch": 1, "epochs": 2}\n')  # copied in
-    with pytest.raises(runs.RunFileError, match=r"last\.pt holds epoch 1 of 2"):
+    with pytest.raises(RunFileError, match=r"last\.pt holds epoch 1 of 2"):
         train(tiny(), runs_dir=tmp_path, **QUIET)
     (path / "final.json").unlink()
     run = train(tiny(), runs_dir=tmp_path, **QUIET)
@@ -134,7 +136,7 @@ def test_a_replaced_best_checkpoint_is_refused_on_reuse(copy):
     with torch.no_grad():
         model.head.bias.add_(1.0)
     checkpoints.save_model(model, model.meta, copy.checkpoint_path("best"), epoch=1)
-    with pytest.raises(runs.RunFileError, match=r"checkpoints/best\.pt is not the best checkpoint"):
+    with pytest.raises(RunFileError, match=r"checkpoints/best\.pt is not the best checkpoint"):
         train(tiny(), runs_dir=copy.path.parent, **QUIET)
 
 

@@ -18,6 +18,7 @@ from xcf import atomic
 from xcf.runs import checkpoints, provenance, lock as run_lock, folder as runs
 from xcf.train import runner
 from xcf.runs.config import TrainConfig
+from xcf.runs.identity import folder_name
 from xcf.data.dataset import stratified_indices
 from xcf.train.setup import prepare
 from xcf.train.runner import train
@@ -234,7 +235,7 @@ def test_overwrite_starts_afresh(tmp_path):
 
 def test_a_run_being_trained_is_locked_against_a_second_process(tmp_path):
     cfg = TrainConfig(**tiny(epochs=1))
-    run = runs.Run(tmp_path / f"{runner.run_slug(cfg)}-{cfg.key()}")
+    run = runs.Run(tmp_path / folder_name(cfg))
     with run.lock():  # as if another process were training it
         with pytest.raises(run_lock.RunLockedError, match=f"pid {os.getpid()}"):
             train(cfg, runs_dir=tmp_path, **QUIET)

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from conftest import LinearNet, tiny_config
 from xcf.train import objectives as O
 from xcf.attacks import PGD
-from xcf.runs.config import ConfigError, make_config
+from xcf.runs.config import make_config
+from xcf.runs.config_file import ConfigError
 
 
 def entropy(p):

@@ -11,7 +11,8 @@ from conftest import LinearNet, TinyNet
 from xcf.runs import checkpoints, folder as runs
 from xcf.train import objectives, runner, loop as training
 from xcf.attacks import PGD
-from xcf.runs.config import OBJECTIVES, ConfigError, TrainConfig, make_config
+from xcf.runs.config import OBJECTIVES, TrainConfig, make_config
+from xcf.runs.config_file import ConfigError
 from xcf.train.posthoc import measure_run
 from xcf.train.precision import autocast
 from xcf.train.setup import prepare, split_holdout
@@ -85,7 +86,8 @@ def test_kd_at_loss_matches_eq3_as_printed_and_in_hinton_form(batch, lam, T, for
 
 
 def test_kd_form_defaults_to_eq3_as_printed_and_rejects_others():
-    from xcf.runs.config import ConfigError, make_config
+    from xcf.runs.config import make_config
+    from xcf.runs.config_file import ConfigError
 
     assert make_config().kd.form == "eq3"
     with pytest.raises(ConfigError, match=r"kd\.form.*'hinten'.*hinton"):

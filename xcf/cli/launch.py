@@ -17,7 +17,7 @@ A job is a :class:`TrainJob`: ``xcf.train.runner.train`` on the run's config.  P
 time, submitit calls its ``checkpoint()``, which resubmits the same job; the new job finds
 the run folder and resumes from ``checkpoints/last.pt`` (the runner's resume, exact on CPU).
 
-A student's run key includes its teacher's weights digest (:func:`xcf.runs.config.teacher_digest`),
+A student's run key includes its teacher's weights digest (:func:`xcf.runs.identity.teacher_digest`),
 known only once the teacher has finished: the plan names a student by the key it has
 before, and :func:`current_config` recomputes it from the teacher's run folder, as the
 notebook's :func:`xcf.companion.locate.kd_pair` does.
@@ -34,13 +34,15 @@ import yaml
 
 from xcf import __version__
 from xcf.atomic import write_json, write_text
-from xcf.runs.config import TrainConfig, make_config, read_config_file, teacher_identity
+from xcf.runs.config import TrainConfig, make_config
+from xcf.runs.config_file import read_config_file
+from xcf.runs.identity import folder_name, teacher_identity
 from xcf.companion.locate import kd_overrides
 from xcf.companion.costs import ESTIMATE_LABEL, GPUS, format_pflop, gpu_hours, notebook_runs, plan_runs
 from xcf.companion.profiles import PROFILES, profile_knobs
 from xcf.runs.provenance import DIVERGED, now
-from xcf.train.runner import run_slug
-from xcf.runs.folder import Run, RunFileError, default_runs_dir, find_run
+from xcf.runs.files import RunFileError
+from xcf.runs.folder import Run, default_runs_dir, find_run
 from xcf.companion.claim_runs import studies_of
 
 __all__ = ["TRAINING_NOTEBOOKS", "EXECUTORS", "PlanEntry", "select_notebooks", "make_plan",
@@ -110,7 +112,7 @@ def _claims_runs(P: Mapping[str, Any], runs_dir: Path) -> list[tuple[str, dict]]
         overrides = dict(study.overrides)
         if study.teacher_seed is not None:
             teacher = make_config(dict(study.config), seed=study.teacher_seed)
-            folder = runs_dir / f"{run_slug(teacher)}-{teacher.key()}"
+            folder = runs_dir / folder_name(teacher)
             overrides = {**kd_overrides(folder, P["kd_lambda"], P["kd_temperature"],
                                         study.kd_form), "seed": study.teacher_seed}
         out.append((study.name, make_config(dict(study.config), **overrides).to_dict()))
@@ -127,7 +129,7 @@ def _teacher_name(config: Mapping[str, Any]) -> Optional[str]:
 
 def _repoint(config: Mapping[str, Any], runs_dir: Path) -> dict:
     """``config`` with a KD teacher named as its folder under ``runs_dir`` (the key keeps:
-    it names a teacher by folder name and digest, :func:`xcf.runs.config.teacher_identity`)."""
+    it names a teacher by folder name and digest, :func:`xcf.runs.identity.teacher_identity`)."""
     out = dict(config)
     name = _teacher_name(config)
     if name is not None and not name.endswith(".pt"):
@@ -158,8 +160,7 @@ def make_plan(profile: str, notebooks: Optional[Sequence[str]] = None,
         if c.key() in by_key:
             by_key[c.key()].labels.append(label)
         else:
-            by_key[c.key()] = PlanEntry(f"{run_slug(c)}-{c.key()}", config, [label],
-                                        c.epochs, 0.0)
+            by_key[c.key()] = PlanEntry(folder_name(c), config, [label], c.epochs, 0.0)
     entries = list(by_key.values())
     costs = plan_runs([(e.name, e.config) for e in entries])  # FLOPs, in the same order
     names = {e.name for e in entries}
@@ -246,10 +247,11 @@ def current_config(directory: str | Path, run: Mapping[str, Any], runs_dir: str 
 
 def run_folder(config: TrainConfig | Mapping[str, Any], runs_dir: str | Path | None = None) -> Run:
     """The run folder ``config`` trains into, as :func:`xcf.train.runner.train` finds it: the
-    folder under ``runs_dir`` whose name ends in the key, else ``<slug>-<key>`` there."""
+    folder under ``runs_dir`` whose name ends in the key, else
+    :func:`~xcf.runs.identity.folder_name` there."""
     c = make_config(config)
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    return find_run(root, c.key()) or Run(root / f"{run_slug(c)}-{c.key()}")
+    return find_run(root, c.key()) or Run(root / folder_name(c))
 
 
 def run_state(run: Run) -> tuple[str, int, Optional[int]]:

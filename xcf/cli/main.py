@@ -110,8 +110,9 @@ def _cluster_parsers(sub) -> None:
 def _train(args: argparse.Namespace) -> int:
     if args.ddp is not None and not args.dry_run:
         return _train_under_torchrun(args)
-    from xcf.runs.config import (TrainConfig,  # torch loads here, after main() has set OMP_WAIT_POLICY
-                         check_sections_used, read_config_file)
+    # torch loads here, after main() has set OMP_WAIT_POLICY
+    from xcf.runs.config import TrainConfig, check_sections_used
+    from xcf.runs.config_file import read_config_file
     from xcf.train.distributed import RankZeroFailed, leave
     from xcf.train.runner import train  # noqa: E402  (same reason)
 
@@ -274,7 +275,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     # Imported only now, after OMP_WAIT_POLICY is set: these modules load torch.
     from xcf.runs.checkpoints import CheckpointError
-    from xcf.runs.config import ConfigError
+    from xcf.runs.config_file import ConfigError
     from xcf.data.dataset import DatasetUnavailableError
     from xcf.runs.lock import RunLockedError
 

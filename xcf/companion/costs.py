@@ -25,7 +25,7 @@ import torch
 
 from xcf.runs.config import TrainConfig, make_config
 from xcf.models import build
-from xcf.train.runner import run_slug
+from xcf.runs.identity import folder_name
 
 __all__ = ["DATASET_SIZES", "GPUS", "ASSUMED_UTILISATION", "ESTIMATE_LABEL", "PlannedRun",
            "dataset_size", "image_flops", "run_flops", "notebook_runs", "plan_runs",
@@ -70,8 +70,8 @@ class PlannedRun:
 
     @property
     def name(self) -> str:
-        """The run folder's name (:func:`xcf.train.runner.run_slug` and the config key)."""
-        return f"{run_slug(self.config)}-{self.config.key()}"
+        """The run folder's name (:func:`xcf.runs.identity.folder_name`)."""
+        return folder_name(self.config)
 
 
 def dataset_size(c: TrainConfig) -> tuple[int, int, int, tuple[int, int, int]]:

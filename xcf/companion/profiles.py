@@ -35,7 +35,8 @@ from typing import Any, Mapping
 import yaml
 
 from xcf.atomic import write_json
-from xcf.runs.config import ConfigError, make_config
+from xcf.runs.config import make_config
+from xcf.runs.config_file import ConfigError
 from xcf.runs.folder import default_runs_dir
 
 __all__ = ["PROFILES", "ParameterError", "Parameters", "params_dir", "resolve_profile",

@@ -179,7 +179,7 @@ def weights_digest(path_or_run: str | Path, which: Which = "best") -> str:
     Not the file's bytes (:func:`file_digest`): a checkpoint also holds its epoch's
     metrics row, wall-clock ``seconds`` among them, so training the same model twice,
     bit for bit, writes two files with two file digests but one weights digest.  A KD
-    student's key carries its teacher's weights digest (:func:`xcf.runs.config.teacher_digest`)."""
+    student's key carries its teacher's weights digest (:func:`xcf.runs.identity.teacher_digest`)."""
     ckpt, _ = read_checkpoint(path_or_run, which)
     h = hashlib.sha256()
     h.update(json.dumps(_plain(dict(ckpt.get("meta", {}))), sort_keys=True, default=str).encode())

@@ -8,42 +8,37 @@ One concept: *what defines a run*.  :class:`TrainConfig` holds every knob of
 :class:`TradesConfig` and :class:`FastATConfig` hold the settings of one objective each.
 
 :func:`make_config` builds a validated config from a config, a mapping or a YAML file;
-every check that needs no data runs here and raises :class:`ConfigError` naming the key.
+every check that needs no data runs here and raises
+:class:`~xcf.runs.config_file.ConfigError` naming the key.
 
-**Run keys.**  :meth:`TrainConfig.key` names a run's folder (:mod:`xcf.runs.folder`).  It hashes
-only the identity fields whose value differs from :data:`KEY_BASELINE`, a frozen copy of
-the defaults written out literally below, and floats are rounded to 9 significant digits
-first (:func:`canonical`).  So adding a field with a default keeps every existing key (the
-field is at its baseline in every old run), changing a default later keeps the keys of the
-runs made before (their value still equals the frozen baseline), and ``0.0313725490`` and
-``8/255`` give one key.
+**Run keys.**  :meth:`TrainConfig.key` names a run's folder (:mod:`xcf.runs.folder`): a hash
+of the identity fields whose value differs from a frozen baseline, with floats rounded
+first; the pieces (:data:`~xcf.runs.identity.KEY_BASELINE`,
+:func:`~xcf.runs.identity.canonical`, the folder's name) are :mod:`xcf.runs.identity`'s.
+Reading a YAML file and the errors are :mod:`xcf.runs.config_file`'s, the checks of one
+value :mod:`xcf.runs.config_checks`'s.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
-import hashlib
-import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
-
-import yaml
+from typing import Any, Mapping, Optional, Union
 
 from xcf.attacks import NORMS, default_step_size
-from xcf.runs.checkpoints import CheckpointError, weights_digest
 from xcf.data import DATASETS
 from xcf.models import MODELS
+from xcf.runs.config_checks import (as_float, did_you_mean, is_int, need_bool, need_choice,
+                                    need_int, need_number)
+from xcf.runs.config_file import ConfigError, read_config_file, short_repr
+from xcf.runs.identity import (KEY_BASELINE, NON_IDENTITY, canonical, config_key, teacher_digest,
+                               teacher_identity)
 
-__all__ = ["OBJECTIVES", "AMP_MODES", "ATTACK_MODES", "KD_FORMS", "KD_SOFT_LABELS", "BEST_METRICS", "DEVICE_PATTERN",
-           "NON_IDENTITY", "KEY_BASELINE", "KEY_LENGTH", "FLOAT_DIGITS", "ConfigError",
-           "ConfigFileError", "LINF_EPS_MAX", "L2_EPS_MAX", "read_config_file", "KDConfig",
-           "TradesConfig", "FastATConfig", "TrainConfig", "teacher_identity", "teacher_digest",
-           "canonical", "check_sections_used", "UniqueKeyLoader", "DuplicateKeyError",
-           "config_key", "make_config"]
+__all__ = ["OBJECTIVES", "AMP_MODES", "ATTACK_MODES", "KD_FORMS", "KD_SOFT_LABELS", "BEST_METRICS",
+           "DEVICE_PATTERN", "LINF_EPS_MAX", "L2_EPS_MAX", "KDConfig", "TradesConfig",
+           "FastATConfig", "TrainConfig", "check_sections_used", "make_config"]
 
 OBJECTIVES = ("standard", "pgd_at", "kd_at", "fast_at", "trades")
 # fp16 needs loss scaling (torch.amp.GradScaler, xcf.train.precision.grad_scaler): the fast path
@@ -56,119 +51,11 @@ KD_FORMS = ("eq3", "hinton")
 KD_SOFT_LABELS = ("teacher", "shuffled", "smoothing")
 BEST_METRICS = ("auto", "test_robust_acc", "test_clean_acc")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-# Runtime- or logging-only fields: they do not change the trained weights, so they are left
-# out of the run key; a run can move to another device, or get an AutoAttack or a final
-# whole-test-set evaluation later, and stay the same run.
-NON_IDENTITY = ("device", "data_root", "autoattack", "autoattack_n", "final_test", "compile",
-                "log_train_clean")
-
-
-class ConfigError(ValueError):
-    """A configuration value is wrong; the message names the key and what is allowed."""
-
-    def __init__(self, key: str, problem: str, allowed: Optional[Iterable[Any]] = None) -> None:
-        self.key = key
-        self.allowed = list(allowed) if allowed is not None else None
-        text = f"config key '{key}': {problem}"
-        if self.allowed is not None:
-            text += f"; allowed values: {', '.join(map(str, self.allowed))}"
-        super().__init__(text)
-
-
-class ConfigFileError(ConfigError):
-    """A config file cannot be used as a whole: missing, unreadable, not YAML, empty, or not
-    a mapping.  The message names the file (and the line, for a YAML syntax error)."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = Path(path)
-        self.key = "<file>"
-        self.allowed = None
-        ValueError.__init__(self, f"config file {path}: {problem}")
-
-
 # Upper bounds of the attack radius, in [0, 1] pixel units.  l-inf: a radius of 1 already
 # allows any image; the paper uses 8/255.  l2: generous (the paper uses 128/255 ~ 0.5; the
 # diameter of a 32x32x3 image in [0, 1] is about 55).
 LINF_EPS_MAX = 1.0
 L2_EPS_MAX = 64.0
-
-
-def read_config_file(path: str | Path) -> dict:
-    """The mapping a YAML config file holds; :class:`ConfigFileError` naming the file when it
-    is missing, unreadable, not valid YAML (with the line), empty or comment-only (which
-    would otherwise mean the CIFAR-10 / 200-epoch defaults), or not a mapping."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigFileError(path, "does not exist")
-    if path.is_dir():
-        raise ConfigFileError(path, "is a directory; give a YAML file (see configs/)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigFileError(path, f"cannot be read ({err})") from err
-    try:
-        data = yaml.load(text, Loader=UniqueKeyLoader)
-    except DuplicateKeyError as err:
-        raise ConfigFileError(path, str(err)) from err
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        what = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigFileError(path, f"is not valid YAML{where}: {what}") from err
-    if data is None:
-        raise ConfigFileError(path, "is empty (or holds only comments); write the config keys "
-                              "in it, e.g. start from configs/smoke.yaml (an empty config "
-                              "would mean the full CIFAR-10, 200-epoch defaults)")
-    if not isinstance(data, Mapping):
-        raise ConfigFileError(path, f"must hold a mapping of config keys to values, got a "
-                              f"{type(data).__name__} ({_short(data)})")
-    return dict(data)
-
-
-class DuplicateKeyError(yaml.YAMLError):
-    """A key given twice in one YAML mapping; the message names it and both lines."""
-
-
-class UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping, at any depth:
-    PyYAML keeps the last silently, so ``epochs: 2`` ... ``epochs: 50`` would train 50."""
-
-    def get_single_node(self):
-        node = super().get_single_node()
-        if node is not None:
-            _check_unique_keys(node, (), set())
-        return node
-
-
-def _check_unique_keys(node: yaml.Node, where: tuple, seen_nodes: set) -> None:
-    if id(node) in seen_nodes:  # an alias of a node already checked (or a recursive one)
-        return
-    seen_nodes.add(id(node))
-    if isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _check_unique_keys(item, where + (str(i),), seen_nodes)
-    if not isinstance(node, yaml.MappingNode):
-        return
-    first: dict[tuple, tuple] = {}
-    for key, value in node.value:
-        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
-            continue  # "<<: *base" merges may override keys: that is what they are for
-        name = ".".join(where + (key.value,))
-        if (key.tag, key.value) in first:
-            line, old = first[(key.tag, key.value)]
-            scalars = isinstance(old, yaml.ScalarNode) and isinstance(value, yaml.ScalarNode)
-            at = (f"line {line} ({key.value}: {old.value}) and line {key.start_mark.line + 1} "
-                  f"({key.value}: {value.value})" if scalars
-                  else f"line {line} and line {key.start_mark.line + 1}")
-            raise DuplicateKeyError(f"key '{name}' is given twice, at {at}; YAML would keep the "
-                                    "last silently: keep one of them")
-        first[(key.tag, key.value)] = (key.start_mark.line + 1, value)
-        _check_unique_keys(value, where + (key.value,), seen_nodes)
-
-
-def _short(value: Any, width: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 @dataclass
@@ -292,7 +179,7 @@ class TrainConfig:
             elif not isinstance(value, cls):
                 keys = [_YAML_KEYS.get(f.name, f.name) for f in dataclasses.fields(cls)]
                 raise ConfigError(name, f"must be a mapping with the keys {', '.join(keys)}, "
-                                  f"got {_short(value)}")
+                                  f"got {short_repr(value)}")
         _coerce_numbers(self)
         _validate(self)
 
@@ -305,13 +192,13 @@ class TrainConfig:
         known = [f.name for f in dataclasses.fields(cls)]
         for key in d:
             if key not in known:
-                raise ConfigError(str(key), "unknown key" + _suggest(key, known), known)
+                raise ConfigError(str(key), "unknown key" + did_you_mean(key, known), known)
         return cls(**dict(d))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        """Build from a YAML file (see :func:`read_config_file` for what the file must be);
-        a section the objective does not use must not set anything
+        """Build from a YAML file (see :func:`~xcf.runs.config_file.read_config_file` for
+        what the file must be); a section the objective does not use must not set anything
         (:func:`check_sections_used`)."""
         config = cls.from_dict(read_config_file(path))
         check_sections_used(config)
@@ -343,13 +230,14 @@ class TrainConfig:
 
     def identity(self) -> dict:
         """What a run's key is computed from: the identity fields of the resolved config
-        (no runtime-only field, :data:`NON_IDENTITY`; no section of another objective)
-        whose canonical value differs from the baseline (:data:`KEY_BASELINE`; a field
-        added after it is compared with its own default).  A section is compared field by
-        field.  A KD teacher is named by :func:`teacher_identity`, and its content by
-        :func:`teacher_digest` (``kd.teacher_weights_sha256``) when one is known, so a
-        student of a replaced teacher gets a key of its own, and a student of a teacher
-        trained again bit for bit keeps its key."""
+        (no runtime-only field, :data:`~xcf.runs.identity.NON_IDENTITY`; no section of
+        another objective) whose canonical value differs from the baseline
+        (:data:`~xcf.runs.identity.KEY_BASELINE`; a field added after it is compared with
+        its own default).  A section is compared field by field.  A KD teacher is named by
+        :func:`~xcf.runs.identity.teacher_identity`, and its content by
+        :func:`~xcf.runs.identity.teacher_digest` (``kd.teacher_weights_sha256``) when one
+        is known, so a student of a replaced teacher gets a key of its own, and a student
+        of a teacher trained again bit for bit keeps its key."""
         d = self.resolved().to_dict()
         for key in NON_IDENTITY:
             d.pop(key, None)
@@ -374,67 +262,9 @@ class TrainConfig:
         return diff
 
     def key(self) -> str:
-        """The run's key: :func:`config_key` of :meth:`identity`."""
+        """The run's key: :func:`~xcf.runs.identity.config_key` of :meth:`identity`."""
         return config_key(self.identity())
 
-
-def teacher_identity(teacher: str) -> str:
-    """The part of a teacher's path that names it: the run folder's name (which carries
-    the teacher's own config key), not where the folder lies, so a student run keeps its
-    key when its teacher's results move (e.g. into ``notebooks/results/``)."""
-    p = Path(teacher)
-    if p.suffix == ".pt" and p.parent.name == "checkpoints":
-        return f"{p.parent.parent.name}/checkpoints/{p.name}"
-    if p.suffix != ".pt":
-        return p.name
-    return str(p)
-
-
-def teacher_digest(teacher: str) -> dict[str, str]:
-    """What a KD student's key records of its teacher's content, as far as it can be known:
-    ``{"teacher_weights_sha256": ...}`` (:func:`xcf.runs.checkpoints.weights_digest` of the
-    teacher's best weights), or for an older teacher the field it had, or ``{}``.
-
-    A run folder: the ``best_weights_sha256`` its final.json records (written when it
-    finished training, :func:`xcf.train.runner.train`); an exported folder keeps its final.json
-    but not its checkpoints, so the digest travels with it.  A final.json from before
-    weights digests gives its ``best_sha256`` (the digest of the file) as
-    ``teacher_sha256``, and one from before any digest gives ``{}``: the students of
-    those teachers keep their keys.  A ``.pt`` file: the weights digest of the file.  A
-    missing teacher: ``{}``."""
-    p = Path(teacher)
-    if p.suffix == ".pt":
-        return {"teacher_weights_sha256": _weights_digest_cached(p)} if p.is_file() else {}
-    final = p / "final.json"
-    if not final.is_file():
-        return {}
-    try:
-        recorded = json.loads(final.read_text())
-        weights, file = recorded.get("best_weights_sha256"), recorded.get("best_sha256")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as err:
-        raise ConfigError("kd.teacher", f"the teacher's {final} is unreadable ({err}); "
-                          "restore it or train the teacher again") from err
-    if isinstance(weights, str):
-        return {"teacher_weights_sha256": weights}
-    return {"teacher_sha256": file} if isinstance(file, str) else {}
-
-
-_DIGESTS: dict[tuple, str] = {}  # (path, inode, size, mtime, ctime) -> weights sha256
-
-
-def _weights_digest_cached(path: Path) -> str:
-    """:func:`xcf.runs.checkpoints.weights_digest`, once per version of the file (keys are
-    computed often; a checkpoint can be large).  A version is told by inode, size and
-    times: an atomic rewrite (:mod:`xcf.atomic`) always gets a new inode."""
-    st = path.stat()
-    tag = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    if tag not in _DIGESTS:
-        try:
-            _DIGESTS[tag] = weights_digest(path)
-        except CheckpointError as err:
-            raise ConfigError("kd.teacher", f"{err}; a teacher .pt must be an xcf model "
-                              "checkpoint (xcf.runs.checkpoints.save_model)") from err
-    return _DIGESTS[tag]
 
 
 _SECTIONS = {"kd": KDConfig, "trades": TradesConfig, "fast_at": FastATConfig}
@@ -443,9 +273,9 @@ _YAML_KEYS = {"lam": "lambda"}
 
 
 def check_sections_used(c: TrainConfig) -> None:
-    """A :class:`ConfigError` naming the section and the objective when a section that
-    ``c.objective`` does not read sets a value (``kd: {lambda: 0.3}`` under ``objective:
-    pgd_at`` would be ignored silently, and left out of the run key).
+    """A :class:`~xcf.runs.config_file.ConfigError` naming the section and the objective
+    when a section that ``c.objective`` does not read sets a value (``kd: {lambda: 0.3}``
+    under ``objective: pgd_at`` would be ignored silently, and left out of the run key).
 
     A value equal to the field's default, or to what :meth:`TrainConfig.resolved` makes of
     it (``fast_at.alpha`` = 1.25 eps), passes: the config.yaml of every run holds all
@@ -460,7 +290,7 @@ def check_sections_used(c: TrainConfig) -> None:
         default = cls()
         resolved = getattr(dataclasses.replace(c, **{name: cls()}).resolved(), name)
         given = getattr(c, name)
-        changed = [f"{_YAML_KEYS.get(f.name, f.name)}: {_short(getattr(given, f.name))}"
+        changed = [f"{_YAML_KEYS.get(f.name, f.name)}: {short_repr(getattr(given, f.name))}"
                    for f in dataclasses.fields(cls)
                    if canonical(getattr(given, f.name)) not in (
                        canonical(getattr(default, f.name)), canonical(getattr(resolved, f.name)))]
@@ -471,63 +301,14 @@ def check_sections_used(c: TrainConfig) -> None:
                               f"be ignored; remove the section (xcf train: --set {name}=null), "
                               f"or set objective: {user}")
 
-# The identity defaults as of the change to difference-based keys (the resolved Table 2
-# defaults), frozen: do NOT edit a value here when a default changes, or every run made
-# before loses its key.  A new field needs no entry (its own default is its baseline),
-# unless the runs made before it behaved like another value: then that value is its
-# entry (kd.form: the KD runs before the field existed used the T^2 "hinton" form).
-# Defaults changed since the freeze: attack_mode (eval -> train), kd.form (new, eq3).
-KEY_BASELINE: dict[str, Any] = {
-    "dataset": "cifar10", "data_kwargs": {}, "n_train": None, "n_test": None, "eval_n": None,
-    "holdout_n": None, "data_seed": 0, "augment": True,
-    "model": "preact_resnet18", "model_kwargs": {}, "normalize": True,
-    "objective": "pgd_at", "norm": "linf", "eps": 8 / 255, "alpha": 2 / 255,
-    "attack_steps": 10, "attack_mode": "eval",
-    "kd": {"teacher": None, "lambda": 0.5, "temperature": 2.0, "form": "hinton"},
-    "trades": {"beta": 6.0},
-    "fast_at": {"alpha": 10 / 255},
-    "epochs": 200, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
-    "milestones": [0.5, 0.75], "lr_gamma": 0.1, "seed": 0, "amp": "none",
-    "channels_last": True, "eval_eps": 8 / 255, "eval_steps": 20, "eval_batch_size": 500,
-    "best_metric": "test_robust_acc", "save_matrices_every": 10, "save_checkpoints_at": [],
-}
-KEY_LENGTH = 12  # hex characters of a run key
-FLOAT_DIGITS = 9  # significant digits a float keeps in a key: 0.0313725490 == 8/255
-
 
 def _key_baseline(cls: type) -> dict:
-    """:data:`KEY_BASELINE`, completed with the current defaults of ``cls`` for the fields
-    (and section fields) it lacks."""
+    """:data:`~xcf.runs.identity.KEY_BASELINE`, completed with the current defaults of
+    ``cls`` for the fields (and section fields) it lacks."""
     base = cls().resolved().to_dict()
     for name, frozen in KEY_BASELINE.items():
         base[name] = {**base.get(name, {}), **frozen} if name in _SECTIONS else frozen
     return base
-
-
-def canonical(value: Any) -> Any:
-    """``value`` in the form that is hashed: floats rounded to :data:`FLOAT_DIGITS`
-    significant digits (also inside mappings and lists), tuples as lists, keys as strings."""
-    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
-        return value
-    if isinstance(value, float):
-        return float(f"{value:.{FLOAT_DIGITS}g}")
-    if isinstance(value, Mapping):
-        return {str(k): canonical(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [canonical(v) for v in value]
-    return value
-
-
-def config_key(identity: Mapping[str, Any], length: int = KEY_LENGTH) -> str:
-    """Hex digest of an identity: SHA-256 of its canonical JSON (sorted keys, floats by
-    :func:`canonical`), truncated to ``length`` characters."""
-    text = json.dumps(canonical(dict(identity)), sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
-
-
-def _suggest(key: Any, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(str(key), known, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _section_from_dict(name: str, cls: type, d: Mapping[str, Any]):
@@ -538,7 +319,7 @@ def _section_from_dict(name: str, cls: type, d: Mapping[str, Any]):
     for key, value in d.items():
         attr = to_field.get(key, key)
         if attr not in fields_:
-            raise ConfigError(f"{name}.{key}", "unknown key" + _suggest(key, yaml_names), yaml_names)
+            raise ConfigError(f"{name}.{key}", "unknown key" + did_you_mean(key, yaml_names), yaml_names)
         kwargs[attr] = value
     return cls(**kwargs)
 
@@ -564,77 +345,24 @@ def make_config(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] =
 
 # --------------------------------------------------------------------------- validation
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 # Fields (and section fields) that hold a float: a string that reads as a number (YAML 1.1
 # reads ``1e-3``, without a dot, as a string) or as a fraction (``8/255``) is taken as that
 # float before validation, so a run key does not depend on how the number was typed.
 _FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "lr_gamma", "eps", "eval_eps", "alpha")
 _FLOAT_SECTION_FIELDS = {"kd": ("lam", "temperature"), "trades": ("beta",), "fast_at": ("alpha",)}
-_FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-# A fraction as the paper writes radii (``8/255``): numerator / positive denominator.
-_FRACTION_TEXT = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))\s*/\s*(\d+\.?\d*|\.\d+)$")
-
-
-def _as_float(v: Any) -> Any:
-    if isinstance(v, str) and _FLOAT_TEXT.match(v.strip()):
-        return float(v.strip())
-    fraction = _FRACTION_TEXT.match(v.strip()) if isinstance(v, str) else None
-    if fraction and float(fraction.group(2)) > 0:
-        return float(fraction.group(1)) / float(fraction.group(2))
-    return v
 
 
 def _coerce_numbers(c: "TrainConfig") -> None:
     """Numbers written as strings (``lr: 1e-3``) become floats; anything else is left for
     :func:`_validate` to judge."""
     for name in _FLOAT_FIELDS:
-        setattr(c, name, _as_float(getattr(c, name)))
+        setattr(c, name, as_float(getattr(c, name)))
     for section, names in _FLOAT_SECTION_FIELDS.items():
         sub = getattr(c, section)
         for name in names:
-            setattr(sub, name, _as_float(getattr(sub, name)))
+            setattr(sub, name, as_float(getattr(sub, name)))
     if isinstance(c.milestones, (list, tuple)):
-        c.milestones = [_as_float(m) for m in c.milestones]
-
-
-def _need_int(key: str, v: Any, low: int, optional: bool = False) -> None:
-    if v is None and optional:
-        return
-    if not _is_int(v) or v < low:
-        raise ConfigError(key, f"must be an integer >= {low}{' or null' if optional else ''}, got {v!r}")
-
-
-def _need_number(key: str, v: Any, *, low: float | None = None, high: float | None = None,
-                 strict_low: bool = False, optional: bool = False, hint: str = "") -> None:
-    if v is None and optional:
-        return
-    ok = _is_number(v) and (low is None or (v > low if strict_low else v >= low)) \
-        and (high is None or v <= high)
-    if not ok:
-        bound = []
-        if low is not None:
-            bound.append(f"{'>' if strict_low else '>='} {low}")
-        if high is not None:
-            bound.append(f"<= {high:g}")
-        raise ConfigError(key, f"must be a finite number {' and '.join(bound)}"
-                          f"{' or null' if optional else ''}, got {v!r}{hint}")
-
-
-def _need_choice(key: str, v: Any, allowed: Sequence[str]) -> None:
-    if v not in allowed:
-        raise ConfigError(key, f"got {v!r}" + _suggest(v, allowed), allowed)
-
-
-def _need_bool(key: str, v: Any) -> None:
-    if not isinstance(v, bool):
-        raise ConfigError(key, f"must be true or false, got {v!r}", [True, False])
+        c.milestones = [as_float(m) for m in c.milestones]
 
 
 # model_kwargs that size a layer: integers >= 1 (checked here, before any data is loaded).
@@ -642,14 +370,15 @@ _MODEL_SIZES = ("width", "img_size", "patch_size", "depth", "num_heads", "embed_
 
 
 def _validate(c: TrainConfig) -> None:
-    """Every check that needs no data: types, ranges, choices.  Raises :class:`ConfigError`."""
-    _need_choice("dataset", str(c.dataset).lower().replace("_", "-"), DATASETS)
-    _need_choice("model", str(c.model).lower().replace("-", "_"), MODELS)
-    _need_choice("objective", c.objective, OBJECTIVES)
-    _need_choice("norm", c.norm, NORMS)
-    _need_choice("amp", c.amp, AMP_MODES)
-    _need_choice("attack_mode", c.attack_mode, ATTACK_MODES)
-    _need_choice("best_metric", c.best_metric, BEST_METRICS)
+    """Every check that needs no data: types, ranges, choices (:mod:`xcf.runs.config_checks`).
+    Raises :class:`~xcf.runs.config_file.ConfigError`."""
+    need_choice("dataset", str(c.dataset).lower().replace("_", "-"), DATASETS)
+    need_choice("model", str(c.model).lower().replace("-", "_"), MODELS)
+    need_choice("objective", c.objective, OBJECTIVES)
+    need_choice("norm", c.norm, NORMS)
+    need_choice("amp", c.amp, AMP_MODES)
+    need_choice("attack_mode", c.attack_mode, ATTACK_MODES)
+    need_choice("best_metric", c.best_metric, BEST_METRICS)
     if not isinstance(c.device, str) or not DEVICE_PATTERN.match(c.device):
         raise ConfigError("device", f"got {c.device!r}", ["auto", "cpu", "cuda", "cuda:N", "mps"])
     for key in ("data_kwargs", "model_kwargs"):
@@ -657,57 +386,57 @@ def _validate(c: TrainConfig) -> None:
             raise ConfigError(key, f"must be a mapping, got {getattr(c, key)!r}")
     for name, value in c.model_kwargs.items():
         if name in _MODEL_SIZES:
-            _need_int(f"model_kwargs.{name}", value, 1)
+            need_int(f"model_kwargs.{name}", value, 1)
     for key in ("augment", "normalize", "channels_last", "compile", "log_train_clean", "autoattack",
                 "final_test"):
-        _need_bool(key, getattr(c, key))
+        need_bool(key, getattr(c, key))
     for key in ("n_train", "n_test", "eval_n", "holdout_n", "autoattack_n"):
-        _need_int(key, getattr(c, key), 1, optional=True)
-    _need_int("data_seed", c.data_seed, 0)
-    _need_int("seed", c.seed, 0)
-    _need_int("epochs", c.epochs, 1)
-    _need_int("batch_size", c.batch_size, 1)
-    _need_int("eval_batch_size", c.eval_batch_size, 1)
-    _need_int("eval_steps", c.eval_steps, 0)
-    _need_int("save_matrices_every", c.save_matrices_every, 1, optional=True)
-    _need_number("lr", c.lr, low=0, strict_low=True)
-    _need_number("momentum", c.momentum, low=0, high=1)
-    _need_number("weight_decay", c.weight_decay, low=0)
-    _need_number("lr_gamma", c.lr_gamma, low=0, strict_low=True)
+        need_int(key, getattr(c, key), 1, optional=True)
+    need_int("data_seed", c.data_seed, 0)
+    need_int("seed", c.seed, 0)
+    need_int("epochs", c.epochs, 1)
+    need_int("batch_size", c.batch_size, 1)
+    need_int("eval_batch_size", c.eval_batch_size, 1)
+    need_int("eval_steps", c.eval_steps, 0)
+    need_int("save_matrices_every", c.save_matrices_every, 1, optional=True)
+    need_number("lr", c.lr, low=0, strict_low=True)
+    need_number("momentum", c.momentum, low=0, high=1)
+    need_number("weight_decay", c.weight_decay, low=0)
+    need_number("lr_gamma", c.lr_gamma, low=0, strict_low=True)
     high = LINF_EPS_MAX if c.norm == "linf" else L2_EPS_MAX
     hint = (f" (the attack radius in [0, 1] pixel units: 0 < eps <= {high:g} for {c.norm}; "
             f"the paper uses {'8/255' if c.norm == 'linf' else '128/255'})")
-    _need_number("eps", c.eps, low=0, high=high, strict_low=True, optional=True, hint=hint)
-    _need_number("eval_eps", c.eval_eps, low=0, high=high, optional=True,
+    need_number("eps", c.eps, low=0, high=high, strict_low=True, optional=True, hint=hint)
+    need_number("eval_eps", c.eval_eps, low=0, high=high, optional=True,
                  hint=hint.replace("0 < eps", "0 <= eval_eps"))
-    _need_number("alpha", c.alpha, low=0, high=high, strict_low=True, optional=True,
+    need_number("alpha", c.alpha, low=0, high=high, strict_low=True, optional=True,
                  hint=" (the attack step size; null: eps/4 for linf, eps/8 for l2)")
     if not isinstance(c.milestones, (list, tuple)):
         raise ConfigError("milestones", f"must be a list of fractions of the epochs, got {c.milestones!r}")
     for m in c.milestones:
-        _need_number("milestones", m, low=0, high=1, strict_low=True)
+        need_number("milestones", m, low=0, high=1, strict_low=True)
     if not isinstance(c.save_checkpoints_at, (list, tuple)):
         raise ConfigError("save_checkpoints_at", f"must be a list of epochs, got {c.save_checkpoints_at!r}")
     for e in c.save_checkpoints_at:
-        if not _is_int(e) or not 1 <= e <= c.epochs:
+        if not is_int(e) or not 1 <= e <= c.epochs:
             raise ConfigError("save_checkpoints_at", f"epoch {e!r} is not an integer in [1, {c.epochs}]")
     _validate_objective(c)
 
 
 def _validate_objective(c: TrainConfig) -> None:
     adversarial = c.objective in ("pgd_at", "kd_at", "trades")
-    _need_int("attack_steps", c.attack_steps, 1 if adversarial else 0)
+    need_int("attack_steps", c.attack_steps, 1 if adversarial else 0)
     if c.objective == "fast_at":
         if c.norm != "linf":
             raise ConfigError("norm", "fast_at (FGSM with random start) is l-inf only", ["linf"])
-        _need_number("fast_at.alpha", c.fast_at.alpha, low=0, strict_low=True, optional=True)
+        need_number("fast_at.alpha", c.fast_at.alpha, low=0, strict_low=True, optional=True)
     if c.objective == "trades":
-        _need_number("trades.beta", c.trades.beta, low=0)
+        need_number("trades.beta", c.trades.beta, low=0)
     if c.objective == "kd_at":
         if not c.kd.teacher or not isinstance(c.kd.teacher, str):
             raise ConfigError("kd.teacher", "objective kd_at needs a teacher: the path of an xcf "
                               f"checkpoint (.pt) or of a run folder, got {c.kd.teacher!r}")
-        _need_number("kd.lambda", c.kd.lam, low=0, high=1)
-        _need_number("kd.temperature", c.kd.temperature, low=0, strict_low=True)
-        _need_choice("kd.form", c.kd.form, KD_FORMS)
-        _need_choice("kd.soft_labels", c.kd.soft_labels, KD_SOFT_LABELS)
+        need_number("kd.lambda", c.kd.lam, low=0, high=1)
+        need_number("kd.temperature", c.kd.temperature, low=0, strict_low=True)
+        need_choice("kd.form", c.kd.form, KD_FORMS)
+        need_choice("kd.soft_labels", c.kd.soft_labels, KD_SOFT_LABELS)

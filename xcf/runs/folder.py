@@ -1,7 +1,8 @@
 """Run folders: one folder per training configuration, written so that a kill never corrupts it.
 
-A run folder is named ``<dataset>-<model>-<objective>-<key>``, where ``key`` is a hash of
-the configuration's identity (:meth:`xcf.runs.config.TrainConfig.key`), and holds::
+A run folder is named ``<dataset>-<model>-<objective>-<key>``
+(:func:`xcf.runs.identity.folder_name`), where ``key`` is a hash of the configuration's
+identity (:meth:`xcf.runs.config.TrainConfig.key`), and holds::
 
     config.yaml          the resolved configuration (what was hashed, plus runtime options)
     provenance.json      git commit, versions, device, seed, one entry per session
@@ -20,15 +21,18 @@ Everything else (metrics.jsonl, matrices, best/epoch checkpoints) is derived fro
 :meth:`Run.publish`, which is idempotent and is repeated on resume, so a kill between the
 commit and the derived writes loses nothing.  Every file is written atomically
 (:mod:`xcf.atomic`), so a reader sees either the old or the new version, never a torn one.
-Checkpoint formats live in :mod:`xcf.runs.checkpoints`, provenance in :mod:`xcf.runs.provenance`.
+Checkpoint formats live in :mod:`xcf.runs.checkpoints`, provenance in
+:mod:`xcf.runs.provenance`, the reading of the JSON files (and
+:class:`~xcf.runs.files.RunFileError`) in :mod:`xcf.runs.files`.
 
-**Reuse checks itself.**  :meth:`Run.repair` (called by :func:`xcf.train.runner.train` before a
-run is reused or resumed) verifies the derived files against ``last.pt``: metrics.jsonl
-is rewritten from the committed history when a line is torn, missing, or of an epoch
-after last.pt's (training restarts from last.pt); a final.json that disagrees with it,
-or a best.pt that is not the one final.json records, is an error naming the file; a
-session whose process died is marked "interrupted".  A session still marked "running" is shown as
-"interrupted" by :meth:`Run.provenance` when no live process holds the run's lock.
+**Reuse checks itself.**  :meth:`Run.repair` (called by :func:`xcf.train.runner.train`
+before a run is reused or resumed) verifies the derived files against ``last.pt``:
+metrics.jsonl is rewritten from the committed history when a line is torn, missing, or of
+an epoch after last.pt's (training restarts from last.pt); a final.json that disagrees
+with it, or a best.pt that is not the one final.json records, is an error naming the
+file; a session whose process died is marked "interrupted" (:mod:`xcf.runs.repair`).  A
+session still marked "running" is shown as "interrupted" by :meth:`Run.provenance` when no
+live process holds the run's lock.
 
 **The lock** (:meth:`Run.lock`) keeps two processes (a notebook and a Slurm job, say)
 from training one folder, on a local disk or on a cluster's network file system: the file
@@ -40,7 +44,6 @@ this folder's lock file to it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
@@ -52,18 +55,15 @@ import yaml
 
 from xcf import atomic
 from xcf.runs.checkpoints import (FORMAT_VERSION, STATE_FORMAT, CheckpointError, Which, checkpoint_path,
-                          file_digest, find_checkpoint, load_model, load_torch, model_checkpoint)
-from xcf.runs.config import ConfigFileError, read_config_file
+                          find_checkpoint, load_model, load_torch, model_checkpoint)
+from xcf.runs.config_file import ConfigFileError, read_config_file
+from xcf.runs.files import RunFileError, parse_metrics, read_object, row_text
 from xcf.runs.provenance import RUNNING, command, mark_interrupted, now
 from xcf.runs.lock import (STALE_SECONDS, HeldLock, LockHolder, RunLockedError, acquire, read_lock,
                        wait_until_free)
+from xcf.runs.repair import repair_folder
 
-__all__ = ["Run", "RunFileError", "find_run", "default_runs_dir"]
-
-
-class RunFileError(ValueError):
-    """A file of a run folder is missing, garbled, or disagrees with the rest of the run;
-    the message names the file."""
+__all__ = ["Run", "find_run", "default_runs_dir"]
 
 
 def default_runs_dir() -> Path:
@@ -128,7 +128,7 @@ class Run:
 
     def final(self) -> dict:
         """Summary written when training finished ({} before that)."""
-        return _read_object(self.path / "final.json")
+        return read_object(self.path / "final.json")
 
     def provenance(self) -> dict:
         """provenance.json (``{}`` before the first session).  A session still marked
@@ -160,15 +160,16 @@ class Run:
         return read_lock(self.path / ".lock", stale_after)
 
     def _read_provenance(self) -> dict:
-        return _read_object(self.path / "provenance.json")
+        return read_object(self.path / "provenance.json")
 
     def metrics(self) -> list[dict]:
         """One dict per finished epoch, in order (``[]`` before the first).  A line that is
-        not JSON (a torn or edited file) raises :class:`RunFileError` naming file and line."""
+        not JSON (a torn or edited file) raises :class:`~xcf.runs.files.RunFileError`
+        naming file and line."""
         path = self.path / "metrics.jsonl"
         if not path.is_file():
             return []
-        rows, bad = _parse_metrics(path)
+        rows, bad = parse_metrics(path)
         if bad:
             raise RunFileError(f"{path} line {bad[0]} is not JSON (a half-written or edited "
                                "line); train the run again (xcf.train / xcf train) to repair "
@@ -280,7 +281,7 @@ class Run:
     def publish(self, state: Mapping[str, Any]) -> None:
         """Write the files derived from a committed ``state``: metrics.jsonl (whole history),
         the matrices and model checkpoints it lists under ``publish``.  Idempotent."""
-        lines = "".join(_row_text(rec) + "\n" for rec in state["history"])
+        lines = "".join(row_text(rec) + "\n" for rec in state["history"])
         atomic.write_text(self.path / "metrics.jsonl", lines)
         todo = state.get("publish", {})
         epoch = int(state["epoch"])
@@ -319,163 +320,10 @@ class Run:
     # ------------------------------------------------------------------ checking itself
     def repair(self) -> list[str]:
         """Verify the derived files against ``checkpoints/last.pt`` (the commit point) and
-        repair them; returns one line per repair (``[]``: all was in order, nothing written).
-
-        - metrics.jsonl must hold last.pt's history, row for row: a half-written line, a
-          row of an epoch after last.pt's (training restarts from last.pt) or a missing
-          row gets the file rewritten from that history;
-        - final.json must agree with last.pt (the run finished all its epochs, best and
-          last epoch as last.pt has them) and a recorded ``best_sha256`` must be the
-          digest of checkpoints/best.pt; else :class:`RunFileError` naming the file and
-          the fix (not rewritten: it may hold results a rewrite could not vouch for);
-        - sessions of dead processes still marked "running" become "interrupted".
-
-        Every write is atomic (:mod:`xcf.atomic`) and done under the run's lock, taken
-        only when something needs writing; nothing is deleted.
-        """
-        if not self.path.is_dir() or self.locked:
-            return []  # nothing yet, or its live holder keeps it in order
-        if not self._problems():
-            return []
-        with self.lock():
-            return self._repair_locked()
-
-    def _problems(self) -> list[str]:
-        """What :meth:`repair` would fix (read only)."""
-        problems = []
-        if any(s.get("status") == RUNNING for s in self._read_provenance().get("sessions") or []
-               if isinstance(s, dict)):
-            problems.append("provenance")
-        state = self._committed()
-        if state is None:
-            return problems
-        self._check_final(state)
-        if self._metrics_problem(state):
-            problems.append("metrics")
-        return problems
-
-    def _committed(self) -> Optional[dict]:
-        """The small entries of last.pt (tensors memory-mapped, not read), or ``None``."""
-        if not self.state_path.is_file():
-            return None
-        state = load_torch(self.state_path, mmap=True)
-        if state.get("format") != STATE_FORMAT:
-            raise CheckpointError(f"{self.state_path} is not an xcf training state")
-        return state
-
-    def _metrics_problem(self, state: Mapping[str, Any]) -> Optional[str]:
-        path = self.path / "metrics.jsonl"
-        want = [_row_text(r) for r in state["history"]]
-        if not path.is_file():
-            return "is missing" if want else None
-        rows, bad = _parse_metrics(path)
-        if [_row_text(r) for r in rows] == want and not bad:
-            return None
-        epoch = int(state["epoch"])
-        parts = []
-        if bad:
-            parts.append(f"dropped {len(bad)} line(s) that are not JSON (line {bad[0]}: "
-                         "half-written)")
-        later = [r.get("epoch") for r in rows if isinstance(r.get("epoch"), int)
-                 and r["epoch"] > epoch]
-        if later:
-            parts.append(f"dropped rows of epochs {later}, after last.pt's epoch {epoch}")
-        have = {_row_text(r) for r in rows}
-        missing = [r["epoch"] for r in state["history"] if _row_text(r) not in have]
-        if missing:
-            parts.append(f"restored the rows of epochs {missing} from last.pt")
-        return "; ".join(parts) or "rewritten from last.pt's history"
-
-    def _check_final(self, state: Mapping[str, Any]) -> None:
-        """final.json, if any, must agree with last.pt; else :class:`RunFileError`.  It is
-        not rewritten: it may hold results (AutoAttack) that a rewrite could not vouch for,
-        so the user decides (moved away, it is rewritten from last.pt by the next train)."""
-        path = self.path / "final.json"
-        if not path.is_file():
-            return
-        fix = ("restore it, or move it away and train again to rewrite it from "
-               "checkpoints/last.pt")
-        try:
-            final = _read_json(path)
-        except RunFileError as err:
-            raise RunFileError(f"{err}; {fix}") from err
-        if not isinstance(final, dict):
-            raise RunFileError(f"{path} must hold a JSON object, got {final!r:.60}; {fix}")
-        epoch, epochs = int(state["epoch"]), int(self.config["epochs"])
-        if epoch < epochs:
-            raise RunFileError(f"{path} marks the run finished, but checkpoints/last.pt holds "
-                               f"epoch {epoch} of {epochs}; move final.json away and train "
-                               "again to resume the run")
-        best = state.get("best", {}).get("epoch")
-        last = final.get("last") if isinstance(final.get("last"), dict) else {}
-        if final.get("best_epoch") != best or last.get("epoch") != epoch:
-            raise RunFileError(f"{path} gives best epoch {final.get('best_epoch')!r} and last "
-                               f"epoch {last.get('epoch')!r}, but checkpoints/last.pt has "
-                               f"{best} and {epoch}: it was edited; {fix}")
-        digest = final.get("best_sha256")
-        best_pt = self.checkpoint_path("best")
-        if digest and best_pt.is_file() and file_digest(best_pt) != digest:
-            raise RunFileError(f"{best_pt} is not the best checkpoint recorded in {path} "
-                               f"(sha256 {digest[:12]}...): it was replaced after training; "
-                               "restore it, or train the run afresh (overwrite=True)")
-
-    def _repair_locked(self) -> list[str]:
-        done = []
-        prov = self._read_provenance()
-        if mark_interrupted(prov):
-            atomic.write_json(self.path / "provenance.json", prov)
-            done.append(f"{self.path / 'provenance.json'}: sessions of killed processes "
-                        "marked interrupted")
-        state = self._committed()
-        if state is None:
-            return done
-        what = self._metrics_problem(state)
-        if what:
-            atomic.write_text(self.path / "metrics.jsonl",
-                              "".join(_row_text(r) + "\n" for r in state["history"]))
-            done.append(f"{self.path / 'metrics.jsonl'}: {what}")
-        return done
-
-
-def _read_object(path: Path) -> dict:
-    """The JSON object in ``path`` (``{}`` if there is no file); :class:`RunFileError`
-    naming the file when it holds something else."""
-    if not path.is_file():
-        return {}
-    data = _read_json(path)
-    if not isinstance(data, dict):
-        raise RunFileError(f"{path} must hold a JSON object, got {data!r:.60}")
-    return data
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise RunFileError(f"{path} is unreadable ({err})") from err
-
-
-def _parse_metrics(path: Path) -> tuple[list[dict], list[int]]:
-    """The rows of metrics.jsonl that parse, and the (1-based) numbers of lines that do not."""
-    rows, bad = [], []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            bad.append(number)
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-        else:
-            bad.append(number)
-    return rows, bad
-
-
-def _row_text(row: Mapping[str, Any]) -> str:
-    """A metrics row as publish writes it (and so compares it: NaN equals NaN here)."""
-    return json.dumps(row, sort_keys=True)
+        repair them, under the run's lock; returns one line per repair (``[]``: all was in
+        order, nothing written).  What is checked, and how:
+        :func:`xcf.runs.repair.repair_folder`."""
+        return repair_folder(self)
 
 
 def find_run(runs_dir: str | Path, key: str) -> Optional[Run]:

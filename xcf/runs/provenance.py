@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from xcf import __version__
-from xcf.train.precision import cpu_features
+from xcf.runs.machine import cpu_features
 
 __all__ = ["RUNNING", "INTERRUPTED", "DIVERGED", "git_commit", "device_description", "environment",
            "command", "now", "mark_interrupted"]

@@ -11,7 +11,8 @@ from xcf.runs.checkpoints import Which, build_from_meta, load_torch, load_weight
 from xcf.runs.config import TrainConfig, make_config
 from xcf.train.evaluation import evaluate
 from xcf.train.setup import load_data, model_meta, resolve_device
-from xcf.runs.folder import Run, RunFileError
+from xcf.runs.files import RunFileError
+from xcf.runs.folder import Run
 
 __all__ = ["measure_run"]
 

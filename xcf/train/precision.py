@@ -13,72 +13,33 @@ bf16 is fast only where the hardware has it: on a CPU, oneDNN's bf16 kernels nee
 AVX-512 (native bf16 instructions: AVX-512 BF16 or AMX); on an AVX2-only CPU autocast
 *emulates* bf16 and runs 8-16x slower than fp32 (measured on a 2-core AMD EPYC with
 AVX2: a small-CNN PGD-AT epoch of the cpu profile 78 s vs 10 s, a PreActResNet-18 step
-13.6 s vs 0.82 s).  :func:`native_bf16` is the one check of that, used wherever bf16 can
-be chosen: training warns before it starts (:func:`warn_if_emulated`), and the benchmarks
-report bf16 as "not native on this CPU" instead of a ratio.
+13.6 s vs 0.82 s).  :func:`xcf.runs.machine.native_bf16` is the one check of that, used
+wherever bf16 can be chosen: training warns before it starts (:func:`warn_if_emulated`),
+and the benchmarks report bf16 as "not native on this CPU" instead of a ratio.
 """
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
 from typing import ContextManager, Optional
 
 import torch
 import torch.nn as nn
 
-__all__ = ["AUTOCAST_DTYPES", "NOT_NATIVE", "EmulatedBF16Warning", "cpu_features", "native_bf16",
-           "warn_if_emulated", "precision_label", "autocast", "grad_scaler", "AutocastModel"]
+from xcf.runs.machine import native_bf16
+
+__all__ = ["AUTOCAST_DTYPES", "NOT_NATIVE", "EmulatedBF16Warning", "warn_if_emulated",
+           "precision_label", "autocast", "grad_scaler", "AutocastModel"]
 
 # The autocast dtype of each amp mode that has one (``"none"``: float32, no autocast).
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 NOT_NATIVE = "not native on this CPU"  # what benchmarks and pages print instead of a bf16 ratio
-_FORCE = "XCF_NATIVE_BF16"  # "0" / "1": override the detection (tests, or a user who knows)
 
 
 class EmulatedBF16Warning(UserWarning):
     """Training in bf16 autocast on a CPU that emulates bf16 (several times slower)."""
-
-
-def cpu_features() -> dict:
-    """What this CPU offers for bf16, as recorded in run provenance and benchmark headers:
-    ``native_bf16`` (:func:`native_bf16` on the CPU), ``avx2``, ``avx512``,
-    ``avx512_bf16`` and ``amx`` (``None`` where this torch cannot tell)."""
-    def ask(name: str) -> Optional[bool]:
-        fn = getattr(torch.cpu, name, None)
-        try:
-            return bool(fn()) if fn is not None else None
-        except (RuntimeError, AttributeError):
-            return None
-
-    return {"native_bf16": native_bf16("cpu"), "avx2": ask("_is_avx2_supported"),
-            "avx512": ask("_is_avx512_supported"),
-            "avx512_bf16": ask("_is_avx512_bf16_supported"), "amx": ask("_is_amx_tile_supported")}
-
-
-def native_bf16(device: torch.device | str = "cpu") -> bool:
-    """Whether bf16 runs natively on ``device``: a CUDA device with bf16
-    (``torch.cuda.is_bf16_supported()``), or a CPU where oneDNN has bf16 kernels
-    (AVX-512 and up; ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``).  On an AVX2-only
-    CPU bf16 is emulated.  The environment variable ``XCF_NATIVE_BF16`` (``0`` or ``1``)
-    overrides the answer for CPUs (the tests force the no-bf16 path with it)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    forced = os.environ.get(_FORCE)
-    if forced in ("0", "1"):
-        return forced == "1"
-    if forced:
-        raise ValueError(f"{_FORCE}={forced!r}: use 0 (treat this CPU as emulating bf16) or "
-                         f"1 (as native), or unset it to detect")
-    if device.type != "cpu":
-        return True  # other accelerators (mps, xpu) decide for themselves
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
 
 def emulated_bf16_message(device: torch.device | str) -> str:

@@ -52,7 +52,9 @@ from tqdm.auto import tqdm
 
 from xcf.atomic import remove_stale_temps, write_json
 from xcf.runs.checkpoints import CheckpointError, file_digest, load_weights, weights_digest
-from xcf.runs.config import ConfigError, TrainConfig, make_config
+from xcf.runs.config import TrainConfig, make_config
+from xcf.runs.config_file import ConfigError
+from xcf.runs.identity import folder_name
 from xcf.train.distributed import (SINGLE, TIMEOUT, RankZeroFailed, Replica, World, broadcast, join,
                           rank_seed, shard, wrap)
 from xcf.train.evaluation import autoattack_accuracy, evaluate, evaluate_holdout, final_test
@@ -64,7 +66,7 @@ from xcf.train.precision import grad_scaler, warn_if_emulated
 from xcf.train.selection import select_best
 from xcf.train.loop import TrainingDiverged, piecewise_lr, sgd, train_epoch
 
-__all__ = ["Callback", "train", "run_slug", "summary_line"]
+__all__ = ["Callback", "train", "summary_line"]
 
 Callback = Callable[[dict, nn.Module, Run], None]
 
@@ -206,15 +208,9 @@ def _default_log(line: str) -> None:
     sys.stdout.flush()
 
 
-def run_slug(c: TrainConfig) -> str:
-    """``<dataset>-<model>-<objective>``: the readable part of a run folder's name."""
-    return f"{c.dataset}-{c.model}-{c.objective}".replace("/", "_").lower()
-
-
 def _locate_run(cfg: TrainConfig, runs_dir: str | Path | None) -> Run:
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    key = cfg.key()
-    return find_run(root, key) or Run(root / f"{run_slug(cfg)}-{key}")
+    return find_run(root, cfg.key()) or Run(root / folder_name(cfg))
 
 
 def _check_teacher_digest(cfg: TrainConfig) -> None:
@@ -478,7 +474,7 @@ def _finish(run: Run, setup: Setup, history: list[dict], log, progress: bool) ->
     best_pt = run.checkpoint_path("best")
     if not previous and best_pt.is_file():
         # The content of best.pt, recorded once, when training ends: a KD student's key
-        # includes the weights digest (xcf.runs.config.teacher_digest); the file digest tells
+        # includes the weights digest (xcf.runs.identity.teacher_digest); the file digest tells
         # a best.pt replaced by hand.  Neither is added to a final.json of before, so the
         # students of older teachers keep their keys.
         summary["best_sha256"] = file_digest(best_pt)

@@ -18,7 +18,8 @@ import torch
 import torch.nn as nn
 
 from xcf.runs.checkpoints import CheckpointError, build_from_meta, load_weights, read_checkpoint
-from xcf.runs.config import DEVICE_PATTERN, ConfigError, TrainConfig
+from xcf.runs.config import DEVICE_PATTERN, TrainConfig
+from xcf.runs.config_file import ConfigError
 from xcf.data import load
 from xcf.data.cifar import NORMALIZATION
 from xcf.data.dataset import Dataset, as_uint8, stratified_indices
@@ -53,7 +54,7 @@ class Setup:
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA if present, else the CPU; a name that is not a device (``gpu``) or
-    a CUDA device that is absent is a :class:`~xcf.runs.config.ConfigError`."""
+    a CUDA device that is absent is a :class:`~xcf.runs.config_file.ConfigError`."""
     if not isinstance(name, str) or not DEVICE_PATTERN.match(name):  # not torch's RuntimeError
         raise ConfigError("device", f"got {name!r}", ["auto", "cpu", "cuda", "cuda:N", "mps"])
     if name == "auto":
@@ -65,7 +66,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def check_optional_dependencies(c: TrainConfig) -> None:
-    """A :class:`~xcf.runs.config.ConfigError` naming the fix when a config key is on whose
+    """A :class:`~xcf.runs.config_file.ConfigError` naming the fix when a config key is on whose
     optional package is not installed (``autoattack: true`` needs torchattacks, which is
     imported only after the last epoch: without this check a missing package would end a
     day of training with an ImportError)."""
