@@ -27,12 +27,19 @@ import torch.nn.functional as F
 
 from .inputs import ArgumentError, ImageError, LabelError, LengthError
 
-__all__ = ["Norm", "NORMS", "ModelMode", "Attack", "default_step_size", "attack_mode",
-           "input_gradient", "pgd", "fgsm_rs", "PGD", "FGSMRS", "ascent_direction", "project"]
+__all__ = ["Norm", "NORMS", "ModelMode", "LINF_EPS_MAX", "L2_EPS_MAX", "Attack",
+           "default_step_size", "attack_mode", "input_gradient", "pgd", "fgsm_rs", "PGD",
+           "FGSMRS", "ascent_direction", "project"]
 
 Norm = Literal["linf", "l2"]
 NORMS = ("linf", "l2")
 ModelMode = Literal["eval", "train"]
+# Upper bounds of the attack radius eps, in [0, 1] pixel units, for PGD, FGSMRS and
+# xcf.config.TrainConfig alike.  l-inf: a radius of 1 already allows any image; the paper
+# uses 8/255.  l2: generous (the paper uses 128/255 ~ 0.5; the diameter of a 32x32x3 image
+# in [0, 1] is about 55).
+LINF_EPS_MAX = 1.0
+L2_EPS_MAX = 64.0
 # An attack: ``attack(model, x, y[, generator=...]) -> x_adv`` (PGD, FGSMRS, or any callable).
 Attack = Callable[..., torch.Tensor]
 
@@ -239,7 +246,7 @@ def _check_scalar_args(eps: float, alpha: float | None, steps: int, norm: str,
     if not (_is_number(eps) and math.isfinite(eps)) or eps < 0:
         raise ArgumentError(f"eps must be a finite number >= 0, got {eps!r} (e.g. 8/255 for "
                             "l-inf)")
-    if norm == "linf" and eps > 1:
+    if norm == "linf" and eps > LINF_EPS_MAX:
         raise ArgumentError(f"eps must be at most 1 for l-inf (pixels in [0, 1]), got {eps!r}: "
                             f"a radius in 0-255 units? use {eps:g}/255")
     # A zero step is only meaningful with a zero radius (e.g. fast AT's 1.25 * eps at eps = 0).

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import yaml
 
-from .attacks import NORMS, default_step_size
+from .attacks import L2_EPS_MAX, LINF_EPS_MAX, NORMS, default_step_size
 from .checkpoints import CheckpointError, weights_digest
 from .data import DATASETS
 from .models import MODELS
@@ -86,11 +86,8 @@ class ConfigFileError(ConfigError):
         ValueError.__init__(self, f"config file {path}: {problem}")
 
 
-# Upper bounds of the attack radius, in [0, 1] pixel units.  l-inf: a radius of 1 already
-# allows any image; the paper uses 8/255.  l2: generous (the paper uses 128/255 ~ 0.5; the
-# diameter of a 32x32x3 image in [0, 1] is about 55).
-LINF_EPS_MAX = 1.0
-L2_EPS_MAX = 64.0
+# LINF_EPS_MAX, L2_EPS_MAX (imported above): upper bounds of the attack radius, in [0, 1]
+# pixel units, defined in xcf.attacks so that PGD and FGSMRS refuse the same radii as a config.
 
 
 def read_config_file(path: str | Path) -> dict:
