@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Iterator, Literal
 
@@ -25,15 +26,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .inputs import ArgumentError, ImageError, LabelError, LengthError
+from .inputs import (ArgumentError, ArgumentTypeError, ImageError, LabelError, LengthError,
+                     ShapeError, _first_bad)
 
-__all__ = ["Norm", "NORMS", "ModelMode", "LINF_EPS_MAX", "L2_EPS_MAX", "Attack",
+__all__ = ["Norm", "NORMS", "ModelMode", "MODEL_MODES", "LINF_EPS_MAX", "L2_EPS_MAX", "Attack",
            "default_step_size", "attack_mode", "input_gradient", "pgd", "fgsm_rs", "PGD",
            "FGSMRS", "ascent_direction", "project"]
 
 Norm = Literal["linf", "l2"]
 NORMS = ("linf", "l2")
 ModelMode = Literal["eval", "train"]
+MODEL_MODES = ("eval", "train")
 # Upper bounds of the attack radius eps, in [0, 1] pixel units, for PGD, FGSMRS and
 # xcf.config.TrainConfig alike.  l-inf: a radius of 1 already allows any image; the paper
 # uses 8/255.  l2: generous (the paper uses 128/255 ~ 0.5; the diameter of a 32x32x3 image
@@ -46,7 +49,7 @@ Attack = Callable[..., torch.Tensor]
 
 def default_step_size(eps: float, norm: Norm) -> float:
     """Training PGD step size of Table 2: eps/4 for l-inf, eps/8 for l2."""
-    _check_norm(norm)
+    eps = _check_eps(eps, norm)
     return eps / 4 if norm == "linf" else eps / 8
 
 
@@ -57,8 +60,8 @@ def attack_mode(model: nn.Module, mode: ModelMode = "eval") -> Iterator[nn.Modul
     Each module's ``training`` flag is restored individually, so a model that had, say,
     frozen batch-norm layers inside a training model comes back exactly as it was.
     """
-    if mode not in ("eval", "train"):
-        raise ValueError(f"model_mode must be 'eval' or 'train', got {mode!r}")
+    _check_model_mode(mode)
+    _check_model(model)
     modes = [(m, m.training) for m in model.modules()]
     grads = [(p, p.requires_grad) for p in model.parameters()]
     try:
@@ -78,14 +81,15 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     """d loss / d x for a batch, with the loss *summed* over the batch.
 
     Summing (not averaging) keeps each sample's gradient independent of the batch size.
-    ``check_labels``: first check that every label is below the model's class count (a
-    :class:`xcf.inputs.LabelError` naming it, not an index error deep in the loss).
+    ``check_labels``: first check that the model returned logits (B, K) and that every
+    label is below K (a :class:`xcf.inputs.ShapeError` or :class:`xcf.inputs.LabelError`
+    naming it, not an index error deep in the loss).
     """
     with torch.enable_grad():  # attacks are often called inside a no_grad evaluation loop
         x = x.detach().requires_grad_(True)
         logits = model(x)
         if check_labels:
-            _check_label_range(logits, y)
+            _check_logits(logits, y)
         loss = (loss_fn or _summed_ce)(logits, y)
         (grad,) = torch.autograd.grad(loss, x)
     return grad
@@ -96,56 +100,104 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
         random_start: bool = True, model_mode: ModelMode = "eval",
         loss_fn: Callable | None = None,
         generator: torch.Generator | None = None) -> torch.Tensor:
-    """Untargeted projected gradient descent (Madry et al. 2018; Eq. 2).
+    r"""Untargeted projected gradient descent, from 'Towards Deep Learning Models Resistant
+    to Adversarial Attacks' (Madry et al., ICLR 2018) [https://arxiv.org/abs/1706.06083];
+    the inner maximisation of Eq. 2 of Wei, Guo & Wang (ICML 2025).
 
-    Args:
-        model: maps (B, C, H, W) inputs in [0, 1] to (B, K) logits.
-        x: clean inputs, (B, C, H, W), values in [0, 1].
-        y: true labels, (B,), int64.
-        eps: radius of the ball, in [0, 1] pixel units (e.g. 8/255 for l-inf, 128/255 for l2).
-        alpha: step size; default eps/4 (l-inf) or eps/8 (l2), as in Table 2.
-        steps: number of gradient steps (0 returns the random start, or ``x``).
-        norm: ``"linf"`` (signed gradient step, box projection) or ``"l2"``
-            (normalised gradient step, projection onto the l2 ball).
-        random_start: start from a uniform point of the l-inf ball, or a point of the
+    Distance Measure : Linf (``norm="linf"``), L2 (``norm="l2"``)
+
+    Arguments:
+        model (nn.Module): maps (B, C, H, W) inputs in [0, 1] to (B, K) logits; its mode
+            and ``requires_grad`` flags are restored afterwards.
+        x (torch.Tensor): clean inputs, floating point, finite, values in [0, 1].
+        y (torch.Tensor): true labels, integers in [0, K); int32 labels are used as int64.
+        eps (float): radius of the ball in [0, 1] pixel units, e.g. 8/255 for l-inf,
+            128/255 for l2; at most :data:`LINF_EPS_MAX` (l-inf) or :data:`L2_EPS_MAX` and
+            the image box's diameter (l2).  0: no attack.
+        alpha (float): step size, > 0 (0 only with eps 0). (Default: None, Table 2's
+            eps/4 for l-inf, eps/8 for l2)
+        steps (int): number of gradient steps, >= 0; 0 returns the random start, or ``x``.
+            (Default: 10)
+        norm (str): ``"linf"`` (signed gradient step, box projection) or ``"l2"``
+            (normalised gradient step, projection onto the l2 ball). (Default: "linf")
+        random_start (bool): start from a uniform point of the l-inf ball, or a point of the
             l2 ball with uniform radius and direction (the torchattacks convention).
-        model_mode: mode the model is in during the attack; restored afterwards.
-        loss_fn: ``loss_fn(logits, y) -> scalar`` to ascend; default summed cross-entropy.
-        generator: random generator for the start, for reproducible attacks.
+            (Default: True)
+        model_mode (str): ``"eval"`` or ``"train"``, the model's mode during the attack.
+            (Default: "eval")
+        loss_fn (callable): ``loss_fn(logits, y) -> scalar`` to ascend. (Default: None,
+            summed cross-entropy)
+        generator (torch.Generator): random generator for the start, for reproducible
+            attacks. (Default: None)
 
-    Returns:
-        Adversarial inputs, (B, C, H, W), detached, with ``||x_adv - x|| <= eps`` and
-        values in [0, 1].
+    Shape:
+        - x: :math:`(B, C, H, W)`, B >= 1 (any ``(B, ...)`` the model accepts).
+        - y: :math:`(B)`, each :math:`0 \leq y_i < K`.
+        - output: :math:`(B, C, H, W)`, detached, with ``||x_adv - x|| <= eps`` and values
+          in [0, 1].
+
+    Raises:
+        xcf.inputs.ArgumentError: a setting out of range (``ArgumentTypeError``, also a
+            ``TypeError``, for one of the wrong type), checked before any forward pass.
+        xcf.inputs.ImageError, LabelError, LengthError: bad images or labels, checked
+            before any forward pass; a label at or above K at the first forward.
+        xcf.inputs.ShapeError: the model's output is not (B, K) logits (first forward).
+
+    Examples::
+        >>> x_adv = pgd(model, x, y, eps=8/255, steps=20)   # the paper's evaluation attack
     """
-    alpha, y = _check_attack_args(x, y, eps, alpha, steps, norm, model_mode)
-    with attack_mode(model, model_mode):
-        x = x.detach()
-        x_adv = _random_start(x, eps, norm, generator) if random_start else x.clone()
-        for i in range(steps):
-            grad = input_gradient(model, x_adv, y, loss_fn, check_labels=i == 0)
-            x_adv = project(x_adv + alpha * ascent_direction(grad, norm), x, eps, norm)
-    return x_adv.detach()
+    eps, alpha = _check_settings(eps, alpha, steps, norm, random_start, model_mode)
+    y = _check_batch(model, x, y, eps, norm, generator, loss_fn)
+    alpha = default_step_size(eps, norm) if alpha is None else alpha
+    return _pgd(model, x, y, eps, alpha, steps, norm, random_start, model_mode, loss_fn,
+                generator)
 
 
 def fgsm_rs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
             alpha: float | None = None, model_mode: ModelMode = "eval",
             generator: torch.Generator | None = None) -> torch.Tensor:
-    """FGSM with random start (Wong, Rice & Kolter, ICLR 2020), the step of fast AT.
+    """FGSM with random start, from 'Fast is better than free: Revisiting adversarial
+    training' (Wong, Rice & Kolter, ICLR 2020) [https://arxiv.org/abs/2001.03994], the step
+    of fast AT.
 
     One l-inf PGD step of size ``alpha`` (default 1.25 * eps, Wong et al.'s choice) from a
-    uniform random start.  Shapes and guarantees as in :func:`pgd`.
+    uniform random start.  Arguments, shapes, guarantees and errors as in :func:`pgd`
+    (``norm="linf"``, ``steps=1``, ``random_start=True``).
     """
+    eps, alpha = _check_settings(eps, alpha, 1, "linf", True, model_mode)
+    y = _check_batch(model, x, y, eps, "linf", generator, None)
     alpha = 1.25 * eps if alpha is None else alpha
-    return pgd(model, x, y, eps=eps, alpha=alpha, steps=1, norm="linf", random_start=True,
-               model_mode=model_mode, generator=generator)
+    return _pgd(model, x, y, eps, alpha, 1, "linf", True, model_mode, None, generator)
 
 
 @dataclass(frozen=True)
 class PGD:
-    """A configured PGD attack, callable as ``attack(model, x, y) -> x_adv``.
+    r"""PGD in the paper 'Towards Deep Learning Models Resistant to Adversarial Attacks'
+    (Madry et al., ICLR 2018) [https://arxiv.org/abs/1706.06083], configured once and
+    callable as ``attack(model, x, y[, generator]) -> x_adv`` (see :func:`pgd`).
 
-    >>> attack = PGD(eps=8/255, steps=20)           # the evaluation attack of the paper
-    >>> x_adv = attack(model, x, y)
+    Distance Measure : Linf (``norm="linf"``), L2 (``norm="l2"``)
+
+    Arguments:
+        eps (float): radius in [0, 1] pixel units, e.g. 8/255 (l-inf) or 128/255 (l2).
+        steps (int): number of gradient steps, >= 0. (Default: 10)
+        norm (str): ``"linf"`` or ``"l2"``. (Default: "linf")
+        alpha (float): step size. (Default: None, eps/4 for l-inf, eps/8 for l2, Table 2)
+        random_start (bool): start from a random point of the ball. (Default: True)
+        model_mode (str): ``"eval"`` or ``"train"`` during the attack. (Default: "eval")
+
+    The settings are checked when the attack is made (:class:`xcf.inputs.ArgumentError`
+    naming the value; :class:`xcf.inputs.ArgumentTypeError`, also a ``TypeError``, for a
+    value of the wrong type), the images and labels when it is called.
+
+    Shape:
+        - x: :math:`(B, C, H, W)` with values in [0, 1], B >= 1.
+        - y: :math:`(B)`, each :math:`0 \leq y_i < K`, K the model's number of classes.
+        - output: :math:`(B, C, H, W)`, within eps of x and in [0, 1].
+
+    Examples::
+        >>> attack = PGD(eps=8/255, steps=20)           # the evaluation attack of the paper
+        >>> x_adv = attack(model, x, y)
     """
 
     eps: float
@@ -156,9 +208,8 @@ class PGD:
     model_mode: ModelMode = "eval"
 
     def __post_init__(self) -> None:
-        _check_scalar_args(self.eps, self.alpha, self.steps, self.norm, self.model_mode)
-        if not isinstance(self.random_start, bool):
-            raise ArgumentError(f"random_start must be True or False, got {self.random_start!r}")
+        _check_settings(self.eps, self.alpha, self.steps, self.norm, self.random_start,
+                        self.model_mode)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:
@@ -169,14 +220,36 @@ class PGD:
 
 @dataclass(frozen=True)
 class FGSMRS:
-    """A configured FGSM-with-random-start attack (fast AT), callable like :class:`PGD`."""
+    r"""FGSM with random start in the paper 'Fast is better than free: Revisiting
+    adversarial training' (Wong, Rice & Kolter, ICLR 2020) [https://arxiv.org/abs/2001.03994]
+    (fast AT), callable like :class:`PGD` (see :func:`fgsm_rs`).
+
+    Distance Measure : Linf
+
+    Arguments:
+        eps (float): radius in [0, 1] pixel units, e.g. 8/255.
+        alpha (float): step size. (Default: None, 1.25 * eps)
+        model_mode (str): ``"eval"`` or ``"train"`` during the attack. (Default: "eval")
+
+    Settings are checked when the attack is made, images and labels when it is called, as
+    for :class:`PGD`.
+
+    Shape:
+        - x: :math:`(B, C, H, W)` with values in [0, 1], B >= 1.
+        - y: :math:`(B)`, each :math:`0 \leq y_i < K`.
+        - output: :math:`(B, C, H, W)`, within eps of x (l-inf) and in [0, 1].
+
+    Examples::
+        >>> attack = FGSMRS(eps=8/255)                  # fast AT's training attack
+        >>> x_adv = attack(model, x, y, generator=torch.Generator().manual_seed(0))
+    """
 
     eps: float
     alpha: float | None = None
     model_mode: ModelMode = "eval"
 
     def __post_init__(self) -> None:
-        _check_scalar_args(self.eps, self.alpha, 1, "linf", self.model_mode)
+        _check_settings(self.eps, self.alpha, 1, "linf", True, self.model_mode)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:
@@ -191,7 +264,9 @@ def ascent_direction(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
     Returns a tensor of the same shape; a PGD step is ``x_adv + alpha * direction``."""
     if norm == "linf":
         return grad.sign()
-    return grad / (_per_sample_norm(grad) + 1e-10)
+    if norm == "l2":
+        return grad / (_per_sample_norm(grad) + 1e-10)
+    raise _norm_error(norm)
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm) -> torch.Tensor:
@@ -201,15 +276,31 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm) -> tor
     delta = x_adv - x
     if norm == "linf":
         delta = delta.clamp(-eps, eps)
-    else:
+    elif norm == "l2":
         n = _per_sample_norm(delta)
         delta = delta * torch.clamp(eps / (n + 1e-12), max=1.0)
+    else:
+        raise _norm_error(norm)
     # Clamping to [0, 1] after the ball projection never leaves the ball: each coordinate
     # moves towards x, which is itself in [0, 1].
     return (x + delta).clamp(0.0, 1.0).detach()
 
 
 # --------------------------------------------------------------------------- internals
+def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float,
+         steps: int, norm: Norm, random_start: bool, model_mode: ModelMode,
+         loss_fn: Callable | None, generator: torch.Generator | None) -> torch.Tensor:
+    """The PGD loop on checked arguments (no check inside the loop but the label range
+    and the logits' shape at the first forward)."""
+    with attack_mode(model, model_mode):
+        x = x.detach()
+        x_adv = _random_start(x, eps, norm, generator) if random_start else x.clone()
+        for i in range(steps):
+            grad = input_gradient(model, x_adv, y, loss_fn, check_labels=i == 0)
+            x_adv = project(x_adv + alpha * ascent_direction(grad, norm), x, eps, norm)
+    return x_adv.detach()
+
+
 def _summed_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), y, reduction="sum")
 
@@ -219,7 +310,6 @@ def _per_sample_norm(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (t.dim() - 1)))
 
 
-
 def _random_start(x: torch.Tensor, eps: float, norm: Norm,
                   generator: torch.Generator | None) -> torch.Tensor:
     if norm == "linf":
@@ -227,48 +317,116 @@ def _random_start(x: torch.Tensor, eps: float, norm: Norm,
     else:
         delta = torch.empty_like(x).normal_(generator=generator)
         radius = torch.empty(x.shape[0], device=x.device).uniform_(0, 1, generator=generator)
-        delta = delta / (_per_sample_norm(delta) + 1e-12) * radius.view(-1, *([1] * (x.dim() - 1))) * eps
+        radius = radius.view(-1, *([1] * (x.dim() - 1)))
+        delta = delta / (_per_sample_norm(delta) + 1e-12) * radius * eps
     return (x + delta).clamp(0.0, 1.0)
 
 
-def _check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise ArgumentError(f"unknown norm {norm!r}; use one of {NORMS}")
+# --------------------------------------------------------------------------- checks
+# The settings are checked when an attack is made and again (microseconds) when it runs;
+# the batch once per call, before any forward pass; the label range and the logits' shape
+# at the first forward.  Messages follow xcf.inputs: the bad value, then the fix.  A value
+# of the wrong type raises ArgumentTypeError (an ArgumentError and a TypeError).
+def _kind(value) -> str:
+    return f" (type {type(value).__name__})"
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _check_scalar_args(eps: float, alpha: float | None, steps: int, norm: str,
-                       model_mode: str = "eval") -> float:
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _norm_error(norm) -> ArgumentError:
+    error, kind = (ArgumentError, "") if isinstance(norm, str) else (ArgumentTypeError,
+                                                                     _kind(norm))
+    return error(f"unknown norm {norm!r}{kind}; use one of {NORMS}")
+
+
+def _check_norm(norm) -> None:
+    if not (isinstance(norm, str) and norm in NORMS):
+        raise _norm_error(norm)
+
+
+def _check_model_mode(mode) -> None:
+    if not (isinstance(mode, str) and mode in MODEL_MODES):
+        error, kind = (ArgumentError, "") if isinstance(mode, str) else (ArgumentTypeError,
+                                                                         _kind(mode))
+        raise error(f"model_mode must be 'eval' or 'train', got {mode!r}{kind}; 'eval' (the "
+                    "default) attacks with frozen batch-norm statistics")
+
+
+def _check_eps(eps, norm) -> float:
+    """``eps`` as a float in [0, the bound of ``norm``]; ``norm`` is checked first."""
     _check_norm(norm)
-    if not (_is_number(eps) and math.isfinite(eps)) or eps < 0:
-        raise ArgumentError(f"eps must be a finite number >= 0, got {eps!r} (e.g. 8/255 for "
-                            "l-inf)")
-    if norm == "linf" and eps > LINF_EPS_MAX:
-        raise ArgumentError(f"eps must be at most 1 for l-inf (pixels in [0, 1]), got {eps!r}: "
-                            f"a radius in 0-255 units? use {eps:g}/255")
+    example = "8/255" if norm == "linf" else "128/255"
+    need = f"eps must be a finite number >= 0, got {eps!r}"
+    fix = f"pass the radius in [0, 1] pixel units, e.g. eps={example} (0: no attack)"
+    if not _is_real(eps):
+        raise ArgumentTypeError(f"{need}{_kind(eps)}; {fix}")
+    if not math.isfinite(eps) or eps < 0:
+        raise ArgumentError(f"{need}; {fix}")
+    high, const, shown = ((LINF_EPS_MAX, "LINF_EPS_MAX", "l-inf") if norm == "linf" else
+                          (L2_EPS_MAX, "L2_EPS_MAX", "l2"))
+    if eps > high:
+        raise ArgumentError(f"eps must be at most {high:g} for {shown} (pixels in [0, 1]; "
+                            f"xcf.attacks.{const}), got {eps!r}: a radius in 0-255 units? use "
+                            f"{eps:g}/255")
+    return float(eps)
+
+
+def _check_alpha(alpha, eps: float) -> float | None:
+    """An explicit step size as a float: > 0 (0 only with eps 0), with no upper bound (a
+    step of 2 eps or more lands every moved pixel on the face of the l-inf ball, which
+    tests rely on); ``None`` (the default step) stays ``None``."""
+    if alpha is None:
+        return None
+    need = f"alpha (step size) must be a finite number > 0, got {alpha!r}"
+    fix = "leave it None for Table 2's default (eps/4 for l-inf, eps/8 for l2)"
+    if not _is_real(alpha):
+        raise ArgumentTypeError(f"{need}{_kind(alpha)}; {fix}")
     # A zero step is only meaningful with a zero radius (e.g. fast AT's 1.25 * eps at eps = 0).
-    if alpha is not None and not (_is_number(alpha) and math.isfinite(alpha)
-                                  and (alpha > 0 or (alpha == 0 and eps == 0))):
-        raise ArgumentError(f"alpha (step size) must be a finite number > 0, got {alpha!r}; "
-                            "leave it None for Table 2's default")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-        raise ArgumentError(f"steps must be a non-negative integer, got {steps!r}")
-    if model_mode not in ("eval", "train"):
-        raise ArgumentError(f"model_mode must be 'eval' or 'train', got {model_mode!r}")
-    return default_step_size(eps, norm) if alpha is None else alpha
+    if not (math.isfinite(alpha) and (alpha > 0 or (alpha == 0 and eps == 0))):
+        raise ArgumentError(f"{need}; {fix}")
+    return float(alpha)
 
 
-def _check_attack_args(x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float | None,
-                       steps: int, norm: str, model_mode: str = "eval"
-                       ) -> tuple[float, torch.Tensor]:
-    """The scalar arguments, then the images (a float tensor (B, ...) of finite values in
-    [0, 1], B >= 1) and labels (integers (B,) >= 0, made int64); returns ``(alpha, y)``.
+def _check_settings(eps, alpha, steps, norm, random_start, model_mode
+                    ) -> tuple[float, float | None]:
+    """The scalar settings of an attack, each with a message naming it; returns ``(eps,
+    alpha)`` as floats (``alpha`` ``None`` for the default step)."""
+    eps = _check_eps(eps, norm)
+    alpha = _check_alpha(alpha, eps)
+    if not _is_int(steps) or steps < 0:
+        error, kind = (ArgumentError, "") if _is_int(steps) else (ArgumentTypeError,
+                                                                  _kind(steps))
+        raise error(f"steps must be a non-negative integer, got {steps!r}{kind}; pass an "
+                    "integer >= 0, e.g. steps=10 (0: no gradient step)")
+    if not isinstance(random_start, bool):
+        raise ArgumentTypeError(f"random_start must be True or False, got {random_start!r}"
+                                f"{_kind(random_start)}; pass random_start=True or False")
+    _check_model_mode(model_mode)
+    return eps, alpha
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, nn.Module):
+        raise ArgumentTypeError(f"model must be a torch.nn.Module (its mode is set for the "
+                                f"attack and its weights frozen), got {type(model).__name__}; "
+                                "wrap a function in an nn.Module whose forward calls it")
+
+
+def _check_batch(model, x, y, eps: float, norm: Norm, generator, loss_fn) -> torch.Tensor:
+    """The call arguments of an attack, before any forward pass: ``model`` an
+    ``nn.Module``; ``x`` a float tensor (B, ...) of finite values in [0, 1], B >= 1; ``y``
+    integers (B,) >= 0 (returned as int64); ``generator`` a ``torch.Generator`` or
+    ``None``; ``loss_fn`` callable or ``None``; an l2 radius within the image box's
+    diameter.  One pass over ``x`` (the search for the bad sample runs only on failure).
     Labels at or above the model's class count are caught at the first forward
-    (:func:`_check_label_range`)."""
-    alpha = _check_scalar_args(eps, alpha, steps, norm, model_mode)
+    (:func:`_check_logits`)."""
+    _check_model(model)
     if not isinstance(x, torch.Tensor):
         raise ImageError(f"x must be a torch.Tensor of images in [0, 1], got "
                          f"{type(x).__name__}; pass torch.as_tensor(x)")
@@ -276,38 +434,69 @@ def _check_attack_args(x: torch.Tensor, y: torch.Tensor, eps: float, alpha: floa
         fix = "x.float() / 255" if x.dtype == torch.uint8 else "x.float()"
         raise ImageError(f"x has dtype {x.dtype}; images must be floating point in [0, 1]: "
                          f"pass {fix}")
-    if x.dim() < 2 or x.shape[0] == 0:
+    if x.dim() < 2 or x.shape[0] == 0 or x.numel() == 0:
         raise ImageError(f"x has shape {tuple(x.shape)}; an attack needs a batch (B, C, H, W) "
-                         "of at least one image")
+                         "of at least one image (one image: x.unsqueeze(0))")
     if not isinstance(y, torch.Tensor):
         raise LabelError(f"y must be a torch.Tensor of class indices, got {type(y).__name__}; "
                          "pass torch.as_tensor(y)")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise LabelError(f"y has dtype {y.dtype}; labels must be integer class indices: pass "
                          "y.long()")
-    if y.dim() != 1 or x.shape[0] != y.shape[0]:
+    if y.dim() != 1:
+        raise LabelError(f"y has shape {tuple(y.shape)}; labels must be (B,), one class index "
+                         "per image: pass y.view(-1) for (B, 1), y.argmax(1) for one-hot")
+    if x.shape[0] != y.shape[0]:
         raise LengthError(f"expected x of shape (B, ...) and y of shape (B,), got "
-                          f"{tuple(x.shape)} and {tuple(y.shape)}")
-    finite = torch.isfinite(x)
-    if not bool(finite.all()):
-        raise ImageError(f"x holds {x[~finite][0].item()} (not finite); inputs must lie in "
-                         "[0, 1]: drop or repair those images")
-    if x.min() < 0 or x.max() > 1:
-        raise ImageError(
-            f"inputs must lie in [0, 1] (got min {x.min().item():.3g}, max {x.max().item():.3g}); "
-            "normalise inside the model, not before the attack"
-        )
-    if int(y.min()) < 0:
-        raise LabelError(f"label {int(y.min())} is negative; labels are class indices 0..K-1")
+                          f"{tuple(x.shape)} and {tuple(y.shape)}: pass one label per image")
+    if not bool(((x >= 0) & (x <= 1)).all()):  # also False at NaN and inf
+        _raise_image_values(x)
+    low = int(y.min())
+    if low < 0:
+        i = int((y == low).nonzero()[0, 0])
+        raise LabelError(f"label {low} is negative (sample {i} of y); labels are class "
+                         "indices 0..K-1")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ArgumentTypeError(f"generator must be a torch.Generator or None, got "
+                                f"{type(generator).__name__}; pass "
+                                "torch.Generator(device=x.device).manual_seed(seed)")
+    if loss_fn is not None and not callable(loss_fn):
+        raise ArgumentTypeError(f"loss_fn must be callable as loss_fn(logits, y) -> scalar, "
+                                f"got {loss_fn!r}; leave it None for the summed cross-entropy")
     if norm == "l2" and eps > math.sqrt(x[0].numel()):
         raise ArgumentError(f"eps {eps!r} is larger than the l2 diameter of the image box "
                             f"(sqrt({x[0].numel()}) = {math.sqrt(x[0].numel()):.3g}); l2 radii "
                             "are in [0, 1] pixel units, e.g. 128/255")
-    return alpha, y.long()
+    return y.long()
 
 
-def _check_label_range(logits: torch.Tensor, y: torch.Tensor) -> None:
+def _raise_image_values(x: torch.Tensor) -> None:
+    """Name the first non-finite value of ``x``, else the first outside [0, 1]."""
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        i = _first_bad(~finite)
+        raise ImageError(f"x holds {x[i][~finite[i]][0].item()} (first in sample {i}; not "
+                         "finite); inputs must lie in [0, 1]: drop or repair those images")
+    low, high = float(x.min()), float(x.max())
+    bad = low if low < 0 else high
+    i = _first_bad((x < 0) | (x > 1))
+    raise ImageError(f"x holds {bad:.4g} (first in sample {i}; values span [{low:.4g}, "
+                     f"{high:.4g}]), outside [0, 1]: pass unnormalised images in [0, 1] and "
+                     "normalise inside the model, not before the attack")
+
+
+def _check_logits(logits, y: torch.Tensor) -> None:
+    """At the first forward: logits (B, K), K >= 1, and every label below K."""
+    if not isinstance(logits, torch.Tensor) or logits.dim() < 2 or (
+            logits.shape[0] != y.shape[0] or logits.shape[1] == 0):
+        got = (f"shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor)
+               else f"a {type(logits).__name__}")
+        raise ShapeError(f"the model returned {got} for a batch of {y.shape[0]} images; an "
+                         "attack needs logits (B, K): return model(x) of shape (B, K), not "
+                         "features or a tuple")
     k = logits.shape[1]
-    if int(y.max()) >= k:
-        raise LabelError(f"label {int(y.max())} is outside [0, {k - 1}] for the model's {k} "
-                         "classes: pass labels 0..K-1")
+    high = int(y.max())
+    if high >= k:
+        i = int((y == high).nonzero()[0, 0])
+        raise LabelError(f"label {high} is outside [0, {k - 1}] for the model's {k} classes "
+                         f"(sample {i} of y): pass labels 0..K-1")
