@@ -40,7 +40,7 @@ from .models import MODELS
 
 __all__ = ["OBJECTIVES", "AMP_MODES", "ATTACK_MODES", "KD_FORMS", "KD_SOFT_LABELS", "BEST_METRICS", "DEVICE_PATTERN",
            "NON_IDENTITY", "KEY_BASELINE", "KEY_LENGTH", "FLOAT_DIGITS", "ConfigError",
-           "ConfigFileError", "LINF_EPS_MAX", "L2_EPS_MAX", "read_config_file", "KDConfig",
+           "ConfigFileError", "read_config_file", "KDConfig",
            "TradesConfig", "FastATConfig", "TrainConfig", "teacher_identity", "teacher_digest",
            "canonical", "check_sections_used", "UniqueKeyLoader", "DuplicateKeyError",
            "config_key", "make_config"]
@@ -87,7 +87,8 @@ class ConfigFileError(ConfigError):
 
 
 # LINF_EPS_MAX, L2_EPS_MAX (imported above): upper bounds of the attack radius, in [0, 1]
-# pixel units, defined in xcf.attacks so that PGD and FGSMRS refuse the same radii as a config.
+# pixel units, defined (and exported) by xcf.attacks so that PGD and FGSMRS refuse the same
+# radii as a config.
 
 
 def read_config_file(path: str | Path) -> dict:
