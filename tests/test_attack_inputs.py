@@ -15,16 +15,16 @@ Y = torch.tensor([0, 1])
 @pytest.mark.parametrize("kwargs,error,text", [
     (dict(eps=8), inputs.ArgumentError, r"at most 1 for l-inf.*8/255"),
     (dict(eps=300), inputs.ArgumentError, r"got 300.*300/255"),
-    (dict(eps=True), inputs.ArgumentError, r"eps must be a finite number >= 0, got True"),
+    (dict(eps=True), inputs.ArgumentTypeError, r"eps must be a finite number >= 0, got True"),
     (dict(eps=float("inf")), inputs.ArgumentError, r"got inf"),
     (dict(eps=0.1, alpha=float("inf")), inputs.ArgumentError, r"alpha .* got inf"),
-    (dict(eps=0.1, alpha=True), inputs.ArgumentError, r"alpha .* got True"),
+    (dict(eps=0.1, alpha=True), inputs.ArgumentTypeError, r"alpha .* got True"),
     (dict(eps=0.1, alpha=float("nan")), inputs.ArgumentError, r"alpha .* got nan"),
-    (dict(eps=0.1, steps=True), inputs.ArgumentError, r"steps .* got True"),
-    (dict(eps=0.1, steps=2.5), inputs.ArgumentError, r"steps .* got 2.5"),
+    (dict(eps=0.1, steps=True), inputs.ArgumentTypeError, r"steps .* got True"),
+    (dict(eps=0.1, steps=2.5), inputs.ArgumentTypeError, r"steps .* got 2.5"),
     (dict(eps=0.1, model_mode="test"), inputs.ArgumentError, r"model_mode .* got 'test'"),
     (dict(eps=0.1, norm="l1"), inputs.ArgumentError, r"unknown norm 'l1'"),
-    (dict(eps=0.1, random_start="yes"), inputs.ArgumentError, r"random_start .* got 'yes'"),
+    (dict(eps=0.1, random_start="yes"), inputs.ArgumentTypeError, r"random_start .* got 'yes'"),
 ])
 def test_bad_attack_settings_are_refused_when_the_attack_is_made(kwargs, error, text):
     with pytest.raises(error, match=text):

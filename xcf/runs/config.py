@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from xcf.attacks import NORMS, default_step_size
+from xcf.attacks import L2_EPS_MAX, LINF_EPS_MAX, NORMS, default_step_size
 from xcf.data import DATASETS
 from xcf.models import MODELS
 from xcf.runs.config_checks import (as_float, did_you_mean, is_int, need_bool, need_choice,
@@ -37,7 +37,7 @@ from xcf.runs.identity import (KEY_BASELINE, NON_IDENTITY, canonical, config_key
                                teacher_identity)
 
 __all__ = ["OBJECTIVES", "AMP_MODES", "ATTACK_MODES", "KD_FORMS", "KD_SOFT_LABELS", "BEST_METRICS",
-           "DEVICE_PATTERN", "LINF_EPS_MAX", "L2_EPS_MAX", "KDConfig", "TradesConfig",
+           "DEVICE_PATTERN", "KDConfig", "TradesConfig",
            "FastATConfig", "TrainConfig", "check_sections_used", "make_config"]
 
 OBJECTIVES = ("standard", "pgd_at", "kd_at", "fast_at", "trades")
@@ -51,11 +51,8 @@ KD_FORMS = ("eq3", "hinton")
 KD_SOFT_LABELS = ("teacher", "shuffled", "smoothing")
 BEST_METRICS = ("auto", "test_robust_acc", "test_clean_acc")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-# Upper bounds of the attack radius, in [0, 1] pixel units.  l-inf: a radius of 1 already
-# allows any image; the paper uses 8/255.  l2: generous (the paper uses 128/255 ~ 0.5; the
-# diameter of a 32x32x3 image in [0, 1] is about 55).
-LINF_EPS_MAX = 1.0
-L2_EPS_MAX = 64.0
+# LINF_EPS_MAX, L2_EPS_MAX: the bounds of the attack radius, defined by xcf.attacks so that
+# PGD and FGSMRS refuse the same radii as a config.
 
 
 @dataclass
