@@ -12,7 +12,8 @@ from xcf import data
 from xcf.train import runner
 from xcf.runs.checkpoints import CheckpointError, load_model
 from xcf.runs.config import make_config
-from xcf.train.evaluation import FINAL_TEST_NUMBERS, add_final_test, evaluate, whole_test_set
+from xcf.train.evaluation import evaluate
+from xcf.train.final_test import FINAL_TEST_NUMBERS, add_final_test, whole_test_set
 from xcf.train.runner import train
 from xcf.runs.folder import Run
 

@@ -55,7 +55,8 @@ from xcf.runs.checkpoints import CheckpointError, file_digest, load_weights, wei
 from xcf.runs.config import ConfigError, TrainConfig, make_config
 from xcf.train.distributed import (SINGLE, TIMEOUT, RankZeroFailed, Replica, World, broadcast, join,
                           rank_seed, shard, wrap)
-from xcf.train.evaluation import autoattack_accuracy, evaluate, evaluate_holdout, final_test
+from xcf.train.evaluation import evaluate, evaluate_holdout
+from xcf.train.final_test import autoattack_accuracy, final_test
 from xcf.inputs import MatrixError
 from xcf.train.setup import Setup, prepare
 from xcf.runs.provenance import DIVERGED, environment, now
@@ -465,7 +466,7 @@ def summary_line(row: Mapping[str, Any], epochs: int, is_best: bool = False) -> 
 
 def _finish(run: Run, setup: Setup, history: list[dict], log, progress: bool) -> None:
     """Write final.json: best and last epochs, the sha256 of best.pt, the best and last
-    checkpoints on the whole test set (``test``, :func:`xcf.train.evaluation.final_test`; the
+    checkpoints on the whole test set (``test``, :func:`xcf.train.final_test.final_test`; the
     epoch rows themselves when ``eval_n`` covered it) unless ``final_test`` is off, and
     AutoAttack results if configured.  A ``test`` block of an earlier final.json is kept."""
     c = setup.config
