@@ -209,7 +209,7 @@ def test_a_non_finite_epoch_loss_is_not_recorded(tmp_path, monkeypatch):
 
 
 def test_a_finite_but_absurd_epoch_loss_is_diverged_too(tmp_path, monkeypatch):
-    """A cross-entropy above runner.DIVERGED_LOSS (1e6) is a diverged model whose finite
+    """A cross-entropy above divergence.DIVERGED_LOSS (1e6) is a diverged model whose finite
     accuracies and CAS mean nothing: not recorded."""
     import dataclasses
 

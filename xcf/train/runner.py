@@ -29,7 +29,7 @@ One row of ``metrics.jsonl`` per epoch (1-based ``epoch``):
   differs between a resumed and an uninterrupted run).
 
 A row is a result only if every number in it is finite and its training loss below
-``DIVERGED_LOSS``: a non-finite loss, weight or evaluation number, or a loss of 1e14 with
+:data:`~xcf.train.divergence.DIVERGED_LOSS` (:mod:`xcf.train.divergence`): a non-finite loss, weight or evaluation number, or a loss of 1e14 with
 finite but meaningless accuracies (a learning rate too large, say) stops the run with
 :class:`~xcf.train.loop.TrainingDiverged` before that epoch is committed, and the session is
 recorded as ``"diverged"`` (:data:`xcf.runs.provenance.DIVERGED`); earlier epochs' files stay.
@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
-import numbers
 import shutil
 import sys
 import time
@@ -55,9 +53,9 @@ from xcf.runs.checkpoints import CheckpointError, file_digest, load_weights, wei
 from xcf.runs.config import ConfigError, TrainConfig, make_config
 from xcf.train.distributed import (SINGLE, TIMEOUT, RankZeroFailed, Replica, World, broadcast, join,
                           rank_seed, shard, wrap)
+from xcf.train.divergence import check_row, check_weights, diverged_if_not_finite
 from xcf.train.evaluation import evaluate, evaluate_holdout
 from xcf.train.final_test import autoattack_accuracy, final_test
-from xcf.inputs import MatrixError
 from xcf.train.setup import Setup, prepare
 from xcf.runs.provenance import DIVERGED, environment, now
 from xcf.runs.folder import Run, default_runs_dir, find_run
@@ -346,10 +344,10 @@ class _Trainer:
                             log_clean=c.log_train_clean, scaler=self.scaler,
                             replica=self._replica(epoch))
         t0 = time.perf_counter()
-        _check_weights(s.model, epoch, lr)
+        check_weights(s.model, epoch, lr)
         # Under torchrun each rank attacks its shard of the evaluation set; all get the
         # numbers of all of it (xcf.train.distributed.measure_sharded).
-        with _diverged_if_not_finite(epoch, lr):
+        with diverged_if_not_finite(epoch, lr):
             numbers, adv, clean = evaluate(s.model, s.x_eval, s.y_eval, c, epoch, amp=c.amp,
                                            world=self.world)
             if s.x_holdout is not None:
@@ -359,7 +357,7 @@ class _Trainer:
                "train_clean_acc": stats.clean_accuracy, "train_robust_acc": stats.robust_accuracy,
                **numbers,
                "seconds": {"train": stats.seconds, "eval": time.perf_counter() - t0}}
-        _check_row(row)  # before the row joins the history: a NaN is never a result
+        check_row(row)  # before the row joins the history: a NaN is never a result
         self.history.append(row)
         is_best = self._update_best(row)
         if not self.world.is_main:
@@ -403,50 +401,6 @@ class _Trainer:
             "publish": {"matrices": {"C": C, "C_clean": C_clean} if keep_matrix else {},
                         "checkpoints": checkpoints},
         }
-
-
-def _check_weights(model: nn.Module, epoch: int, lr: float) -> None:
-    """Weights and buffers (BatchNorm's running statistics) finite after epoch ``epoch``:
-    a loss can stay finite while a step of a huge learning rate overflows the weights."""
-    for name, t in [*model.named_parameters(), *model.named_buffers()]:
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            bad = t[~torch.isfinite(t)].flatten()[0].item()
-            raise TrainingDiverged(f"training diverged: weight {name} holds {bad} after epoch "
-                                   f"{epoch}; lower the learning rate (now {lr:g})")
-
-
-@contextlib.contextmanager
-def _diverged_if_not_finite(epoch: int, lr: float):
-    """The evaluation's inputs are checked data, so a non-finite feature or attribution
-    (:class:`~xcf.inputs.MatrixError`) there comes from the model: it diverged."""
-    try:
-        yield
-    except MatrixError as err:
-        raise TrainingDiverged(f"training diverged: evaluating epoch {epoch}, {err}; lower "
-                               f"the learning rate (now {lr:g})") from err
-
-
-# A training loss no converging run reaches: cross-entropy (and the KD and TRADES terms
-# beside it) above this needs logits about 1e6 apart on the wrong side, which only a
-# diverged model produces; its accuracies and CAS are then finite numbers of nothing.
-DIVERGED_LOSS = 1e6
-
-
-def _check_row(row: Mapping[str, Any]) -> None:
-    """Every number of an epoch's row finite (loss, accuracies, CAS and its interval), and
-    the training loss below :data:`DIVERGED_LOSS`."""
-    if math.isfinite(row["train_loss"]) and row["train_loss"] > DIVERGED_LOSS:
-        raise TrainingDiverged(f"training diverged: the training loss of epoch {row['epoch']} "
-                               f"is {row['train_loss']:.3g} (above {DIVERGED_LOSS:g}, which no "
-                               "converging run reaches); the epoch is not recorded (lower the "
-                               f"learning rate, now {row['lr']:g})")
-    for key, value in row.items():
-        values = value if isinstance(value, (list, tuple)) else [value]
-        for v in values:
-            if isinstance(v, numbers.Real) and not math.isfinite(v):
-                raise TrainingDiverged(f"training diverged: {key} of epoch {row['epoch']} is "
-                                       f"{v}; the epoch is not recorded (lower the learning "
-                                       f"rate, now {row['lr']:g})")
 
 
 def summary_line(row: Mapping[str, Any], epochs: int, is_best: bool = False) -> str:
