@@ -4,7 +4,8 @@
 prepares everything first (:mod:`xcf.train.setup`), then for each epoch trains
 (:func:`xcf.train.loop.train_epoch`), evaluates (:func:`xcf.train.evaluation.evaluate`), picks
 the best epoch (:func:`xcf.train.selection.select_best`), commits the training state and
-publishes metrics, matrices and checkpoints.  A killed run resumes from its last finished
+publishes metrics, matrices and checkpoints; after the last epoch it writes final.json
+(:func:`xcf.train.final_test.finish_run`).  A killed run resumes from its last finished
 epoch with identical results (CPU); a finished run is reused.  Before either, the run
 folder checks itself (:meth:`xcf.runs.folder.Run.repair`): derived files that disagree with
 ``last.pt`` are repaired, and a KD teacher's best.pt must be the one its final.json names.
@@ -49,15 +50,15 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from xcf.atomic import remove_stale_temps, write_json
-from xcf.runs.checkpoints import CheckpointError, file_digest, load_weights, weights_digest
+from xcf.runs.checkpoints import CheckpointError, file_digest, load_weights
 from xcf.runs.config import ConfigError, TrainConfig, make_config
 from xcf.train.distributed import (SINGLE, TIMEOUT, RankZeroFailed, Replica, World, broadcast, join,
                           rank_seed, shard, wrap)
 from xcf.train.divergence import check_row, check_weights, diverged_if_not_finite
 from xcf.train.evaluation import evaluate, evaluate_holdout
-from xcf.train.final_test import autoattack_accuracy, final_test
+from xcf.train.final_test import finish_run
 from xcf.train.setup import Setup, prepare
-from xcf.runs.provenance import DIVERGED, environment, now
+from xcf.runs.provenance import DIVERGED, environment
 from xcf.runs.folder import Run, default_runs_dir, find_run
 from xcf.train.precision import grad_scaler, warn_if_emulated
 from xcf.train.selection import select_best
@@ -111,7 +112,7 @@ def train(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None,
         if cfg.autoattack and "autoattack" not in run.final():
             setup = prepare(cfg)
             with run.lock(wait=wait, log=log):
-                _finish(run, setup, _history(run), log, progress)
+                finish_run(run, setup, _history(run), log, progress)
         return run
     setup = prepare(cfg)  # every check, before the folder is created or any training
     warn_if_emulated(cfg.amp, setup.device)  # bf16 on a CPU that emulates it: say so first
@@ -299,7 +300,7 @@ class _Trainer:
         try:
             for epoch in range(start + 1, self.c.epochs + 1):
                 self._epoch(epoch)
-            _finish(self.run_, self.s, self.history, self.log, self.progress)
+            finish_run(self.run_, self.s, self.history, self.log, self.progress)
         except TrainingDiverged as err:  # a status of its own: rerunning will not help
             self.run_.end_session(DIVERGED, error=f"{type(err).__name__}: {err}")
             raise
@@ -414,51 +415,3 @@ def summary_line(row: Mapping[str, Any], epochs: int, is_best: bool = False) -> 
             f"  test clean/robust {pct(row['test_clean_acc'])}/{pct(row['test_robust_acc'])}%"
             f"  CAS {row['cas']:.2f} (clean {row['cas_clean']:.2f})  {secs:.1f} s"
             + ("  *best" if is_best else ""))
-
-
-# =========================================================================== after training
-
-def _finish(run: Run, setup: Setup, history: list[dict], log, progress: bool) -> None:
-    """Write final.json: best and last epochs, the sha256 of best.pt, the best and last
-    checkpoints on the whole test set (``test``, :func:`xcf.train.final_test.final_test`; the
-    epoch rows themselves when ``eval_n`` covered it) unless ``final_test`` is off, and
-    AutoAttack results if configured.  A ``test`` block of an earlier final.json is kept."""
-    c = setup.config
-    best_epoch = select_best(history, c.best_metric)
-    by_epoch = {r["epoch"]: r for r in history}
-    previous = run.final()
-    summary = dict(previous, epochs=c.epochs, best_epoch=best_epoch,
-                   best_metric=c.best_metric, best=by_epoch.get(best_epoch),
-                   last=history[-1] if history else None, finished_at=now())
-    best_pt = run.checkpoint_path("best")
-    if not previous and best_pt.is_file():
-        # The content of best.pt, recorded once, when training ends: a KD student's key
-        # includes the weights digest (xcf.runs.config.teacher_digest); the file digest tells
-        # a best.pt replaced by hand.  Neither is added to a final.json of before, so the
-        # students of older teachers keep their keys.
-        summary["best_sha256"] = file_digest(best_pt)
-        summary["best_weights_sha256"] = weights_digest(best_pt)
-    if c.final_test and "test" not in summary and history:
-        summary["test"] = final_test(run, c, history, best_epoch, setup.device, progress)
-    if c.autoattack:
-        summary["autoattack"] = {which: autoattack_accuracy(run, which, setup, progress)
-                                 for which in ("best", "last")}
-        log(f"AutoAttack accuracy: best {summary['autoattack']['best']:.4f}, "
-            f"last {summary['autoattack']['last']:.4f}")
-    run.write_final(summary)
-    log(f"finished {run.path}: best epoch {best_epoch}" + _test_text(summary.get("test")))
-
-
-def _test_text(block: Optional[Mapping[str, Any]]) -> str:
-    """``; whole test set (n 10000, PGD-20 linf eps 0.0313725): best clean/robust
-    82.1/52.3% CAS 14.20, last 84.0/44.9% CAS 9.87`` (empty without a block)."""
-    if not block:
-        return ""
-
-    def part(r: Mapping[str, Any]) -> str:
-        return (f"{100 * r['test_clean_acc']:.1f}/{100 * r['test_robust_acc']:.1f}% "
-                f"CAS {r['cas']:.2f}")
-
-    b, last = block["best"], block["last"]
-    return (f"; whole test set (n {b['n']}, {block['attack']}): best clean/robust {part(b)}, "
-            f"last {part(last)}")
