@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from xcf import data
-from xcf.train import runner
+from xcf.train import final_test, runner
 from xcf.runs.checkpoints import CheckpointError, load_model
 from xcf.runs.config import make_config
-from xcf.train.evaluation import FINAL_TEST_NUMBERS, add_final_test, evaluate, whole_test_set
+from xcf.train.evaluation import evaluate
+from xcf.train.final_test import FINAL_TEST_NUMBERS, add_final_test, whole_test_set
 from xcf.train.runner import train
 from xcf.runs.folder import Run
 
@@ -123,7 +124,7 @@ def test_a_finished_run_without_the_block_is_reused_as_it_is(tmp_path, monkeypat
     (run.path / "final.json").write_text(json.dumps(final))
     before = (run.path / "final.json").read_bytes()
     monkeypatch.setattr(runner, "train_epoch", lambda *a, **k: pytest.fail("retrained"))
-    monkeypatch.setattr(runner, "final_test", lambda *a, **k: pytest.fail("measured"))
+    monkeypatch.setattr(final_test, "final_test", lambda *a, **k: pytest.fail("measured"))
     again = train(tiny(eval_n=30), runs_dir=tmp_path, **QUIET)
     assert again.path == run.path and (run.path / "final.json").read_bytes() == before
     assert Run(run.path).repair() == []

@@ -209,7 +209,7 @@ def test_a_non_finite_epoch_loss_is_not_recorded(tmp_path, monkeypatch):
 
 
 def test_a_finite_but_absurd_epoch_loss_is_diverged_too(tmp_path, monkeypatch):
-    """A cross-entropy above runner.DIVERGED_LOSS (1e6) is a diverged model whose finite
+    """A cross-entropy above divergence.DIVERGED_LOSS (1e6) is a diverged model whose finite
     accuracies and CAS mean nothing: not recorded."""
     import dataclasses
 
@@ -411,5 +411,5 @@ def test_evaluate_names_a_config_that_is_not_a_train_config(config, tiny_net):
     given = tiny_config() if config == "dict" else "configs/smoke.yaml"
     for fn in (evaluate, evaluate_holdout):
         with pytest.raises(TYPE, match=r"config .* is a (dict|str), not a TrainConfig; pass "
-                                       r"xcf\.config\.make_config\(config\)"):
+                                       r"xcf\.runs\.config\.make_config\(config\)"):
             fn(tiny_net, torch.rand(6, 1, 8, 8), torch.arange(6) % 3, given, 1)

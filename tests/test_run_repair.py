@@ -10,7 +10,7 @@ import torch
 
 from xcf.runs import checkpoints, folder as runs
 from xcf.runs.files import RunFileError
-from xcf.train import runner
+from xcf.train import final_test, runner
 from xcf.runs.config import make_config
 from xcf.runs.config_file import ConfigError
 from xcf.train.runner import train
@@ -268,7 +268,7 @@ def test_the_finished_run_records_best_sha256_only_on_its_first_final_json(copy,
     final = copy.final()
     del final["best_sha256"], final["best_weights_sha256"]
     (copy.path / "final.json").write_text(json.dumps(final))
-    monkeypatch.setattr(runner, "autoattack_accuracy", lambda *a, **k: 0.5)
+    monkeypatch.setattr(final_test, "autoattack_accuracy", lambda *a, **k: 0.5)
     train(tiny(autoattack=True), runs_dir=copy.path.parent, **QUIET)
     assert copy.final()["autoattack"] == {"best": 0.5, "last": 0.5}
     assert not {"best_sha256", "best_weights_sha256"} & set(copy.final())

@@ -118,7 +118,7 @@ class TrainConfig:
     last always), ``save_checkpoints_at`` (epochs whose model is kept besides best/last),
     ``autoattack`` / ``autoattack_n`` (final AutoAttack of best and last; ``None`` = the
     eval set), ``final_test`` (when training ends, best and last on the whole test set, as
-    an epoch is evaluated: final.json's ``test``, :func:`xcf.train.evaluation.final_test`; free
+    an epoch is evaluated: final.json's ``test``, :func:`xcf.train.final_test.final_test`; free
     when ``eval_n`` covers the test set), ``device`` (``auto``: CUDA if present).
     """
 

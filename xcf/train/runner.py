@@ -4,7 +4,8 @@
 prepares everything first (:mod:`xcf.train.setup`), then for each epoch trains
 (:func:`xcf.train.loop.train_epoch`), evaluates (:func:`xcf.train.evaluation.evaluate`), picks
 the best epoch (:func:`xcf.train.selection.select_best`), commits the training state and
-publishes metrics, matrices and checkpoints.  A killed run resumes from its last finished
+publishes metrics, matrices and checkpoints; after the last epoch it writes final.json
+(:func:`xcf.train.final_test.finish_run`).  A killed run resumes from its last finished
 epoch with identical results (CPU); a finished run is reused.  Before either, the run
 folder checks itself (:meth:`xcf.runs.folder.Run.repair`): derived files that disagree with
 ``last.pt`` are repaired, and a KD teacher's best.pt must be the one its final.json names.
@@ -29,7 +30,7 @@ One row of ``metrics.jsonl`` per epoch (1-based ``epoch``):
   differs between a resumed and an uninterrupted run).
 
 A row is a result only if every number in it is finite and its training loss below
-``DIVERGED_LOSS``: a non-finite loss, weight or evaluation number, or a loss of 1e14 with
+:data:`~xcf.train.divergence.DIVERGED_LOSS` (:mod:`xcf.train.divergence`): a non-finite loss, weight or evaluation number, or a loss of 1e14 with
 finite but meaningless accuracies (a learning rate too large, say) stops the run with
 :class:`~xcf.train.loop.TrainingDiverged` before that epoch is committed, and the session is
 recorded as ``"diverged"`` (:data:`xcf.runs.provenance.DIVERGED`); earlier epochs' files stay.
@@ -38,8 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
-import numbers
 import shutil
 import sys
 import time
@@ -51,16 +50,17 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from xcf.atomic import remove_stale_temps, write_json
-from xcf.runs.checkpoints import CheckpointError, file_digest, load_weights, weights_digest
+from xcf.runs.checkpoints import CheckpointError, file_digest, load_weights
 from xcf.runs.config import TrainConfig, make_config
 from xcf.runs.config_file import ConfigError
 from xcf.runs.identity import folder_name
 from xcf.train.distributed import (SINGLE, TIMEOUT, RankZeroFailed, Replica, World, broadcast, join,
                           rank_seed, shard, wrap)
-from xcf.train.evaluation import autoattack_accuracy, evaluate, evaluate_holdout, final_test
-from xcf.inputs import MatrixError
+from xcf.train.divergence import check_row, check_weights, diverged_if_not_finite
+from xcf.train.evaluation import evaluate, evaluate_holdout
+from xcf.train.final_test import finish_run
 from xcf.train.setup import Setup, prepare
-from xcf.runs.provenance import DIVERGED, environment, now
+from xcf.runs.provenance import DIVERGED, environment
 from xcf.runs.folder import Run, default_runs_dir, find_run
 from xcf.train.precision import grad_scaler, warn_if_emulated
 from xcf.train.selection import select_best
@@ -114,7 +114,7 @@ def train(config: Union[TrainConfig, Mapping[str, Any], str, Path, None] = None,
         if cfg.autoattack and "autoattack" not in run.final():
             setup = prepare(cfg)
             with run.lock(wait=wait, log=log):
-                _finish(run, setup, _history(run), log, progress)
+                finish_run(run, setup, _history(run), log, progress)
         return run
     setup = prepare(cfg)  # every check, before the folder is created or any training
     warn_if_emulated(cfg.amp, setup.device)  # bf16 on a CPU that emulates it: say so first
@@ -296,7 +296,7 @@ class _Trainer:
         try:
             for epoch in range(start + 1, self.c.epochs + 1):
                 self._epoch(epoch)
-            _finish(self.run_, self.s, self.history, self.log, self.progress)
+            finish_run(self.run_, self.s, self.history, self.log, self.progress)
         except TrainingDiverged as err:  # a status of its own: rerunning will not help
             self.run_.end_session(DIVERGED, error=f"{type(err).__name__}: {err}")
             raise
@@ -341,10 +341,10 @@ class _Trainer:
                             log_clean=c.log_train_clean, scaler=self.scaler,
                             replica=self._replica(epoch))
         t0 = time.perf_counter()
-        _check_weights(s.model, epoch, lr)
+        check_weights(s.model, epoch, lr)
         # Under torchrun each rank attacks its shard of the evaluation set; all get the
         # numbers of all of it (xcf.train.distributed.measure_sharded).
-        with _diverged_if_not_finite(epoch, lr):
+        with diverged_if_not_finite(epoch, lr):
             numbers, adv, clean = evaluate(s.model, s.x_eval, s.y_eval, c, epoch, amp=c.amp,
                                            world=self.world)
             if s.x_holdout is not None:
@@ -354,7 +354,7 @@ class _Trainer:
                "train_clean_acc": stats.clean_accuracy, "train_robust_acc": stats.robust_accuracy,
                **numbers,
                "seconds": {"train": stats.seconds, "eval": time.perf_counter() - t0}}
-        _check_row(row)  # before the row joins the history: a NaN is never a result
+        check_row(row)  # before the row joins the history: a NaN is never a result
         self.history.append(row)
         is_best = self._update_best(row)
         if not self.world.is_main:
@@ -400,50 +400,6 @@ class _Trainer:
         }
 
 
-def _check_weights(model: nn.Module, epoch: int, lr: float) -> None:
-    """Weights and buffers (BatchNorm's running statistics) finite after epoch ``epoch``:
-    a loss can stay finite while a step of a huge learning rate overflows the weights."""
-    for name, t in [*model.named_parameters(), *model.named_buffers()]:
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            bad = t[~torch.isfinite(t)].flatten()[0].item()
-            raise TrainingDiverged(f"training diverged: weight {name} holds {bad} after epoch "
-                                   f"{epoch}; lower the learning rate (now {lr:g})")
-
-
-@contextlib.contextmanager
-def _diverged_if_not_finite(epoch: int, lr: float):
-    """The evaluation's inputs are checked data, so a non-finite feature or attribution
-    (:class:`~xcf.inputs.MatrixError`) there comes from the model: it diverged."""
-    try:
-        yield
-    except MatrixError as err:
-        raise TrainingDiverged(f"training diverged: evaluating epoch {epoch}, {err}; lower "
-                               f"the learning rate (now {lr:g})") from err
-
-
-# A training loss no converging run reaches: cross-entropy (and the KD and TRADES terms
-# beside it) above this needs logits about 1e6 apart on the wrong side, which only a
-# diverged model produces; its accuracies and CAS are then finite numbers of nothing.
-DIVERGED_LOSS = 1e6
-
-
-def _check_row(row: Mapping[str, Any]) -> None:
-    """Every number of an epoch's row finite (loss, accuracies, CAS and its interval), and
-    the training loss below :data:`DIVERGED_LOSS`."""
-    if math.isfinite(row["train_loss"]) and row["train_loss"] > DIVERGED_LOSS:
-        raise TrainingDiverged(f"training diverged: the training loss of epoch {row['epoch']} "
-                               f"is {row['train_loss']:.3g} (above {DIVERGED_LOSS:g}, which no "
-                               "converging run reaches); the epoch is not recorded (lower the "
-                               f"learning rate, now {row['lr']:g})")
-    for key, value in row.items():
-        values = value if isinstance(value, (list, tuple)) else [value]
-        for v in values:
-            if isinstance(v, numbers.Real) and not math.isfinite(v):
-                raise TrainingDiverged(f"training diverged: {key} of epoch {row['epoch']} is "
-                                       f"{v}; the epoch is not recorded (lower the learning "
-                                       f"rate, now {row['lr']:g})")
-
-
 def summary_line(row: Mapping[str, Any], epochs: int, is_best: bool = False) -> str:
     """One line per epoch, e.g. ``epoch  3/10  lr 0.1  loss 1.234  train 45.2/30.1%
     test 50.0/33.3%  CAS 12.30 (clean 8.10)  9.5 s  *best``."""
@@ -455,51 +411,3 @@ def summary_line(row: Mapping[str, Any], epochs: int, is_best: bool = False) -> 
             f"  test clean/robust {pct(row['test_clean_acc'])}/{pct(row['test_robust_acc'])}%"
             f"  CAS {row['cas']:.2f} (clean {row['cas_clean']:.2f})  {secs:.1f} s"
             + ("  *best" if is_best else ""))
-
-
-# =========================================================================== after training
-
-def _finish(run: Run, setup: Setup, history: list[dict], log, progress: bool) -> None:
-    """Write final.json: best and last epochs, the sha256 of best.pt, the best and last
-    checkpoints on the whole test set (``test``, :func:`xcf.train.evaluation.final_test`; the
-    epoch rows themselves when ``eval_n`` covered it) unless ``final_test`` is off, and
-    AutoAttack results if configured.  A ``test`` block of an earlier final.json is kept."""
-    c = setup.config
-    best_epoch = select_best(history, c.best_metric)
-    by_epoch = {r["epoch"]: r for r in history}
-    previous = run.final()
-    summary = dict(previous, epochs=c.epochs, best_epoch=best_epoch,
-                   best_metric=c.best_metric, best=by_epoch.get(best_epoch),
-                   last=history[-1] if history else None, finished_at=now())
-    best_pt = run.checkpoint_path("best")
-    if not previous and best_pt.is_file():
-        # The content of best.pt, recorded once, when training ends: a KD student's key
-        # includes the weights digest (xcf.runs.identity.teacher_digest); the file digest tells
-        # a best.pt replaced by hand.  Neither is added to a final.json of before, so the
-        # students of older teachers keep their keys.
-        summary["best_sha256"] = file_digest(best_pt)
-        summary["best_weights_sha256"] = weights_digest(best_pt)
-    if c.final_test and "test" not in summary and history:
-        summary["test"] = final_test(run, c, history, best_epoch, setup.device, progress)
-    if c.autoattack:
-        summary["autoattack"] = {which: autoattack_accuracy(run, which, setup, progress)
-                                 for which in ("best", "last")}
-        log(f"AutoAttack accuracy: best {summary['autoattack']['best']:.4f}, "
-            f"last {summary['autoattack']['last']:.4f}")
-    run.write_final(summary)
-    log(f"finished {run.path}: best epoch {best_epoch}" + _test_text(summary.get("test")))
-
-
-def _test_text(block: Optional[Mapping[str, Any]]) -> str:
-    """``; whole test set (n 10000, PGD-20 linf eps 0.0313725): best clean/robust
-    82.1/52.3% CAS 14.20, last 84.0/44.9% CAS 9.87`` (empty without a block)."""
-    if not block:
-        return ""
-
-    def part(r: Mapping[str, Any]) -> str:
-        return (f"{100 * r['test_clean_acc']:.1f}/{100 * r['test_robust_acc']:.1f}% "
-                f"CAS {r['cas']:.2f}")
-
-    b, last = block["best"], block["last"]
-    return (f"; whole test set (n {b['n']}, {block['attack']}): best clean/robust {part(b)}, "
-            f"last {part(last)}")
