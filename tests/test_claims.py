@@ -313,3 +313,66 @@ def test_a_whole_row_repeats_c1s_three_parts_on_a_second_setting_with_its_own_se
     assert rows["C1 rise, wide"]["verdict"] == "inconclusive"   # CAS 10 early and best
     assert "C1 wide" not in rows and rows["C1 fall"]["verdict"] == "not run"
 
+
+# ------------------------------------------------------------------ a section page's verdict
+
+def test_a_page_verdict_is_the_claims_pages_rule_on_the_pages_runs(tmp_path, capsys):
+    """Each page states its claim by the study's rule on its own runs (one seed): the
+    verdicts printed are the rule's, and those returned."""
+    run = curve_run(tmp_path, "at", cas=[10.0] * 39 + [7.0])       # overfits, gap 3
+    v = claim_verdicts.page_verdict("C1", {"PGD-AT": run}, "cpu")
+    assert [x.row() for x in v] == [claims.c1([run]).row()]
+    assert v[0].verdict == "inconclusive"                         # one seed: no interval
+    assert capsys.readouterr().out == v[0].say("cpu") + "\n"
+    assert v[0].say("cpu").startswith("C1 fall, PGD-AT: CAS(best) > CAS(last): "
+                                      "inconclusive at the cpu profile\n  ours: ")
+
+
+def test_a_page_verdict_whose_premise_failed_is_not_tested(tmp_path, capsys):
+    """Made-up runs that miss each claim's premise: no robust overfitting (C1), no
+    PGD-AT gap (C2), too few ε values (C3), no collapse (C4)."""
+    calm = curve_run(tmp_path, "calm", fall=0.01, cas=[10.0] * 39 + [7.0])  # falls 1 pt
+    [c1] = claim_verdicts.page_verdict("C1", {"PGD-AT": calm}, "smoke")
+    assert c1.verdict == "not tested" and "in 0/1 seeds" in c1.premise
+    no_gap = gap_runs(tmp_path, [-0.5], prefix="z")[0]
+    kd = gap_runs(tmp_path, [0.5], prefix="k")[0]
+    rel, own, rob = claim_verdicts.page_verdict("C2", {"PGD-AT": no_gap, "KD-AT": kd},
+                                                "smoke", form="eq3")
+    assert rel.claim == "C2 (eq3)" and rel.verdict == "not tested"
+    assert rel.premise == "PGD-AT's CAS gap > 0 in 0/1 seeds"
+    assert [own.claim, rob.claim] == ["C2 (eq3) own gap", "C2 (eq3) robustness"]
+    eps = {e: run for e, _, run in eps_runs(tmp_path, [(1, .02), (2, .04), (3, .06)])}
+    c3, large = claim_verdicts.page_verdict("C3", eps, "smoke", early_epoch=1)
+    assert c3.verdict == "not tested" and "3 ε values (needs ≥ 6)" in c3.premise
+    assert large.claim == "C3 large ε" and large.verdict != "not run"
+    ten = {e: np.eye(10) for e in (1, 2, 3)}
+    [c4] = claim_verdicts.page_verdict(
+        "C4", {"ε 0.2, step 0.25": make_run(tmp_path, [0.1, 0.3, 0.28], [6, 8, 7],
+                                            name="fast", matrices=ten)}, "smoke")
+    assert c4.verdict == "not tested" and "ε 0.2, step 0.25: no collapse" in c4.ours
+    out = capsys.readouterr().out
+    assert out == "".join(v.say("smoke") + "\n" for v in (c1, rel, own, rob, c3, large, c4))
+
+
+def test_a_page_verdict_on_standard_training_and_on_fast_at_that_collapsed(tmp_path):
+    at = curve_run(tmp_path, "at")                                  # best CAS 10
+    flat = make_run(tmp_path, [0.0] * 6, [2, 4, 8, 8, 8.2, 8.1], name="flat")  # clean 4.05
+    [c5] = claim_verdicts.page_verdict("C5", {"standard": flat, "PGD-AT": at}, "smoke")
+    assert c5.row() == claims.c5([(flat, at)]).row() and "standard 4.05" in c5.ours
+    ten = {e: np.eye(10) for e in (1, 2, 3)}
+    co = make_run(tmp_path, [0.3, 0.5, 0.1], [6, 8, 2], name="co", matrices=ten)
+    [c4] = claim_verdicts.page_verdict("C4", {"b": co}, "smoke")
+    assert c4.verdict == "holds" and "b: CAS 8.00 at best (epoch 2" in c4.ours
+
+
+def test_a_page_missing_a_run_says_nothing_and_a_wrong_run_is_named(tmp_path, capsys):
+    run = curve_run(tmp_path, "at")
+    assert claim_verdicts.page_verdict("C1", {"PGD-AT": None}, "cpu") == []
+    assert claim_verdicts.page_verdict("C2", {"PGD-AT": run, "KD-AT": None}, "cpu") == []
+    assert claim_verdicts.page_verdict("C3", {0.1: run, 0.2: None}, "cpu") == []
+    assert claim_verdicts.page_verdict("C4", {}, "cpu") == []
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="C5 on a page reads the runs standard, PGD-AT"):
+        claim_verdicts.page_verdict("C5", {"PGD-AT": run}, "cpu")
+    with pytest.raises(ValueError, match="a page states one of C1, C2, C3, C4, C5"):
+        claim_verdicts.page_verdict("C6", {"PGD-AT": run}, "cpu")

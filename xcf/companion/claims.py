@@ -35,8 +35,8 @@ The claims (Wei, Guo & Wang, ICML 2025):
   changes it by at most :data:`C5_FLAT` of its mean).
 
 Each part's statement and the paper's numbers are :mod:`xcf.companion.claim_statements`;
-:func:`xcf.companion.claim_verdicts.decide` applies the rules to the runs that
-:mod:`xcf.companion.claim_runs` names.
+:mod:`xcf.companion.claim_verdicts` applies the rules to the study's runs (the Claims page)
+and to a section page's own runs.
 """
 from __future__ import annotations
 
