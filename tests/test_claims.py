@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from run_folders import make_run
-from xcf.companion import claims, paired
+from xcf.companion import claim_verdicts, claims, claims_page, paired
 
 
 def ci(lo, hi):
@@ -209,7 +209,7 @@ def test_c4_decides_at_the_collapse_and_lists_every_setting_tried(tmp_path):
     assert "2.00 at collapse (epoch 3" in v.ours
     v = claims.c4([("a", calm)])
     assert v.verdict == "not tested" and "in 0 of 1 runs tried" in v.premise
-    rows = claims.fast_at_table([("a", calm), ("b", co)])
+    rows = claims_page.fast_at_table([("a", calm), ("b", co)])
     assert [r["collapse (epoch)"] for r in rows] == ["-", "3"]
     assert rows[1]["CAS best → collapse"] == "8.00 → 2.00"
     assert rows[1]["lowest later RA (epoch)"] == "10.0% (3)"
@@ -223,7 +223,7 @@ def test_c4_premise_needs_robustness_learned_before_the_collapse(tmp_path):
     v = claims.c4([("e 0.3", chance)])
     assert v.verdict == "not tested" and "e 0.3: no robustness learned (best RA 9.6%" in v.ours
     assert "1 learned no robustness" in v.premise
-    assert claims.fast_at_table([("e 0.3", chance)])[0]["learned robustness"] == "no (< 2/10)"
+    assert claims_page.fast_at_table([("e 0.3", chance)])[0]["learned robustness"] == "no (< 2/10)"
     # the same curve over K = 3 classes (chance 33%, floor 67%) is no robustness either;
     # over K = 10 at 10x the RA it is a collapse whose CAS falls
     assert claims.c4([("x", make_run(tmp_path, [0.5, 0.3, 0.1], [6, 8, 2],
@@ -261,7 +261,7 @@ def test_decide_reads_each_claims_runs_by_their_study_names(tmp_path):
     found["C1 ℓ2 seed 0"] = curve_run(tmp_path, "l2", cas=[10.0] * 39 + [11.0])
     found["C4 fast AT a seed 0"] = make_run(tmp_path, [0.3, 0.5, 0.1], [6, 8, 2], name="f",
                                             matrices={e: np.eye(10) for e in (1, 2, 3)})
-    rows = {r["claim"]: r for r in claims.decide(found, P)}
+    rows = {r["claim"]: r for r in claim_verdicts.decide(found, P)}
     assert list(rows) == ["C1 rise", "C1 rise (Fig. 2's epoch)", "C1 fall", "C1 specificity",
                           "C1 fall, test-selected", "C1 ℓ2", "C2 (eq3)", "C2 (eq3) own gap",
                           "C2 (eq3) robustness", "C2 (hinton)", "C2 (hinton) own gap",
@@ -271,7 +271,7 @@ def test_decide_reads_each_claims_runs_by_their_study_names(tmp_path):
     # one of the two ℓ2 seeds: not decided from part of its seeds
     assert rows["C1 ℓ2"]["verdict"] == "not run" and rows["C1 ℓ2"]["ours"] == "1 of 2 runs found"
     found["C1 ℓ2 seed 1"] = curve_run(tmp_path, "l2b", cas=[10.0] * 39 + [11.0])
-    rows = {r["claim"]: r for r in claims.decide(found, P)}
+    rows = {r["claim"]: r for r in claim_verdicts.decide(found, P)}
     assert rows["C1 ℓ2"]["verdict"] == "inconclusive"          # two seeds give no interval
     assert rows["C2 (eq3)"]["verdict"] == "holds"              # 3 - 0.5 etc.
     assert rows["C2 (hinton)"]["verdict"] == "not run"
@@ -295,21 +295,6 @@ def test_partial_spearman_agrees_with_the_textbook_formula():
     assert abs(got - want) < 1e-9 and 0 < p < 1
 
 
-def test_the_headline_keeps_one_short_line_per_claim_part():
-    from xcf.companion import claims
-
-    rows = [{"claim": "C1 fall", "statement": "s", "premise": "p", "verdict": "holds",
-             "ours": "CAS best − last +3.45 (1/1 > 0); beyond both intervals in 1/1",
-             "paper": "CAS 25.6 best (epoch 108) vs 9.0 last; RA 47.8% vs 42.5%"},
-            {"claim": "C4", "statement": "s", "premise": "-", "verdict": "not run",
-             "ours": "0 of 6 runs found", "paper": "CAS plummets (Fig. 7; values in it)"}]
-    assert claims.headline(rows) == [
-        {"claim": "C1 fall", "verdict": "holds", "ours": "CAS best − last +3.45 (1/1 > 0)",
-         "the paper's": "CAS 25.6 best (epoch 108) vs 9.0 last"},
-        {"claim": "C4", "verdict": "not run", "ours": "0 of 6 runs found",
-         "the paper's": "CAS plummets (Fig. 7)"}]
-
-
 def test_a_whole_row_repeats_c1s_three_parts_on_a_second_setting_with_its_own_seeds(tmp_path):
     """An ``across`` row with ``whole: true`` (the setting of the search that showed the
     paper's shape) gets C1's rise, fall and control under its label, on its own seeds, and
@@ -318,12 +303,76 @@ def test_a_whole_row_repeats_c1s_three_parts_on_a_second_setting_with_its_own_se
                           "seeds": [0, 1, 2]}]}
     found = {f"C1 wide seed {s}": curve_run(tmp_path, f"w{s}", cas=[10.0] * 39 + [7.0 + s / 4])
              for s in (0, 1)}
-    rows = {r["claim"]: r for r in claims.decide(found, Q)}
+    rows = {r["claim"]: r for r in claim_verdicts.decide(found, Q)}
     parts = ["C1 rise, wide", "C1 fall, wide", "C1 specificity, wide"]
     assert all(rows[p]["verdict"] == "not run" and rows[p]["ours"] == "2 of 3 runs found"
                for p in parts)
     found["C1 wide seed 2"] = curve_run(tmp_path, "w2", cas=[10.0] * 39 + [7.5])
-    rows = {r["claim"]: r for r in claims.decide(found, Q)}
+    rows = {r["claim"]: r for r in claim_verdicts.decide(found, Q)}
     assert rows["C1 fall, wide"]["verdict"] == "holds"          # gaps 3, 2.75, 2.5
     assert rows["C1 rise, wide"]["verdict"] == "inconclusive"   # CAS 10 early and best
     assert "C1 wide" not in rows and rows["C1 fall"]["verdict"] == "not run"
+
+
+# ------------------------------------------------------------------ a section page's verdict
+
+def test_a_page_verdict_is_the_claims_pages_rule_on_the_pages_runs(tmp_path, capsys):
+    """Each page states its claim by the study's rule on its own runs (one seed): the
+    verdicts printed are the rule's, and those returned."""
+    run = curve_run(tmp_path, "at", cas=[10.0] * 39 + [7.0])       # overfits, gap 3
+    v = claim_verdicts.page_verdict("C1", {"PGD-AT": run}, "cpu")
+    assert [x.row() for x in v] == [claims.c1([run]).row()]
+    assert v[0].verdict == "inconclusive"                         # one seed: no interval
+    assert capsys.readouterr().out == v[0].say("cpu") + "\n"
+    assert v[0].say("cpu").startswith("C1 fall, PGD-AT: CAS(best) > CAS(last): "
+                                      "inconclusive at the cpu profile\n  ours: ")
+
+
+def test_a_page_verdict_whose_premise_failed_is_not_tested(tmp_path, capsys):
+    """Made-up runs that miss each claim's premise: no robust overfitting (C1), no
+    PGD-AT gap (C2), too few ε values (C3), no collapse (C4)."""
+    calm = curve_run(tmp_path, "calm", fall=0.01, cas=[10.0] * 39 + [7.0])  # falls 1 pt
+    [c1] = claim_verdicts.page_verdict("C1", {"PGD-AT": calm}, "smoke")
+    assert c1.verdict == "not tested" and "in 0/1 seeds" in c1.premise
+    no_gap = gap_runs(tmp_path, [-0.5], prefix="z")[0]
+    kd = gap_runs(tmp_path, [0.5], prefix="k")[0]
+    rel, own, rob = claim_verdicts.page_verdict("C2", {"PGD-AT": no_gap, "KD-AT": kd},
+                                                "smoke", form="eq3")
+    assert rel.claim == "C2 (eq3)" and rel.verdict == "not tested"
+    assert rel.premise == "PGD-AT's CAS gap > 0 in 0/1 seeds"
+    assert [own.claim, rob.claim] == ["C2 (eq3) own gap", "C2 (eq3) robustness"]
+    eps = {e: run for e, _, run in eps_runs(tmp_path, [(1, .02), (2, .04), (3, .06)])}
+    c3, large = claim_verdicts.page_verdict("C3", eps, "smoke", early_epoch=1)
+    assert c3.verdict == "not tested" and "3 ε values (needs ≥ 6)" in c3.premise
+    assert large.claim == "C3 large ε" and large.verdict != "not run"
+    ten = {e: np.eye(10) for e in (1, 2, 3)}
+    [c4] = claim_verdicts.page_verdict(
+        "C4", {"ε 0.2, step 0.25": make_run(tmp_path, [0.1, 0.3, 0.28], [6, 8, 7],
+                                            name="fast", matrices=ten)}, "smoke")
+    assert c4.verdict == "not tested" and "ε 0.2, step 0.25: no collapse" in c4.ours
+    out = capsys.readouterr().out
+    assert out == "".join(v.say("smoke") + "\n" for v in (c1, rel, own, rob, c3, large, c4))
+
+
+def test_a_page_verdict_on_standard_training_and_on_fast_at_that_collapsed(tmp_path):
+    at = curve_run(tmp_path, "at")                                  # best CAS 10
+    flat = make_run(tmp_path, [0.0] * 6, [2, 4, 8, 8, 8.2, 8.1], name="flat")  # clean 4.05
+    [c5] = claim_verdicts.page_verdict("C5", {"standard": flat, "PGD-AT": at}, "smoke")
+    assert c5.row() == claims.c5([(flat, at)]).row() and "standard 4.05" in c5.ours
+    ten = {e: np.eye(10) for e in (1, 2, 3)}
+    co = make_run(tmp_path, [0.3, 0.5, 0.1], [6, 8, 2], name="co", matrices=ten)
+    [c4] = claim_verdicts.page_verdict("C4", {"b": co}, "smoke")
+    assert c4.verdict == "holds" and "b: CAS 8.00 at best (epoch 2" in c4.ours
+
+
+def test_a_page_missing_a_run_says_nothing_and_a_wrong_run_is_named(tmp_path, capsys):
+    run = curve_run(tmp_path, "at")
+    assert claim_verdicts.page_verdict("C1", {"PGD-AT": None}, "cpu") == []
+    assert claim_verdicts.page_verdict("C2", {"PGD-AT": run, "KD-AT": None}, "cpu") == []
+    assert claim_verdicts.page_verdict("C3", {0.1: run, 0.2: None}, "cpu") == []
+    assert claim_verdicts.page_verdict("C4", {}, "cpu") == []
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="C5 on a page reads the runs standard, PGD-AT"):
+        claim_verdicts.page_verdict("C5", {"PGD-AT": run}, "cpu")
+    with pytest.raises(ValueError, match="a page states one of C1, C2, C3, C4, C5"):
+        claim_verdicts.page_verdict("C6", {"PGD-AT": run}, "cpu")

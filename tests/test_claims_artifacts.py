@@ -10,7 +10,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from xcf.companion import claims, claim_runs as study_plan
+from xcf.companion import claim_verdicts, claims, claim_runs as study_plan
 from xcf.runs.config import TrainConfig
 from xcf.companion.profiles import profile_knobs
 from xcf.runs.identity import folder_name
@@ -105,7 +105,7 @@ def test_claims_table_is_regenerated_from_the_artifacts(found):
     """Each verdict recomputed from metrics.jsonl with the rules as the rule book states
     them (held-out selection; premises; paired t intervals from scipy), without xcf's
     rule code."""
-    rows = {r["claim"]: r for r in claims.decide(found, S)}
+    rows = {r["claim"]: r for r in claim_verdicts.decide(found, S)}
 
     def pending(claim, names):
         """A claim missing any of its runs reads 'not run' (and is not recomputed)."""

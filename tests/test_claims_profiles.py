@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from run_folders import make_run
-from xcf.companion import claims, figures, costs as plan, claim_runs as study_plan
+from xcf.companion import claim_verdicts, figures, costs as plan, claim_runs as study_plan
 from xcf.runs import identity
 from xcf.runs.config import make_config
 from xcf.companion.locate import kd_overrides
@@ -72,7 +72,7 @@ def test_the_claims_page_reads_full_results_and_labels_them_full(tmp_path):
     assert all(run.path.parent == tmp_path / "full" for run in full.found.values())
     assert full.caption().startswith(f"**full profile**: 3 of its {full.n_studies} studies")
     assert full.caption().endswith("trained in fp32 (2 runs).")  # 2 folders, amp: none
-    verdicts = {v["claim"]: v["verdict"] for v in claims.decide(full.found, full.studies)}
+    verdicts = {v["claim"]: v["verdict"] for v in claim_verdicts.decide(full.found, full.studies)}
     # by hand: RA 0.3, 0.5, 0.4 over 3 epochs has one 3-epoch mean, which cannot fall:
     # no robust overfitting, so C1's fall is not tested (a best before the last is not
     # enough); its rise has no epoch before the best but epoch 1 (Table 1's 10 of 200,
@@ -90,7 +90,7 @@ def test_without_full_results_every_full_verdict_is_not_run(tmp_path):
     assert full.found == {} and not full.ran
     assert "**full profile**: not run" in full.caption()
     assert "tools/run_claims.py --profile full" in full.caption()
-    rows = claims.decide(full.found, full.studies)
+    rows = claim_verdicts.decide(full.found, full.studies)
     assert rows and {r["verdict"] for r in rows} == {"not run"}
 
 
@@ -101,7 +101,7 @@ def test_the_committed_cpu_results_are_read_as_before():
     before = study_plan.find_studies(ROOT / "notebooks" / "results" / "cpu", S)
     paths = lambda found: {k: r.path for k, r in found.items()}  # noqa: E731
     assert paths(results[0].found) == paths(before)
-    assert claims.decide(results[0].found, results[0].studies) == claims.decide(before, S)
+    assert claim_verdicts.decide(results[0].found, results[0].studies) == claim_verdicts.decide(before, S)
     if not (ROOT / "notebooks" / "results" / "full").is_dir():
         assert not results[1].ran
 

@@ -227,16 +227,16 @@ def test_10_figures_finds_this_profile(tmp_path, runs_root):
 
 @pytest.mark.notebook
 def test_11_claims_regenerates_its_verdicts_from_the_committed_results(tmp_path, runs_root):
-    """The Claims page trains nothing; what it records must be what xcf.companion.claims decides
+    """The Claims page trains nothing; what it records must be what xcf.companion.claim_verdicts decides
     from the committed cpu artifacts, read here independently of the notebook."""
-    from xcf.companion import claims, claim_runs as study_plan
+    from xcf.companion import claim_verdicts, claim_runs as study_plan
     from xcf.companion.profiles import profile_knobs
 
     m = notebook_metrics("11_claims", tmp_path, runs_root)
     S = profile_knobs("11_claims", "cpu", NOTEBOOKS / "params")
     found = study_plan.find_studies(NOTEBOOKS / "results" / "cpu", S)
     assert m["results"] == "cpu" and m["n_found"] == len(found)
-    assert m["verdicts"] == {r["claim"]: r["verdict"] for r in claims.decide(found, S)}
+    assert m["verdicts"] == {r["claim"]: r["verdict"] for r in claim_verdicts.decide(found, S)}
 
 
 @pytest.mark.notebook

@@ -9,7 +9,7 @@ claim speaks about; where the premise did not occur the verdict is *not tested*,
 - *holds*: every tested seed agrees; *does not hold*: none does; *mixed*: some do;
 - *inconclusive* (C3 only): a positive but not significant rank correlation;
 - *not tested*: no run met the premise; *not run*: not every run the claim names is
-  there yet (:func:`decide` says how many are).
+  there yet (:func:`xcf.companion.claim_verdicts.decide` says how many are).
 
 The claims (Wei, Guo & Wang, ICML 2025):
 
@@ -28,12 +28,15 @@ The claims (Wei, Guo & Wang, ICML 2025):
   most :data:`xcf.companion.diagnostics.COLLAPSE_FRACTION` of its best at a later epoch).
   Premise: a collapse of a run that had learned robustness (best RA at least
   :data:`C4_CHANCE_MULTIPLE` times chance, 1/K): a model no better than guessing under
-  attack has nothing to forget.  Every setting tried is listed (:func:`fast_at_table`).
+  attack has nothing to forget.  Every setting tried is listed
+  (:func:`xcf.companion.claims_page.fast_at_table`).
 - **C5** (Sec. 5.4, Fig. 9): standard training's clean CAS (last epoch) is below
   PGD-AT's (best checkpoint) and flat over the second half of training (its linear trend
   changes it by at most :data:`C5_FLAT` of its mean).
 
-:func:`decide` applies them to the runs that :mod:`xcf.companion.claim_runs` names.
+Each part's statement and the paper's numbers are :mod:`xcf.companion.claim_statements`;
+:mod:`xcf.companion.claim_verdicts` applies the rules to the study's runs (the Claims page)
+and to a section page's own runs.
 """
 from __future__ import annotations
 
@@ -45,55 +48,15 @@ import numpy as np
 from scipy import stats
 
 from xcf.companion import diagnostics, evidence, paired, paper, readings as studies
-from xcf.companion.claim_runs import across_row_seeds, fast_studies, kd_forms, seeds_of
+from xcf.companion.claim_statements import PAPER, STATEMENT
 
-__all__ = ["PAPER", "STATEMENT", "VERDICTS", "C3_MIN_EPS", "C3_ALPHA", "C4_CHANCE_MULTIPLE",
-           "C5_FLAT", "Verdict", "tally", "c1", "c2", "c3", "c3_large_eps", "c4",
-           "fast_at_outcome", "fast_at_table", "c5", "decide", "headline"]
+__all__ = ["VERDICTS", "C3_MIN_EPS", "C3_ALPHA", "C4_CHANCE_MULTIPLE", "C5_FLAT", "Verdict",
+           "tally", "c1", "c1_rise", "c1_specificity", "c2", "c3", "c3_large_eps", "c4",
+           "fast_at_outcome", "c5"]
 
-_T1 = paper.TABLE1["8/255"]
-_GAPS = paper.table1_cas_gaps()
-PAPER = {  # what the paper reports for each claim (CIFAR-10, PreActResNet-18, 200 epochs)
-    "C1": f"CAS {_T1[2]} best (epoch {paper.BEST_EPOCH_PGD_AT}) vs {_T1[4]} last; "
-          f"RA {_T1[3]}% vs {_T1[5]}% (Table 1, ε = 8/255)",
-    "C1 across": "best > last for ℓ2, CIFAR-100, Tiny-ImageNet and DeiT-Ti "
-                 "(Figs. 5-6; values only in the figures)",
-    "C2": "no significant gap between KD-AT's best and last matrices "
-          "(Fig. 3; values only in the figure)",
-    "C3": "gap grows from ε = 2/255 to 8/255 (Fig. 4; values only in the figure) and "
-          "shrinks at larger ε with the RA gap (Table 1)",
-    "C3 large ε": "Table 1, ε " + ", ".join(e.split("/")[0] for e in _GAPS) + "/255: gaps "
-                  + ", ".join(f"{g}" for g in _GAPS.values())
-                  + "; early and best CAS fall with ε",
-    "C4": f"CAS plummets to {paper.FAST_AT_CAS_AFTER_CO} after catastrophic overfitting, "
-          "RA near zero (Fig. 7)",
-    "C5": "standard training's CAS well below AT's, which is "
-          f"'generally > {paper.AT_CAS_TYPICAL_LOWER_BOUND}', and stable (Fig. 9)",
-}
-PAPER.update({
-    "C1 rise": f"CAS {_T1[0]} at epoch {paper.TABLE1_EARLY_EPOCH} < {_T1[2]} at the best "
-               f"(Table 1); epoch {paper.UNDERFITTED_EPOCH} below epoch "
-               f"{paper.BEST_EPOCH_PGD_AT} (Fig. 2)",
-    "C2 own gap": "no significant gap between KD-AT's best and last matrices, "
-                  "nor a large gap in CAS (Fig. 3)",
-    "C2 robustness": "soft labels improve robustness; KD-AT mitigates robust overfitting "
-                     "(Sec. 3.3)",
-})
 TEST = ("paired t interval (95%) of per-seed differences over the seeds that meet the "
         "premise, exact sign test beside it; needs ≥ 3 seeds")
 C2_PARTS = (("", "C2"), (" own gap", "C2 own gap"), (" robustness", "C2 robustness"))
-STATEMENT = {
-    "C1": "PGD-AT: CAS(best) > CAS(last)",
-    "C1 fall": "PGD-AT: CAS(best) > CAS(last)",
-    "C1 specificity": "after the best epoch CAS follows RA, beyond their trend in time",
-    "C2 own gap": "KD-AT: no significant CAS gap between best and last",
-    "C2 robustness": "KD-AT's best RA > PGD-AT's",
-    "C2": "KD-AT's CAS gap < PGD-AT's",
-    "C3": "the CAS gap moves with the RA gap over ε",
-    "C3 large ε": "at large ε, early CAS, best CAS and the gap fall with ε",
-    "C4": "fast AT loses CAS at catastrophic overfitting",
-    "C5": "standard training: clean CAS below AT's, flat in the second half",
-}
 VERDICTS = ("holds", "mixed", "inconclusive", "does not hold", "not specific", "not tested",
             "not run")
 C3_MIN_EPS = 6     # ε values C3 needs, from small to large
@@ -311,23 +274,12 @@ def c2(pairs: Sequence[tuple[Any, Any]], form: Optional[str] = None,
     return out
 
 
-def _eps_points(eps_runs: Sequence[tuple[float, int, Any]]) -> list[dict]:
-    pts = []
-    for eps, seed, run in eps_runs:
-        r = evidence.reading(run)
-        pts.append({"eps": float(eps), "seed": seed, "cas_gap": r.cas_gap, "ra_gap": r.ra_gap,
-                    "best_epoch": int(r.best["epoch"]), "cas_early": float(r.early["cas"]),
-                    "early_epoch": int(r.early["epoch"]), "cas_best": float(r.best["cas"]),
-                    "run": run})
-    return pts
-
-
 def c3(eps_runs: Sequence[tuple[float, int, Any]]) -> Verdict:
     """C3 on ``(ε, seed, run)`` triples: Spearman's ρ between CAS gap and RA gap over all
     points (seeds pooled); per seed, the sign of ρ over that seed's ε values."""
     if not eps_runs:
         return _verdict("C3", "not run", "-", "-")
-    pts = _eps_points(eps_runs)
+    pts = evidence.eps_points(eps_runs)
     eps_values = sorted({p["eps"] for p in pts})
     ra = [p["ra_gap"] for p in pts]
     by_eps = ", ".join(
@@ -370,7 +322,7 @@ def c3_large_eps(eps_runs: Sequence[tuple[float, int, Any]],
     ε (strictly, from one ε to the next).  The verdict names the parts that fail."""
     if not eps_runs:
         return _verdict("C3 large ε", "not run", "-", "-")
-    pts = _eps_points(eps_runs)
+    pts = evidence.eps_points(eps_runs)
     eps_values = sorted({p["eps"] for p in pts})
     mean = lambda key, e: statistics.mean(q[key] for q in pts if q["eps"] == e)  # noqa: E731
     peak = max(eps_values, key=lambda e: mean("ra_gap", e))
@@ -455,41 +407,6 @@ def c4(fast_runs: Sequence[tuple[str, Any]]) -> Verdict:
     return _verdict("C4", verdict, "; ".join(lines), premise, agree, tested)
 
 
-def fast_at_table(fast_runs: Sequence[tuple[str, Any]]) -> list[dict]:
-    """One row per fast-AT run tried (``(label, run)``, as :func:`c4`): the numbers its
-    rule reads, for the Claims page's table of settings."""
-    pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
-    rows = []
-    for label, run in fast_runs:
-        o = fast_at_outcome(run)
-        co = o["collapse_epoch"]
-        rows.append({
-            "setting": label,
-            "best RA (epoch)": f"{o['best_ra']:.1%} ({o['best_epoch']})",
-            "learned robustness": "yes" if o["learned"] else
-                                  f"no (< {C4_CHANCE_MULTIPLE:g}/{o['classes']})",
-            "lowest later RA (epoch)": "-" if o["low_ra"] is None
-                                       else f"{o['low_ra']:.1%} ({o['low_epoch']})",
-            "collapse (epoch)": "-" if co is None else str(co),
-            "CAS best → collapse": "-" if co is None
-                                   else f"{o['best_cas']:.2f} → {o['collapse_cas']:.2f}",
-            "last RA": pct(o["last_ra"]),
-        })
-    return rows
-
-
-def _second_half_change(run) -> tuple[float, float]:
-    """(change of clean CAS over the second half by its linear trend, its mean there)."""
-    rows = run.metrics()
-    half = rows[len(rows) // 2:]
-    e = np.array([r["epoch"] for r in half], dtype=float)
-    v = np.array([r["cas_clean"] for r in half], dtype=float)
-    if len(half) < 2:
-        return 0.0, float(v.mean())
-    slope = np.polyfit(e, v, 1)[0]
-    return float(slope * (e[-1] - e[0])), float(v.mean())
-
-
 def c5(pairs: Sequence[tuple[Any, Any]]) -> Verdict:
     """C5 on ``(standard run, PGD-AT run)`` pairs, one per seed: PGD-AT's CAS at its best
     checkpoint (held-out selection) − standard training's clean CAS at its last epoch,
@@ -502,7 +419,7 @@ def c5(pairs: Sequence[tuple[Any, Any]]) -> Verdict:
     for std, at in pairs:
         std_cas.append(float(std.metrics()[-1]["cas_clean"]))
         at_cas.append(float(evidence.reading(at).best["cas"]))
-        change, level = _second_half_change(std)
+        change, level = evidence.second_half_trend(std)
         changes.append(change)
         flat.append(abs(change) <= C5_FLAT * abs(level))
     p = paired.paired([a - s for a, s in zip(at_cas, std_cas)])
@@ -514,75 +431,3 @@ def c5(pairs: Sequence[tuple[Any, Any]]) -> Verdict:
             f"{C5_FLAT:.0%} of its mean) in {sum(flat)}/{len(flat)} seeds")
     return Verdict("C5", STATEMENT["C5"], verdict, ours, "none (both runs exist)", PAPER["C5"],
                    p.positive, p.n, TEST + "; and flat in every seed")
-
-
-# =========================================================================== the study
-
-def decide(found: Mapping[str, Any], P: Mapping[str, Any]) -> list[dict]:
-    """One row per claim part (:meth:`Verdict.row`) from the runs of
-    :mod:`xcf.companion.claim_runs`'s names in ``found``.  A claim is decided only once every run
-    it names is there; until then it reads *not run* with the count of its runs found (a
-    study trained in pieces never shows a verdict from part of its seeds or ε values).
-    C1 reads as its rise, its fall and its control, with held-out selection, and its
-    fall once more with the paper's test-selected best; C2 as its three parts per form."""
-    out: list[Verdict] = []
-
-    def rule(verdicts, names: Sequence[str], also: Sequence[str] = ()) -> None:
-        """``names``: the claim's own runs (counted); ``also``: C1 runs it compares with."""
-        missing = [n for n in names if n not in found]
-        for verdict in ([verdicts] if isinstance(verdicts, Verdict) else verdicts):
-            if missing or any(n not in found for n in also):
-                n = len(names)
-                verdict = Verdict(verdict.claim, verdict.statement, "not run",
-                                  f"{n - len(missing)} of {n} runs found", "-", verdict.paper)
-            out.append(verdict)
-
-    get = found.get
-    c1_names = {s: f"C1 seed {s}" for s in P["seeds"]}
-    c1_runs = {s: get(name) for s, name in c1_names.items()}
-    runs = [r for r in c1_runs.values() if r is not None]
-    names = list(c1_names.values())
-    rule([c1_rise(runs), c1_rise(runs, "fig2"), c1(runs), c1_specificity(runs),
-          c1(runs, claim="C1 fall, test-selected", select="test")], names)
-    for row in P.get("across", []):
-        names = [f"C1 {row['label']} seed {s}" for s in across_row_seeds(P, row)]
-        runs = [r for r in (get(n) for n in names) if r is not None]
-        if row.get("whole"):  # a second setting for the whole claim: rise, fall, control
-            rule([c1_rise(runs, setting=row["label"]),
-                  c1(runs, claim=f"C1 fall, {row['label']}", label=row["label"]),
-                  c1_specificity(runs, setting=row["label"])], names)
-        else:
-            rule(c1(runs, claim=f"C1 {row['label']}", label=row["label"]), names)
-    forms = kd_forms(P)
-    for form in forms:
-        seeds = seeds_of(P, "kd", form)
-        names = [f"C2 KD-AT {form} seed {s}" for s in seeds]
-        pairs = [(c1_runs.get(s), get(n)) for s, n in zip(seeds, names)]
-        rule(c2([(a, k) for a, k in pairs if a is not None and k is not None],
-                form=form if len(forms) > 1 else None),
-             names, [c1_names[s] for s in seeds if s in c1_names])
-    eps_names = [(e, s, f"C3 eps {e:g} seed {s}") for e in P.get("eps_list", [])
-                 for s in seeds_of(P, "eps")]
-    eps_runs = [(e, s, get(n)) for e, s, n in eps_names if get(n) is not None]
-    rule(c3(eps_runs), [n for _, _, n in eps_names])
-    rule(c3_large_eps(eps_runs), [n for _, _, n in eps_names])
-    fast = fast_studies(P)
-    rule(c4([(label, get(n)) for label, n in fast if get(n) is not None]), [n for _, n in fast])
-    std_seeds = seeds_of(P, "standard")
-    std_names = [f"C5 standard seed {s}" for s in std_seeds]
-    std = [(get(n), c1_runs.get(s)) for s, n in zip(std_seeds, std_names)]
-    rule(c5([(a, b) for a, b in std if a is not None and b is not None]),
-         std_names, [c1_names[s] for s in std_seeds if s in c1_names])
-    return [v.row() for v in out]
-
-
-def headline(rows: Sequence[Mapping[str, str]]) -> list[dict]:
-    """The book's first page: one short line per claim part of :func:`decide`'s ``rows``,
-    its verdict, our number and the paper's, each cut at its first clause (the Claims
-    page gives the rest)."""
-    def first(text: str) -> str:
-        cut = text.split("; ")[0].strip()
-        return cut + ")" * (cut.count("(") - cut.count(")"))  # a cut inside brackets
-
-    return [{"claim": r["claim"], "verdict": r["verdict"], "ours": first(r["ours"]),
-             "the paper's": first(r["paper"])} for r in rows]

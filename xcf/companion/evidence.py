@@ -20,7 +20,7 @@ Pure arithmetic over ``run.metrics()``; nothing here trains.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from xcf.companion import diagnostics, paired, paper
 from xcf.train.selection import select_best
 
 __all__ = ["SELECTIONS", "MIN_AFTER_BEST", "paper_epoch", "Reading", "reading",
-           "beyond_intervals", "tracking_after_best"]
+           "beyond_intervals", "tracking_after_best", "eps_points", "second_half_trend"]
 
 SELECTIONS = ("holdout", "test")
 MIN_AFTER_BEST = 10  # epochs after the best that the specificity control needs
@@ -118,3 +118,29 @@ def tracking_after_best(r: Reading, min_epochs: int = MIN_AFTER_BEST) -> Optiona
         return None
     rho, _ = paired.partial_spearman(cas, ra, [x["epoch"] for x in after])
     return rho if np.isfinite(rho) else None
+
+
+def eps_points(eps_runs: Sequence[tuple[float, int, Any]]) -> list[dict]:
+    """C3's points: each ``(ε, seed, run)`` read (:func:`reading`) into its ε, seed, CAS and
+    RA gaps, best epoch, CAS at the best, and CAS at the under-fitted epoch of Table 1."""
+    pts = []
+    for eps, seed, run in eps_runs:
+        r = reading(run)
+        pts.append({"eps": float(eps), "seed": seed, "cas_gap": r.cas_gap, "ra_gap": r.ra_gap,
+                    "best_epoch": int(r.best["epoch"]), "cas_early": float(r.early["cas"]),
+                    "early_epoch": int(r.early["epoch"]), "cas_best": float(r.best["cas"]),
+                    "run": run})
+    return pts
+
+
+def second_half_trend(run) -> tuple[float, float]:
+    """C5's flatness: ``(change, mean)`` of clean CAS over the second half of the epochs,
+    the change by its linear trend (slope times the half's span; 0 with one epoch)."""
+    rows = run.metrics()
+    half = rows[len(rows) // 2:]
+    e = np.array([r["epoch"] for r in half], dtype=float)
+    v = np.array([r["cas_clean"] for r in half], dtype=float)
+    if len(half) < 2:
+        return 0.0, float(v.mean())
+    slope = np.polyfit(e, v, 1)[0]
+    return float(slope * (e[-1] - e[0])), float(v.mean())

@@ -171,7 +171,7 @@ def finish_run(run: Run, setup: Setup, history: list[dict], log: Callable[[str],
     best_pt = run.checkpoint_path("best")
     if not previous and best_pt.is_file():
         # The content of best.pt, recorded once, when training ends: a KD student's key
-        # includes the weights digest (xcf.runs.config.teacher_digest); the file digest tells
+        # includes the weights digest (xcf.runs.identity.teacher_digest); the file digest tells
         # a best.pt replaced by hand.  Neither is added to a final.json of before, so the
         # students of older teachers keep their keys.
         summary["best_sha256"] = file_digest(best_pt)
