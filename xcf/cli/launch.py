@@ -3,7 +3,8 @@
 Three steps, one command each (:mod:`xcf.cli.main`):
 
 - :func:`make_plan` / :func:`write_plan` (``xcf plan``): every distinct run the chosen
-  notebooks train at a profile (:func:`xcf.companion.costs.notebook_runs`, and the Claims page's
+  notebooks train at a profile (each page's runs, as :mod:`xcf.companion.page_runs` declares
+  them, through :func:`xcf.companion.costs.notebook_runs`, and the Claims page's
   studies, :func:`xcf.companion.claim_runs.studies_of`, where a profile names them), deduplicated by
   run key, one YAML config per run (``<slug>-<key>.yaml``, what ``xcf train`` reads),
   ``plan.json`` with each run's dependencies (a KD-AT student, Eq. 3 of Wei, Guo & Wang,
@@ -37,6 +38,7 @@ from xcf.atomic import write_json, write_text
 from xcf.runs.config import TrainConfig, make_config, read_config_file, teacher_identity
 from xcf.companion.locate import kd_overrides
 from xcf.companion.costs import ESTIMATE_LABEL, GPUS, format_pflop, gpu_hours, notebook_runs, plan_runs
+from xcf.companion.page_runs import TRAINING_NOTEBOOKS
 from xcf.companion.profiles import PROFILES, profile_knobs
 from xcf.runs.provenance import DIVERGED, now
 from xcf.train.runner import run_slug
@@ -47,12 +49,6 @@ __all__ = ["TRAINING_NOTEBOOKS", "EXECUTORS", "PlanEntry", "select_notebooks", "
            "write_plan", "format_summary", "read_plan", "current_config", "run_folder",
            "run_state", "LaunchFailedError", "TrainJob", "launch", "plan_status", "format_status"]
 
-# Notebooks that train run folders, in book order (the others read them, or train nothing;
-# notebook 02 trains its small CNN in memory, in a few minutes, each time it runs).
-TRAINING_NOTEBOOKS = ("03_at_dynamics", "04_soft_labels", "05_perturbation_bound",
-                      "06_norms_datasets_architectures", "07_fast_at",
-                      "08_instance_wise_and_standard", "09_saliency", "11_claims",
-                      "13_measure_your_model")
 EXECUTORS = ("slurm", "local", "debug")
 # Requeues after a timeout (submitit's default is 3): a 200-epoch run under a short --time
 # is resumed from last.pt as often as it needs.  Preemptions are not counted by submitit.

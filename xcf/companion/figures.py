@@ -27,7 +27,7 @@ from typing import Any, Mapping, Optional, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xcf.companion import paper, readings as studies
+from xcf.companion import page_runs, paper, readings as studies
 from xcf import plots
 from xcf.companion.locate import Committed, Locator, kd_pair
 from xcf.companion.profiles import profile_knobs, results_dir
@@ -69,7 +69,7 @@ def _dataset(run) -> str:
 def fig1_accuracy_curves(locate: Locator, train: Config, curve_eps: Sequence[float]):
     """Fig. 1: train (dashed) and test (solid) robust accuracy per epoch of PGD-AT, one
     colour per ε of ``curve_eps``."""
-    runs = {e: locate(train, eps=e) for e in curve_eps}
+    runs = {e: locate(train, **page_runs.at_eps(e)) for e in curve_eps}
     if not _all(runs):
         return _missing("Fig. 1", locate)
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
@@ -109,7 +109,7 @@ def fig3ab_kd(locate: Locator, teacher: Config, kd_lambda: float, kd_temperature
 
 def fig4_differences(locate: Locator, train: Config, eps_list: Sequence[float]):
     """Fig. 4: C_best - C_last per ε, with the CAS of both checkpoints."""
-    runs = {e: locate(train, eps=e) for e in eps_list}
+    runs = {e: locate(train, **page_runs.at_eps(e)) for e in eps_list}
     if not _all(runs):
         return _missing("Fig. 4", locate)
     panels = []
@@ -125,7 +125,7 @@ def table1(locate: Locator, train: Config, table_eps: Sequence[float],
            early_epoch: int) -> Optional[list[dict]]:
     """Table 1: CAS / RA at ``early_epoch``, at the best and at the last checkpoint per ε,
     printed beside the paper's (:data:`xcf.companion.paper.TABLE1`); returns our rows."""
-    runs = {e: locate(train, eps=e) for e in table_eps}
+    runs = {e: locate(train, **page_runs.at_eps(e)) for e in table_eps}
     if not _all(runs):
         return _missing("Table 1", locate)
     rows = studies.table1_rows({studies.eps_label(r): r for r in runs.values()}, early_epoch)
@@ -159,7 +159,7 @@ def fig5_datasets(locate: Locator, train: Config, datasets: Mapping[str, Config]
 def fig6_norm_and_vit(locate: Locator, train: Config, l2_eps: float, vit: Config):
     """Fig. 6: best and last checkpoint of ℓ2-AT (ε ``l2_eps``, top) and of a vision
     transformer (``vit``: overrides of ``train``, bottom)."""
-    l2, tr = locate(train, norm="l2", eps=l2_eps), locate(train, **vit)
+    l2, tr = locate(train, **page_runs.l2_at(l2_eps)), locate(train, **vit)
     if l2 is None or tr is None:
         return _missing("Fig. 6", locate)
     cps = []
@@ -185,8 +185,8 @@ def fig7_fast_at(locate: Locator, train: Config, fast_eps: float, fast_alpha: fl
                  epochs: int):
     """Fig. 7: fast AT (FGSM step ``fast_alpha``) at an early epoch, at its best, and at
     the end (after catastrophic overfitting, where it happened)."""
-    run = locate(train, objective="fast_at", eps=fast_eps, fast_at={"alpha": fast_alpha},
-                 epochs=epochs)
+    knobs = dict(fast_eps=fast_eps, fast_alpha=fast_alpha, epochs=epochs)
+    run = locate(train, **page_runs.fast_at(knobs))
     if run is None:
         return _missing("Fig. 7", locate)
     cps = [studies.checkpoint(run, _early_epoch(run, epochs), "early"), *_best_last(run)]
@@ -198,7 +198,7 @@ def fig8_instance_wise(locate: Locator, train: Config, l2_eps: float):
     """Fig. 8: instance-wise matrices (Section 5.3) of the best and the last checkpoint
     of ℓ∞- and ℓ2-AT, measured again from the checkpoints.  Returns ``(figure, I-CAS by
     panel title)``, or ``None`` without the runs or their checkpoints."""
-    runs = {"ℓ∞": locate(train), "ℓ2": locate(train, norm="l2", eps=l2_eps)}
+    runs = {"ℓ∞": locate(train), "ℓ2": locate(train, **page_runs.l2_at(l2_eps))}
     if not _all(runs):
         return _missing("Fig. 8", locate)
     if not all((r.path / "checkpoints").is_dir() for r in runs.values()):
@@ -222,7 +222,7 @@ def fig9_standard(locate: Locator, train: Config, n: int):
     """Fig. 9: standard training, C on clean examples at ``n`` evenly spaced epochs (n = 4:
     25, 50, 75 and 100% of training, as the paper's :data:`xcf.companion.paper.STANDARD_EPOCHS`),
     each the nearest saved matrix; colour bar [0, 0.5]."""
-    run = locate(train, objective="standard")
+    run = locate(train, **page_runs.standard())
     if run is None:
         return _missing("Fig. 9", locate)
     epochs = studies.even_epochs(studies.saved_matrix_epochs(run, clean=True),
