@@ -15,6 +15,7 @@ Figs. 3c, 8 and 11 need model checkpoints (committed results leave them out); th
 return ``(figure, numbers)``, the numbers they measured on the way.  The others return
 the figure.  :func:`cas_intervals` and :func:`planted_drop` (beyond the paper, the
 Claims page) take run folders, as :func:`xcf.companion.claim_runs.find_studies` gives them.
+:data:`FIGURES` names each figure with the page whose knobs it reads and how it reads them.
 :class:`Gallery` is the figures page: every figure once per profile, from that profile's
 runs (this build's, or the committed ``notebooks/results/<profile>``, the full profile's
 included), and "not run" for a profile that has none.
@@ -22,7 +23,7 @@ included), and "not run" for a profile that has none.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -36,7 +37,8 @@ from xcf.runs.folder import default_runs_dir
 __all__ = ["fig1_accuracy_curves", "fig2_three_stages", "fig3ab_kd", "fig3c_saliency",
            "fig4_differences", "table1", "fig5_datasets", "fig6_norm_and_vit",
            "fig7_fast_at", "fig8_instance_wise", "fig9_standard", "fig10_epochs",
-           "fig11_saliency", "cas_curve", "cas_intervals", "planted_drop", "Gallery"]
+           "fig11_saliency", "cas_curve", "cas_intervals", "planted_drop", "FIGURES",
+           "Gallery"]
 
 Config = Mapping[str, Any]
 
@@ -367,6 +369,36 @@ def planted_drop(run, sharing, profile: str):
     return fig
 
 
+# The paper's figures, in its order: name -> (the notebook whose knobs it reads, how it
+# draws from a locator and those knobs, a profile's section of that notebook).
+FIGURES: dict[str, tuple[str, Callable[[Locator, Mapping[str, Any]], Any]]] = {
+    "Fig. 1": ("03_at_dynamics",
+               lambda loc, k: fig1_accuracy_curves(loc, k["train"], k["curve_eps"])),
+    "Fig. 2": ("03_at_dynamics", lambda loc, k: fig2_three_stages(loc, k["train"])),
+    "Fig. 3a/b": ("04_soft_labels", lambda loc, k: fig3ab_kd(
+        loc, k["teacher"], k["kd_lambda"], k["kd_temperature"], k["kd_form"])),
+    "Fig. 3c": ("09_saliency", lambda loc, k: fig3c_saliency(loc, k["train"])),
+    "Fig. 4": ("05_perturbation_bound",
+               lambda loc, k: fig4_differences(loc, k["train"], k["eps_list"])),
+    "Table 1": ("05_perturbation_bound",
+                lambda loc, k: table1(loc, k["train"], k["table_eps"], k["early_epoch"])),
+    "Fig. 5": ("06_norms_datasets_architectures",
+               lambda loc, k: fig5_datasets(loc, k["train"], k["datasets"])),
+    "Fig. 6": ("06_norms_datasets_architectures",
+               lambda loc, k: fig6_norm_and_vit(loc, k["train"], k["l2_eps"], k["vit"])),
+    "Fig. 7": ("07_fast_at", lambda loc, k: fig7_fast_at(
+        loc, k["train"], k["fast_eps"], k["fast_alpha"], k["epochs"])),
+    "Fig. 8": ("08_instance_wise_and_standard",
+               lambda loc, k: fig8_instance_wise(loc, k["train"], k["l2_eps"])),
+    "Fig. 9": ("08_instance_wise_and_standard",
+               lambda loc, k: fig9_standard(loc, k["train"], k["n_standard_matrices"])),
+    "Fig. 10": ("03_at_dynamics",
+                lambda loc, k: fig10_epochs(loc, k["train"], k["n_matrices"])),
+    "Fig. 11": ("09_saliency",
+                lambda loc, k: fig11_saliency(loc, k["train"], k["n_examples"])),
+}
+
+
 class Gallery:
     """The figures page: each figure drawn once per profile of ``profiles`` that has runs.
 
@@ -382,9 +414,7 @@ class Gallery:
     others, so each figure says which profile's results it shows; ``drawn`` maps a figure
     to the profiles it was drawn for."""
 
-    SECTIONS = ("03_at_dynamics", "04_soft_labels", "05_perturbation_bound",
-                "06_norms_datasets_architectures", "07_fast_at",
-                "08_instance_wise_and_standard", "09_saliency")
+    SECTIONS = tuple(sorted({nb for nb, _ in FIGURES.values()}))  # pages 03-09
 
     def __init__(self, profiles: Sequence[str], page_profile: str, runs_dir: Any = None,
                  directory: Any = None, results_root: Any = None) -> None:
@@ -413,10 +443,13 @@ class Gallery:
         for prof in self.profiles:
             print(f"{prof}: {self.where[prof]}")
 
-    def draw(self, name: str, notebook: str, draw: Any) -> None:
+    def draw(self, name: str, notebook: Optional[str] = None, draw: Any = None) -> None:
         """``draw(locate, knobs)`` (``knobs``: the profile's section of ``notebook``) for
         every profile with runs, each figure shown as it is drawn; "not run" for the others.
-        A function that finds its runs missing says so itself and returns ``None``."""
+        A function that finds its runs missing says so itself and returns ``None``.
+        ``notebook`` and ``draw`` default to the figure's in :data:`FIGURES`."""
+        if notebook is None or draw is None:
+            notebook, draw = FIGURES[name]
         for prof in self.profiles:
             if prof not in self.found:
                 print(f"{name} [{prof} profile]: not run (no {prof}-profile runs)")
@@ -426,9 +459,10 @@ class Gallery:
                 self.drawn.setdefault(name, []).append(prof)
                 plt.show()
 
-    def summary(self, names: Sequence[str]) -> dict:
-        """Print what was drawn for which profile (of the figures ``names``); returns
-        ``drawn``."""
+    def summary(self, names: Optional[Sequence[str]] = None) -> dict:
+        """Print what was drawn for which profile (of the figures ``names``, default: all
+        of :data:`FIGURES`); returns ``drawn``."""
+        names = list(FIGURES) if names is None else names
         for name, profs in self.drawn.items():
             print(f"{name:>9}: drawn for {', '.join(profs)}")
         print("not drawn for any profile:", [n for n in names if n not in self.drawn] or "none")
