@@ -162,6 +162,6 @@ def test_the_claims_pages_seed_0_runs_are_the_pages_runs():
 def test_the_launcher_plans_the_notebooks_page_runs_declares():
     from xcf.cli import launch
 
-    assert launch.TRAINING_NOTEBOOKS == page_runs.TRAINING_NOTEBOOKS
+    assert launch.select_notebooks(None) == list(page_runs.TRAINING_NOTEBOOKS)
     assert set(page_runs.PAGES) - set(page_runs.TRAINING_NOTEBOOKS) == {
         "02_measuring_cross_class_features"}  # trained in memory: no run folder to plan

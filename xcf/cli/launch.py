@@ -45,7 +45,7 @@ from xcf.train.runner import run_slug
 from xcf.runs.folder import Run, RunFileError, default_runs_dir, find_run
 from xcf.companion.claim_runs import studies_of
 
-__all__ = ["TRAINING_NOTEBOOKS", "EXECUTORS", "PlanEntry", "select_notebooks", "make_plan",
+__all__ = ["EXECUTORS", "PlanEntry", "select_notebooks", "make_plan",
            "write_plan", "format_summary", "read_plan", "current_config", "run_folder",
            "run_state", "LaunchFailedError", "TrainJob", "launch", "plan_status", "format_status"]
 
@@ -78,7 +78,8 @@ class PlanEntry:
 
 def select_notebooks(spec: Optional[str]) -> list[str]:
     """``"03,04"`` (numbers or full names) -> the training notebooks' names, in book order;
-    ``None``: all of :data:`TRAINING_NOTEBOOKS`.  An unknown one is a ``ValueError``."""
+    ``None``: all of :data:`xcf.companion.page_runs.TRAINING_NOTEBOOKS`.  An unknown one is
+    a ``ValueError``."""
     if not spec:
         return list(TRAINING_NOTEBOOKS)
     chosen = []
