@@ -3,7 +3,8 @@
 Three steps, one command each (:mod:`xcf.cli.main`):
 
 - :func:`make_plan` / :func:`write_plan` (``xcf plan``): every distinct run the chosen
-  notebooks train at a profile (:func:`xcf.companion.costs.notebook_runs`, and the Claims page's
+  notebooks train at a profile (each page's runs, as :mod:`xcf.companion.page_runs` declares
+  them, through :func:`xcf.companion.costs.notebook_runs`, and the Claims page's
   studies, :func:`xcf.companion.claim_runs.studies_of`, where a profile names them), deduplicated by
   run key, one YAML config per run (``<slug>-<key>.yaml``, what ``xcf train`` reads),
   ``plan.json`` with each run's dependencies (a KD-AT student, Eq. 3 of Wei, Guo & Wang,
@@ -39,22 +40,17 @@ from xcf.runs.config_file import read_config_file
 from xcf.runs.identity import folder_name, teacher_identity
 from xcf.companion.locate import kd_overrides
 from xcf.companion.costs import ESTIMATE_LABEL, GPUS, format_pflop, gpu_hours, notebook_runs, plan_runs
+from xcf.companion.page_runs import TRAINING_NOTEBOOKS
 from xcf.companion.profiles import PROFILES, profile_knobs
 from xcf.runs.provenance import DIVERGED, now
 from xcf.runs.files import RunFileError
 from xcf.runs.folder import Run, default_runs_dir, find_run
 from xcf.companion.claim_runs import studies_of
 
-__all__ = ["TRAINING_NOTEBOOKS", "EXECUTORS", "PlanEntry", "select_notebooks", "make_plan",
+__all__ = ["EXECUTORS", "PlanEntry", "select_notebooks", "make_plan",
            "write_plan", "format_summary", "read_plan", "current_config", "run_folder",
            "run_state", "LaunchFailedError", "TrainJob", "launch", "plan_status", "format_status"]
 
-# Notebooks that train run folders, in book order (the others read them, or train nothing;
-# notebook 02 trains its small CNN in memory, in a few minutes, each time it runs).
-TRAINING_NOTEBOOKS = ("03_at_dynamics", "04_soft_labels", "05_perturbation_bound",
-                      "06_norms_datasets_architectures", "07_fast_at",
-                      "08_instance_wise_and_standard", "09_saliency", "11_claims",
-                      "13_measure_your_model")
 EXECUTORS = ("slurm", "local", "debug")
 # Requeues after a timeout (submitit's default is 3): a 200-epoch run under a short --time
 # is resumed from last.pt as often as it needs.  Preemptions are not counted by submitit.
@@ -84,7 +80,8 @@ class PlanEntry:
 
 def select_notebooks(spec: Optional[str]) -> list[str]:
     """``"03,04"`` (numbers or full names) -> the training notebooks' names, in book order;
-    ``None``: all of :data:`TRAINING_NOTEBOOKS`.  An unknown one is a ``ValueError``."""
+    ``None``: all of :data:`xcf.companion.page_runs.TRAINING_NOTEBOOKS`.  An unknown one is
+    a ``ValueError``."""
     if not spec:
         return list(TRAINING_NOTEBOOKS)
     chosen = []

@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 
 from xcf.companion.hypotheses import read_erasure
 from xcf.companion.locate import Committed, kd_overrides
+from xcf.companion.page_runs import at_eps, standard
 from xcf.train.precision import precision_label
 from xcf.companion.profiles import PROFILES, ParameterError, params_dir, profile_knobs, results_dir
 
@@ -123,13 +124,13 @@ def studies_of(P: Mapping[str, Any]) -> Iterator[Study]:
                         teacher_seed=seed, kd_form=form)
     for eps in P.get("eps_list", []):
         for seed in seeds_of(P, "eps"):
-            yield Study(f"C3 eps {eps:g} seed {seed}", base, of(seed, {"eps": eps}))
+            yield Study(f"C3 eps {eps:g} seed {seed}", base, of(seed, at_eps(eps)))
     for setting in fast_settings(P):
         for seed in seeds_of(P, "fast"):
             yield Study(f"C4 fast AT {setting['label']} seed {seed}", base,
                         of(seed, setting["overrides"]))
     for seed in seeds_of(P, "standard"):
-        yield Study(f"C5 standard seed {seed}", base, of(seed, {"objective": "standard"}))
+        yield Study(f"C5 standard seed {seed}", base, of(seed, standard()))
     for row in P.get("across", []):
         for seed in across_row_seeds(P, row):
             yield Study(f"C1 {row['label']} seed {seed}", base, of(seed, row["overrides"]))

@@ -25,6 +25,7 @@ import torch
 
 from xcf.runs.config import TrainConfig, make_config
 from xcf.models import build
+from xcf.companion.page_runs import page_runs
 from xcf.runs.identity import folder_name
 
 __all__ = ["DATASET_SIZES", "GPUS", "ASSUMED_UTILISATION", "ESTIMATE_LABEL", "PlannedRun",
@@ -151,42 +152,17 @@ def run_flops(c: TrainConfig, per_image: Optional[Mapping[str, float]] = None) -
 def notebook_runs(notebook: str, knobs: Mapping[str, Any]) -> list[tuple[str, dict]]:
     """``(label, config)`` of every run ``notebook`` trains with ``knobs`` (a profile's
     section, :func:`xcf.companion.profiles.profile_knobs`), in the order it trains them: a KD
-    teacher before its student.  A KD student's teacher is named by the teacher's run
-    folder (``runs/<name>``), as :func:`xcf.companion.locate.kd_overrides` does."""
-    K = dict(knobs)
-    if notebook == "02_measuring_cross_class_features":
-        return [("PGD-AT, planted", dict(
-            dataset="planted", n_train=K["n_train"], n_test=K["n_test"], model="small_cnn",
-            model_kwargs={"width": K["width"]}, normalize=False, eps=K["eps"],
-            attack_steps=5, eval_steps=K["attack_steps"], epochs=K["epochs"], batch_size=64,
-            lr=K["lr"], seed=K["seed"]))]
-    if notebook == "04_soft_labels":
-        teacher = dict(K["teacher"])
-        folder = PlannedRun("", make_config(teacher), 0.0).name
-        student = {**teacher, "objective": "kd_at", "kd": {
-            "teacher": f"runs/{folder}", "lambda": K["kd_lambda"],
-            "temperature": K["kd_temperature"], "form": K["kd_form"]}}
-        return [("teacher: PGD-AT", teacher), ("student: KD-AT (Eq. 3)", student)]
-    if "train" not in K:
-        return []
-    train = dict(K["train"])
-    runs: list[tuple[str, dict]] = [("PGD-AT", train)]
-    if notebook == "03_at_dynamics":
-        runs += [(f"PGD-AT ε {e:.4g}", {**train, "eps": e}) for e in K["curve_eps"]]
-    elif notebook == "05_perturbation_bound":
-        eps = list(dict.fromkeys([*K["eps_list"], *K["table_eps"]]))
-        runs += [(f"PGD-AT ε {e:.4g}", {**train, "eps": e}) for e in eps]
-    elif notebook == "06_norms_datasets_architectures":
-        runs += [(f"PGD-AT, {name}", {**train, **over}) for name, over in K["datasets"].items()]
-        runs += [("ℓ2 PGD-AT", {**train, "norm": "l2", "eps": K["l2_eps"]}),
-                 ("PGD-AT, DeiT-Ti", {**train, **K["vit"]})]
-    elif notebook == "07_fast_at":
-        runs = [("fast AT", {**train, "objective": "fast_at", "eps": K["fast_eps"],
-                             "fast_at": {"alpha": K["fast_alpha"]}, "epochs": K["epochs"]})]
-    elif notebook == "08_instance_wise_and_standard":
-        runs += [("ℓ2 PGD-AT", {**train, "norm": "l2", "eps": K["l2_eps"]}),
-                 ("standard training", {**train, "objective": "standard"})]
-    return runs
+    teacher before its student.  The runs are the page's, as
+    :func:`xcf.companion.page_runs.page_runs` declares them; a KD student's teacher is named
+    by the teacher's run folder (``runs/<name>``), as :func:`xcf.companion.locate.kd_overrides`
+    does."""
+    out = []
+    for run in page_runs(notebook, knobs):
+        folder = None
+        if run.teacher is not None:
+            folder = f"runs/{PlannedRun('', make_config(run.teacher.config()), 0.0).name}"
+        out.append((run.label, run.config(folder)))
+    return out
 
 
 def plan_runs(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[PlannedRun]:

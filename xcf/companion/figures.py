@@ -15,6 +15,7 @@ Figs. 3c, 8 and 11 need model checkpoints (committed results leave them out); th
 return ``(figure, numbers)``, the numbers they measured on the way.  The others return
 the figure.  :func:`cas_intervals` and :func:`planted_drop` (beyond the paper, the
 Claims page) take run folders, as :func:`xcf.companion.claim_runs.find_studies` gives them.
+:data:`FIGURES` names each figure with the page whose knobs it reads and how it reads them.
 :class:`Gallery` is the figures page: every figure once per profile, from that profile's
 runs (this build's, or the committed ``notebooks/results/<profile>``, the full profile's
 included), and "not run" for a profile that has none.
@@ -22,12 +23,12 @@ included), and "not run" for a profile that has none.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xcf.companion import paper, readings as studies
+from xcf.companion import page_runs, paper, readings as studies
 from xcf import plots
 from xcf.companion.locate import Committed, Locator, kd_pair
 from xcf.companion.profiles import profile_knobs, results_dir
@@ -36,7 +37,8 @@ from xcf.runs.folder import default_runs_dir
 __all__ = ["fig1_accuracy_curves", "fig2_three_stages", "fig3ab_kd", "fig3c_saliency",
            "fig4_differences", "table1", "fig5_datasets", "fig6_norm_and_vit",
            "fig7_fast_at", "fig8_instance_wise", "fig9_standard", "fig10_epochs",
-           "fig11_saliency", "cas_curve", "cas_intervals", "planted_drop", "Gallery"]
+           "fig11_saliency", "cas_curve", "cas_intervals", "planted_drop", "FIGURES",
+           "Gallery"]
 
 Config = Mapping[str, Any]
 
@@ -69,7 +71,7 @@ def _dataset(run) -> str:
 def fig1_accuracy_curves(locate: Locator, train: Config, curve_eps: Sequence[float]):
     """Fig. 1: train (dashed) and test (solid) robust accuracy per epoch of PGD-AT, one
     colour per ε of ``curve_eps``."""
-    runs = {e: locate(train, eps=e) for e in curve_eps}
+    runs = {e: locate(train, **page_runs.at_eps(e)) for e in curve_eps}
     if not _all(runs):
         return _missing("Fig. 1", locate)
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
@@ -109,7 +111,7 @@ def fig3ab_kd(locate: Locator, teacher: Config, kd_lambda: float, kd_temperature
 
 def fig4_differences(locate: Locator, train: Config, eps_list: Sequence[float]):
     """Fig. 4: C_best - C_last per ε, with the CAS of both checkpoints."""
-    runs = {e: locate(train, eps=e) for e in eps_list}
+    runs = {e: locate(train, **page_runs.at_eps(e)) for e in eps_list}
     if not _all(runs):
         return _missing("Fig. 4", locate)
     panels = []
@@ -125,7 +127,7 @@ def table1(locate: Locator, train: Config, table_eps: Sequence[float],
            early_epoch: int) -> Optional[list[dict]]:
     """Table 1: CAS / RA at ``early_epoch``, at the best and at the last checkpoint per ε,
     printed beside the paper's (:data:`xcf.companion.paper.TABLE1`); returns our rows."""
-    runs = {e: locate(train, eps=e) for e in table_eps}
+    runs = {e: locate(train, **page_runs.at_eps(e)) for e in table_eps}
     if not _all(runs):
         return _missing("Table 1", locate)
     rows = studies.table1_rows({studies.eps_label(r): r for r in runs.values()}, early_epoch)
@@ -159,7 +161,7 @@ def fig5_datasets(locate: Locator, train: Config, datasets: Mapping[str, Config]
 def fig6_norm_and_vit(locate: Locator, train: Config, l2_eps: float, vit: Config):
     """Fig. 6: best and last checkpoint of ℓ2-AT (ε ``l2_eps``, top) and of a vision
     transformer (``vit``: overrides of ``train``, bottom)."""
-    l2, tr = locate(train, norm="l2", eps=l2_eps), locate(train, **vit)
+    l2, tr = locate(train, **page_runs.l2_at(l2_eps)), locate(train, **vit)
     if l2 is None or tr is None:
         return _missing("Fig. 6", locate)
     cps = []
@@ -185,8 +187,8 @@ def fig7_fast_at(locate: Locator, train: Config, fast_eps: float, fast_alpha: fl
                  epochs: int):
     """Fig. 7: fast AT (FGSM step ``fast_alpha``) at an early epoch, at its best, and at
     the end (after catastrophic overfitting, where it happened)."""
-    run = locate(train, objective="fast_at", eps=fast_eps, fast_at={"alpha": fast_alpha},
-                 epochs=epochs)
+    knobs = dict(fast_eps=fast_eps, fast_alpha=fast_alpha, epochs=epochs)
+    run = locate(train, **page_runs.fast_at(knobs))
     if run is None:
         return _missing("Fig. 7", locate)
     cps = [studies.checkpoint(run, _early_epoch(run, epochs), "early"), *_best_last(run)]
@@ -198,7 +200,7 @@ def fig8_instance_wise(locate: Locator, train: Config, l2_eps: float):
     """Fig. 8: instance-wise matrices (Section 5.3) of the best and the last checkpoint
     of ℓ∞- and ℓ2-AT, measured again from the checkpoints.  Returns ``(figure, I-CAS by
     panel title)``, or ``None`` without the runs or their checkpoints."""
-    runs = {"ℓ∞": locate(train), "ℓ2": locate(train, norm="l2", eps=l2_eps)}
+    runs = {"ℓ∞": locate(train), "ℓ2": locate(train, **page_runs.l2_at(l2_eps))}
     if not _all(runs):
         return _missing("Fig. 8", locate)
     if not all((r.path / "checkpoints").is_dir() for r in runs.values()):
@@ -222,7 +224,7 @@ def fig9_standard(locate: Locator, train: Config, n: int):
     """Fig. 9: standard training, C on clean examples at ``n`` evenly spaced epochs (n = 4:
     25, 50, 75 and 100% of training, as the paper's :data:`xcf.companion.paper.STANDARD_EPOCHS`),
     each the nearest saved matrix; colour bar [0, 0.5]."""
-    run = locate(train, objective="standard")
+    run = locate(train, **page_runs.standard())
     if run is None:
         return _missing("Fig. 9", locate)
     epochs = studies.even_epochs(studies.saved_matrix_epochs(run, clean=True),
@@ -367,6 +369,36 @@ def planted_drop(run, sharing, profile: str):
     return fig
 
 
+# The paper's figures, in its order: name -> (the notebook whose knobs it reads, how it
+# draws from a locator and those knobs, a profile's section of that notebook).
+FIGURES: dict[str, tuple[str, Callable[[Locator, Mapping[str, Any]], Any]]] = {
+    "Fig. 1": ("03_at_dynamics",
+               lambda loc, k: fig1_accuracy_curves(loc, k["train"], k["curve_eps"])),
+    "Fig. 2": ("03_at_dynamics", lambda loc, k: fig2_three_stages(loc, k["train"])),
+    "Fig. 3a/b": ("04_soft_labels", lambda loc, k: fig3ab_kd(
+        loc, k["teacher"], k["kd_lambda"], k["kd_temperature"], k["kd_form"])),
+    "Fig. 3c": ("09_saliency", lambda loc, k: fig3c_saliency(loc, k["train"])),
+    "Fig. 4": ("05_perturbation_bound",
+               lambda loc, k: fig4_differences(loc, k["train"], k["eps_list"])),
+    "Table 1": ("05_perturbation_bound",
+                lambda loc, k: table1(loc, k["train"], k["table_eps"], k["early_epoch"])),
+    "Fig. 5": ("06_norms_datasets_architectures",
+               lambda loc, k: fig5_datasets(loc, k["train"], k["datasets"])),
+    "Fig. 6": ("06_norms_datasets_architectures",
+               lambda loc, k: fig6_norm_and_vit(loc, k["train"], k["l2_eps"], k["vit"])),
+    "Fig. 7": ("07_fast_at", lambda loc, k: fig7_fast_at(
+        loc, k["train"], k["fast_eps"], k["fast_alpha"], k["epochs"])),
+    "Fig. 8": ("08_instance_wise_and_standard",
+               lambda loc, k: fig8_instance_wise(loc, k["train"], k["l2_eps"])),
+    "Fig. 9": ("08_instance_wise_and_standard",
+               lambda loc, k: fig9_standard(loc, k["train"], k["n_standard_matrices"])),
+    "Fig. 10": ("03_at_dynamics",
+                lambda loc, k: fig10_epochs(loc, k["train"], k["n_matrices"])),
+    "Fig. 11": ("09_saliency",
+                lambda loc, k: fig11_saliency(loc, k["train"], k["n_examples"])),
+}
+
+
 class Gallery:
     """The figures page: each figure drawn once per profile of ``profiles`` that has runs.
 
@@ -382,9 +414,7 @@ class Gallery:
     others, so each figure says which profile's results it shows; ``drawn`` maps a figure
     to the profiles it was drawn for."""
 
-    SECTIONS = ("03_at_dynamics", "04_soft_labels", "05_perturbation_bound",
-                "06_norms_datasets_architectures", "07_fast_at",
-                "08_instance_wise_and_standard", "09_saliency")
+    SECTIONS = tuple(sorted({nb for nb, _ in FIGURES.values()}))  # pages 03-09
 
     def __init__(self, profiles: Sequence[str], page_profile: str, runs_dir: Any = None,
                  directory: Any = None, results_root: Any = None) -> None:
@@ -413,10 +443,13 @@ class Gallery:
         for prof in self.profiles:
             print(f"{prof}: {self.where[prof]}")
 
-    def draw(self, name: str, notebook: str, draw: Any) -> None:
+    def draw(self, name: str, notebook: Optional[str] = None, draw: Any = None) -> None:
         """``draw(locate, knobs)`` (``knobs``: the profile's section of ``notebook``) for
         every profile with runs, each figure shown as it is drawn; "not run" for the others.
-        A function that finds its runs missing says so itself and returns ``None``."""
+        A function that finds its runs missing says so itself and returns ``None``.
+        ``notebook`` and ``draw`` default to the figure's in :data:`FIGURES`."""
+        if notebook is None or draw is None:
+            notebook, draw = FIGURES[name]
         for prof in self.profiles:
             if prof not in self.found:
                 print(f"{name} [{prof} profile]: not run (no {prof}-profile runs)")
@@ -426,9 +459,10 @@ class Gallery:
                 self.drawn.setdefault(name, []).append(prof)
                 plt.show()
 
-    def summary(self, names: Sequence[str]) -> dict:
-        """Print what was drawn for which profile (of the figures ``names``); returns
-        ``drawn``."""
+    def summary(self, names: Optional[Sequence[str]] = None) -> dict:
+        """Print what was drawn for which profile (of the figures ``names``, default: all
+        of :data:`FIGURES`); returns ``drawn``."""
+        names = list(FIGURES) if names is None else names
         for name, profs in self.drawn.items():
             print(f"{name:>9}: drawn for {', '.join(profs)}")
         print("not drawn for any profile:", [n for n in names if n not in self.drawn] or "none")

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from scipy import stats
 
-from xcf.companion import diagnostics, evidence, paper, readings as studies
+from xcf.companion import diagnostics, evidence, page_runs, paper, readings as studies
 from xcf.companion.locate import Locator, kd_pair
 
 __all__ = ["dynamics", "soft_labels", "perturbation_bound", "across", "fast_at", "standard"]
@@ -127,8 +127,8 @@ def across(locate: Locator, rows: Mapping[str, Config]) -> list[str]:
 def fast_at(locate: Locator, train: Config, fast_eps: float, fast_alpha: float,
             epochs: int) -> list[str]:
     """Fig. 7: whether fast AT collapsed, and CAS at its best and at its end."""
-    run = locate(train, objective="fast_at", eps=fast_eps, fast_at={"alpha": fast_alpha},
-                 epochs=epochs)
+    knobs = dict(fast_eps=fast_eps, fast_alpha=fast_alpha, epochs=epochs)
+    run = locate(train, **page_runs.fast_at(knobs))
     if run is None:
         return []
     rows = run.metrics()
