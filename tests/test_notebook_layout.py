@@ -104,3 +104,13 @@ def test_the_executed_copy_hides_both_parameters_cells(path, tmp_path):
 def test_hiding_parameters_never_edits_a_committed_notebook():
     with pytest.raises(ValueError, match="committed notebook"):
         _build_book().hide_parameters(NOTEBOOKS[0])
+
+
+def test_the_verdict_table_columns_are_those_the_css_lays_out():
+    """book/_static/xcf.css places the Claims page's verdict columns by position, so the
+    verdict cell's COLUMNS must stay in the order the CSS names them."""
+    source = "".join(c.source for c in code_cells(ROOT / "notebooks" / "11_claims.ipynb"))
+    (columns,) = re.findall(r"^COLUMNS = (\[.*\])$", source, re.M)
+    css = (ROOT / "book" / "_static" / "xcf.css").read_text()
+    areas = dict(re.findall(r"td:nth-child\((\d)\) \{ grid-area: (\w+);", css))
+    assert [areas[str(k)] for k in range(1, len(areas) + 1)] == ast.literal_eval(columns)
