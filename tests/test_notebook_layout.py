@@ -106,6 +106,15 @@ def test_hiding_parameters_never_edits_a_committed_notebook():
         _build_book().hide_parameters(NOTEBOOKS[0])
 
 
+def test_the_claims_figures_are_one_short_cell_after_the_verdicts():
+    cells = nbformat.read(ROOT / "notebooks" / "11_claims.ipynb", 4).cells
+    (i,) = [k for k, c in enumerate(cells) if "claim-figures" in tags(c)]
+    source = cells[i].source
+    assert len(source.splitlines()) <= 10 and source.count("seed_pairs(") == 1
+    verdicts = max(k for k, c in enumerate(cells[:i]) if "claims.decide(" in c.source)
+    assert all(c.cell_type == "markdown" for c in cells[verdicts + 1:i])
+
+
 def test_the_verdict_table_columns_are_those_the_css_lays_out():
     """book/_static/xcf.css places the Claims page's verdict columns by position, so the
     verdict cell's COLUMNS must stay in the order the CSS names them."""
