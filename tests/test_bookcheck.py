@@ -160,3 +160,34 @@ def test_screenshot_command_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert struct.unpack(">II", out.read_bytes()[16:24]) == (400, 300)
+
+
+# --- no parameters cell: neither the notebook's own nor the one papermill injects -----------
+
+PARAMETER_CELL = ("<div class='cell tag_{tag} docutils container'><div class='cell_input docutils "
+                  "container'><pre>profile = \"cpu\"</pre></div></div>")
+
+
+@pytest.mark.parametrize("tag", ["parameters", "injected-parameters"])
+def test_a_rendered_parameters_cell_is_reported(tmp_path, tag):
+    page = _page(tmp_path, GOOD + PARAMETER_CELL.format(tag=tag))
+    problems = check_page(page, page.read_text()).problems
+    assert any("parameters cell" in p for p in problems), problems
+
+
+def test_a_cell_whose_tag_only_contains_the_word_passes(tmp_path):
+    page = _page(tmp_path, GOOD + PARAMETER_CELL.format(tag="hide-input"))
+    assert check_page(page, page.read_text()).problems == []
+
+
+BUILT = sorted((ROOT / "_build" / "html" / "notebooks").glob("*.html"))
+
+
+@pytest.mark.skipif(not BUILT, reason="no built book under _build/html (make book)")
+@pytest.mark.parametrize("page", BUILT, ids=lambda p: p.stem)
+def test_the_built_pages_show_no_parameters_cell(page):
+    """What tools/build_book.py built: the page of every notebook leaves out both its
+    parameters cell and the one papermill injected (their tags become classes)."""
+    html = page.read_text(encoding="utf-8")
+    for cls in bookcheck.PARAMETER_CELL_CLASSES:
+        assert cls not in html, f"{page.name} shows a cell tagged {cls[len('tag_'):]}"

@@ -57,3 +57,69 @@ def test_sections_name_no_dataset_and_lead_with_the_committed_results(path):
     live = [i for i, s in enumerate(calls) if "(live," in s]
     assert live and live[0] > 0, path.name
     assert all("(committed," in s for s in calls[:live[0]]), path.name
+
+
+# --- what the rendered page shows ------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _build_book():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("build_book", ROOT / "tools" / "build_book.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "tools"))  # build_book imports its sibling bookcheck
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    return module
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_executed_copy_hides_both_parameters_cells(path, tmp_path):
+    """papermill injects a cell tagged injected-parameters after the notebook's own
+    parameters cell; the copy the book renders tags both remove-cell, and nothing else."""
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    build_book = _build_book()
+    nb = parameterize_notebook(load_notebook_node(str(path)), {"profile": "cpu"})
+    out = tmp_path / path.name
+    nbformat.write(nb, out)
+    assert build_book.hide_parameters(out) == 2
+    before, after = nb.cells, nbformat.read(out, 4).cells
+    assert len(before) == len(after)
+    for old, new in zip(before, after):
+        if tags(old) & {"parameters", "injected-parameters"}:
+            assert tags(new) == tags(old) | {"remove-cell"}, new.get("id")
+        else:
+            assert tags(new) == tags(old) and new.source == old.source, new.get("id")
+    committed = [c for c in nbformat.read(path, 4).cells if "parameters" in tags(c)]
+    assert [tags(c) for c in committed] == [{"parameters"}]  # Colab and papermill need it
+
+
+def test_hiding_parameters_never_edits_a_committed_notebook():
+    with pytest.raises(ValueError, match="committed notebook"):
+        _build_book().hide_parameters(NOTEBOOKS[0])
+
+
+def test_the_claims_figures_are_one_short_cell_after_the_verdicts():
+    cells = nbformat.read(ROOT / "notebooks" / "11_claims.ipynb", 4).cells
+    (i,) = [k for k, c in enumerate(cells) if "claim-figures" in tags(c)]
+    source = cells[i].source
+    assert len(source.splitlines()) <= 10 and source.count("seed_pairs(") == 1
+    verdicts = max(k for k, c in enumerate(cells[:i]) if "claims.decide(" in c.source)
+    assert all(c.cell_type == "markdown" for c in cells[verdicts + 1:i])
+
+
+def test_the_verdict_table_columns_are_those_the_css_lays_out():
+    """book/_static/xcf.css places the Claims page's verdict columns by position, so the
+    verdict cell's COLUMNS must stay in the order the CSS names them."""
+    source = "".join(c.source for c in code_cells(ROOT / "notebooks" / "11_claims.ipynb"))
+    (columns,) = re.findall(r"^COLUMNS = (\[.*\])$", source, re.M)
+    css = (ROOT / "book" / "_static" / "xcf.css").read_text()
+    areas = dict(re.findall(r"td:nth-child\((\d)\) \{ grid-area: (\w+);", css))
+    assert [areas[str(k)] for k in range(1, len(areas) + 1)] == ast.literal_eval(columns)
