@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from run_folders import make_run
-from xcf.companion import claim_verdicts, figures, costs as plan, claim_runs as study_plan
+from xcf.companion import claim_verdicts, gallery, costs as plan, claim_runs as study_plan
 from xcf.runs import identity
 from xcf.runs.config import make_config
 from xcf.companion.locate import kd_overrides
@@ -117,7 +117,7 @@ def test_the_full_profile_leads_with_its_own_results_and_a_profile_without_studi
 def test_the_figures_page_draws_full_results_and_says_not_run_for_the_others(tmp_path, capsys):
     train = profile_knobs("03_at_dynamics", "full", PARAMS)["train"]
     make_run(tmp_path / "results" / "full", [0.3, 0.5], [1.0, 2.0], name=folder_name(train))
-    gallery = figures.Gallery(["cpu", "full"], "smoke", runs_dir=tmp_path / "runs",
+    gallery = gallery.Gallery(["cpu", "full"], "smoke", runs_dir=tmp_path / "runs",
                               directory=PARAMS, results_root=tmp_path / "results")
     assert sorted(gallery.found) == ["full"] and gallery.where["full"] == "committed results"
     asked = []
@@ -127,7 +127,7 @@ def test_the_figures_page_draws_full_results_and_says_not_run_for_the_others(tmp
     assert "Fig. X [cpu profile]: not run" in capsys.readouterr().out
     assert gallery.drawn == {"Fig. X": ["full"]}
     # at the full profile, without runs of this build, the committed ones are read
-    page = figures.Gallery(["full"], "full", runs_dir=tmp_path / "empty", directory=PARAMS,
+    page = gallery.Gallery(["full"], "full", runs_dir=tmp_path / "empty", directory=PARAMS,
                            results_root=tmp_path / "results")
     assert page.where["full"] == "committed results"
 

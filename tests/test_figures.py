@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from xcf.companion import figures, paper  # noqa: E402
+from xcf.companion import figures, gallery, paper  # noqa: E402
 from xcf.runs.folder import Run  # noqa: E402
 
 K = 10  # classes: the figures must draw 10 x 10 matrices with every class index
@@ -156,17 +156,17 @@ def test_claims_page_figures(locate):
 
 
 def test_every_figure_of_the_gallery_reads_its_pages_knobs(tmp_path, monkeypatch, capsys):
-    """figures.FIGURES: the paper's figures in its order, each drawn from a profile's
+    """gallery.FIGURES: the paper's figures in its order, each drawn from a profile's
     section of its page; the figures page (Gallery) draws them by name alone."""
     from pathlib import Path
 
     from xcf.companion.profiles import profile_knobs
 
     params = Path(__file__).resolve().parent.parent / "notebooks" / "params"
-    assert list(figures.FIGURES) == ["Fig. 1", "Fig. 2", "Fig. 3a/b", "Fig. 3c", "Fig. 4",
+    assert list(gallery.FIGURES) == ["Fig. 1", "Fig. 2", "Fig. 3a/b", "Fig. 3c", "Fig. 4",
                                      "Table 1", "Fig. 5", "Fig. 6", "Fig. 7", "Fig. 8",
                                      "Fig. 9", "Fig. 10", "Fig. 11"]
-    for name, (notebook, draw) in figures.FIGURES.items():
+    for name, (notebook, draw) in gallery.FIGURES.items():
         out = draw(FakeLocator(tmp_path / name.replace("/", "")),
                    profile_knobs(notebook, "smoke", params))
         if name in ("Fig. 3c", "Fig. 8", "Fig. 11"):  # hand-made runs hold no checkpoints
@@ -176,14 +176,14 @@ def test_every_figure_of_the_gallery_reads_its_pages_knobs(tmp_path, monkeypatch
         plt.close("all")
     asked = []
 
-    class Two(figures.Gallery):
+    class Two(gallery.Gallery):
         def __init__(self):  # one profile with runs, one without
             self.profiles, self.drawn = ["tiny", "none"], {}
             self.found = {"tiny": (FakeLocator(tmp_path / "g"), {
                 nb: profile_knobs(nb, "smoke", params) for nb in self.SECTIONS})}
 
     gallery = Two()
-    monkeypatch.setitem(figures.FIGURES, "Fig. 2", (
+    monkeypatch.setitem(gallery.FIGURES, "Fig. 2", (
         "03_at_dynamics", lambda loc, k: asked.append(k["n_matrices"]) or "fig"))
     gallery.draw("Fig. 2")
     assert asked == [profile_knobs("03_at_dynamics", "smoke", params)["n_matrices"]]

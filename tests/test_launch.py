@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xcf.cli import main as cli, launch
+from xcf.cli import main as cli, launch, status
 from xcf.companion import costs as plan
 from xcf.runs.config import make_config
 from xcf.runs.config_file import read_config_file
@@ -102,7 +102,7 @@ def test_a_local_launch_trains_the_plan_and_status_reports_it(params, tmp_path, 
     assert cli.main(["status", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == "3 of 3 run(s) finished"
-    rows = launch.plan_status(out)
+    rows = status.plan_status(out)
     assert [r["state"] for r in rows] == ["finished"] * 3
     assert [(r["epochs_done"], r["epochs"]) for r in rows] == [(1, 1), (1, 1), (1, 1)]
     # The student trained against the planned teacher's folder, and logs are per job.
@@ -255,10 +255,10 @@ def test_a_stopped_run_shows_interrupted_and_a_launch_resumes_it(tmp_path, monke
 
     with pytest.raises(SystemExit):
         train(two, runs_dir=tmp_path / "runs", progress=False, callbacks=[stop])
-    (row,) = launch.plan_status(out)
+    (row,) = status.plan_status(out)
     assert (row["state"], row["epochs_done"], row["epochs"]) == ("interrupted", 1, 2)
     assert cli.main(["launch", str(out), "--executor", "debug"]) == 0
-    (row,) = launch.plan_status(out)
+    (row,) = status.plan_status(out)
     assert (row["state"], row["epochs_done"]) == ("finished", 2)
     sessions = Run(row["folder"]).provenance()["sessions"]
     assert [s.get("resumed_from_epoch") for s in sessions] == [None, 1]

@@ -12,7 +12,7 @@ Three steps, one command each (:mod:`xcf.cli.main`):
 - :func:`launch` (``xcf launch``): one submitit job per run, an array for the runs that
   wait for nothing, ``afterok`` dependencies for the students on Slurm, and, on the local
   and debug executors, students started only after their teachers have finished;
-- :func:`plan_status` (``xcf status``): each planned run's state, read from its run folder.
+- :func:`xcf.cli.status.plan_status` (``xcf status``): each planned run's state, read from its run folder.
 
 A job is a :class:`TrainJob`: ``xcf.train.runner.train`` on the run's config.  Preempted or out of
 time, submitit calls its ``checkpoint()``, which resubmits the same job; the new job finds
@@ -43,13 +43,12 @@ from xcf.companion.costs import ESTIMATE_LABEL, GPUS, format_pflop, gpu_hours, n
 from xcf.companion.page_runs import TRAINING_NOTEBOOKS
 from xcf.companion.profiles import PROFILES, profile_knobs
 from xcf.runs.provenance import DIVERGED, now
-from xcf.runs.files import RunFileError
 from xcf.runs.folder import Run, default_runs_dir, find_run
 from xcf.companion.claim_runs import studies_of
 
 __all__ = ["EXECUTORS", "PlanEntry", "select_notebooks", "make_plan",
            "write_plan", "format_summary", "read_plan", "current_config", "run_folder",
-           "run_state", "LaunchFailedError", "TrainJob", "launch", "plan_status", "format_status"]
+           "run_state", "LaunchFailedError", "TrainJob", "launch"]
 
 EXECUTORS = ("slurm", "local", "debug")
 # Requeues after a timeout (submitit's default is 3): a 200-epoch run under a short --time
@@ -422,33 +421,3 @@ def _write_jobs(directory: Path, executor: str, jobs: Mapping[str, str]) -> None
     known = json.loads(path.read_text()) if path.is_file() else {}
     known.update({n: {"job_id": j, "executor": executor} for n, j in jobs.items()})
     write_json(path, known)
-
-
-def plan_status(directory: str | Path, runs_dir: str | Path | None = None) -> list[dict]:
-    """Each planned run's state (:func:`run_state`), its folder and its last job id."""
-    directory = Path(directory)
-    plan = read_plan(directory)
-    root = Path(runs_dir if runs_dir is not None else plan["runs_dir"])
-    path = directory / "jobs.json"
-    jobs = json.loads(path.read_text()) if path.is_file() else {}
-    rows = []
-    for r in plan["runs"]:
-        run = run_folder(current_config(directory, r, root), root)
-        try:
-            state, done, best = run_state(run)
-        except (RunFileError, OSError, ValueError) as err:  # one damaged folder, not all
-            state, done, best = f"damaged ({' '.join(str(err).split())})", 0, None
-        rows.append({"name": r["name"], "state": state, "epochs_done": done,
-                     "epochs": r["epochs"], "best_epoch": best, "folder": str(run.path),
-                     "job": (jobs.get(r["name"]) or {}).get("job_id")})
-    return rows
-
-
-def format_status(rows: Sequence[Mapping[str, Any]]) -> str:
-    """One line per run (state, epochs done / total, best epoch, job) and a count."""
-    width = max((len(r["name"]) for r in rows), default=0)
-    lines = [f"{r['name']:<{width}}  {r['state']:<11}  {r['epochs_done']:>4}/{r['epochs']:<4}"
-             f"  best {r['best_epoch'] if r['best_epoch'] is not None else '-':>4}"
-             + (f"  job {r['job']}" if r.get("job") else "") for r in rows]
-    finished = sum(r["state"] == "finished" for r in rows)
-    return "\n".join([*lines, f"{finished} of {len(rows)} run(s) finished"])

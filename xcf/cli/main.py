@@ -210,7 +210,7 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from xcf.cli.launch import format_status, plan_status
+    from xcf.cli.status import format_status, plan_status
 
     print(format_status(plan_status(args.plan_dir, args.runs_dir)))
     return 0

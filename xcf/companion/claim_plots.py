@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 from xcf.companion import claims, evidence
 from xcf.companion.claim_runs import across_row_seeds, fast_studies, kd_forms, seeds_of
 
-__all__ = ["SeedPairs", "claim_pairs", "seed_pairs"]
+__all__ = ["SeedPairs", "claim_pairs", "seed_pairs", "draw_claims"]
 
 Interval = Optional[tuple[float, float]]
 
@@ -180,3 +180,16 @@ def seed_pairs(pairs: SeedPairs, verdict: Optional[str] = None,
         ax.legend(fontsize=7, frameon=False, loc="best")
     fig.tight_layout()
     return fig
+
+
+def draw_claims(found: Mapping[str, Any], P: Mapping[str, Any], verdicts, profile: str) -> int:
+    """The Claims page's figures: :func:`seed_pairs` of every claim of :func:`claim_pairs`,
+    each titled with its verdict (``verdicts``: the rule book's rows, each with ``claim``
+    and ``verdict``), shown one after another.  Returns how many were drawn."""
+    verdict = {v["claim"]: v["verdict"] for v in verdicts}
+    n = 0
+    for pairs in claim_pairs(found, P):
+        seed_pairs(pairs, verdict.get(pairs.claim), profile)
+        plt.show()
+        n += 1
+    return n

@@ -52,7 +52,7 @@ class ModelReport:
 
     def compare(self, other: Measurement) -> dict[str, float]:
         """How far another measurement of the same model and images is from this one's
-        adversarial one: the largest |C difference|, and the CAS and accuracy gaps."""
+        adversarial one: the largest absolute difference of C, and the CAS and accuracy gaps."""
         a = self.adversarial
         return {"max_abs_diff_c": float((a.C - other.C.to(a.C.device)).abs().max()),
                 "cas_diff": abs(a.cas - other.cas),
