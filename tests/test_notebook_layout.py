@@ -123,3 +123,16 @@ def test_the_verdict_table_columns_are_those_the_css_lays_out():
     css = (ROOT / "book" / "_static" / "xcf.css").read_text()
     areas = dict(re.findall(r"td:nth-child\((\d)\) \{ grid-area: (\w+);", css))
     assert [areas[str(k)] for k in range(1, len(areas) + 1)] == ast.literal_eval(columns)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_stay_thin(path):
+    """Notebooks are glue: at most 80 non-blank code lines (the Colab cell included), so
+    code that is more than glue lives in xcf with a test.  The theory notebook, which
+    derives Section 4 step by step in sympy, is the one exception."""
+    import json
+
+    cells = json.loads(path.read_text())["cells"]
+    n = sum(len([line for line in "".join(c["source"]).splitlines() if line.strip()])
+            for c in cells if c["cell_type"] == "code")
+    assert path.stem == "01_theory_synthetic_model" or n <= 80, f"{path.name}: {n} code lines"
