@@ -141,8 +141,14 @@ def test_measure_rejects_bad_input_before_attacking(tiny_net):
     with pytest.raises(ValueError, match=r"\[2\]"):
         measure(tiny_net, torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]), attack)
     assert not calls
-    with pytest.raises(TypeError, match="features"):
-        measure(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3)),
+    # A model without features/head is wrapped (xcf.models.as_feature_classifier), not
+    # refused; one whose last layer is not a Linear is refused, naming that layer.
+    flat = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    assert measure(flat, torch.rand(3, 1, 8, 8), torch.tensor([0, 1, 2]), None).C.shape == (3, 3)
+    from xcf.models import LinearHeadError
+
+    with pytest.raises(LinearHeadError, match="ReLU"):
+        measure(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3), torch.nn.ReLU()),
                 torch.rand(3, 1, 8, 8), torch.tensor([0, 1, 2]), None)
 
 
