@@ -117,15 +117,15 @@ def test_the_full_profile_leads_with_its_own_results_and_a_profile_without_studi
 def test_the_figures_page_draws_full_results_and_says_not_run_for_the_others(tmp_path, capsys):
     train = profile_knobs("03_at_dynamics", "full", PARAMS)["train"]
     make_run(tmp_path / "results" / "full", [0.3, 0.5], [1.0, 2.0], name=folder_name(train))
-    gallery = gallery.Gallery(["cpu", "full"], "smoke", runs_dir=tmp_path / "runs",
+    shown = gallery.Gallery(["cpu", "full"], "smoke", runs_dir=tmp_path / "runs",
                               directory=PARAMS, results_root=tmp_path / "results")
-    assert sorted(gallery.found) == ["full"] and gallery.where["full"] == "committed results"
+    assert sorted(shown.found) == ["full"] and shown.where["full"] == "committed results"
     asked = []
-    gallery.draw("Fig. X", "03_at_dynamics",
+    shown.draw("Fig. X", "03_at_dynamics",
                  lambda locate, k: asked.append((locate.profile, locate(k["train"]))) or "fig")
     assert [(p, run.path.name) for p, run in asked] == [("full", folder_name(train))]
     assert "Fig. X [cpu profile]: not run" in capsys.readouterr().out
-    assert gallery.drawn == {"Fig. X": ["full"]}
+    assert shown.drawn == {"Fig. X": ["full"]}
     # at the full profile, without runs of this build, the committed ones are read
     page = gallery.Gallery(["full"], "full", runs_dir=tmp_path / "empty", directory=PARAMS,
                            results_root=tmp_path / "results")

@@ -182,12 +182,12 @@ def test_every_figure_of_the_gallery_reads_its_pages_knobs(tmp_path, monkeypatch
             self.found = {"tiny": (FakeLocator(tmp_path / "g"), {
                 nb: profile_knobs(nb, "smoke", params) for nb in self.SECTIONS})}
 
-    gallery = Two()
+    page = Two()
     monkeypatch.setitem(gallery.FIGURES, "Fig. 2", (
         "03_at_dynamics", lambda loc, k: asked.append(k["n_matrices"]) or "fig"))
-    gallery.draw("Fig. 2")
+    page.draw("Fig. 2")
     assert asked == [profile_knobs("03_at_dynamics", "smoke", params)["n_matrices"]]
-    assert gallery.drawn == {"Fig. 2": ["tiny"]}
-    assert gallery.summary() == {"Fig. 2": ["tiny"]}
+    assert page.drawn == {"Fig. 2": ["tiny"]}
+    assert page.summary() == {"Fig. 2": ["tiny"]}
     out = capsys.readouterr().out
     assert "Fig. 2 [none profile]: not run" in out and "'Fig. 1', 'Fig. 3a/b'" in out

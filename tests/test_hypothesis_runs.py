@@ -26,7 +26,7 @@ def hypothesis_runs():
 def test_the_rules_commit_holds_the_rules():
     if git("cat-file", "-e", RULES_COMMIT).returncode != 0:
         pytest.skip("not a git checkout with history (a shallow clone or an sdist)")
-    shown = git("show", f"{RULES_COMMIT}:xcf/companion/hypotheses.py")
+    shown = git("show", f"{RULES_COMMIT}:xcf/hypotheses.py")  # its path before the layout
     assert shown.returncode == 0 and "PREDICTIONS" in shown.stdout
     for prediction in ("H1a", "H1b", "H2"):
         assert f'"{prediction}":' in shown.stdout

@@ -105,8 +105,8 @@ def test_relative_imports_resolve_to_modules():
     tree = ast.parse("from . import atomic\nfrom .data.dataset import Dataset\nfrom .. import atomic\n"
                      "from ..data import dataset")
     a, b, c, d = tree.body
-    assert resolve("xcf.attacks", a) == {"xcf.atomic"}
-    assert resolve("xcf.attacks", b) == {"xcf.data.dataset"}
+    assert resolve("xcf.inputs", a) == {"xcf.atomic"}
+    assert resolve("xcf.inputs", b) == {"xcf.data.dataset"}
     assert resolve("xcf.data.tiny_imagenet", c) == {"xcf.atomic"}
     assert resolve("xcf.runs.folder", d) == {"xcf.data.dataset"}
 

@@ -110,19 +110,19 @@ def test_the_claims_figures_are_one_short_cell_after_the_verdicts():
     cells = nbformat.read(ROOT / "notebooks" / "11_claims.ipynb", 4).cells
     (i,) = [k for k, c in enumerate(cells) if "claim-figures" in tags(c)]
     source = cells[i].source
-    assert len(source.splitlines()) <= 10 and source.count("seed_pairs(") == 1
-    verdicts = max(k for k, c in enumerate(cells[:i]) if "claims.decide(" in c.source)
+    assert len(source.splitlines()) <= 10 and source.count("draw_claims(") == 1
+    verdicts = max(k for k, c in enumerate(cells[:i]) if "decide(" in c.source)
     assert all(c.cell_type == "markdown" for c in cells[verdicts + 1:i])
 
 
 def test_the_verdict_table_columns_are_those_the_css_lays_out():
     """book/_static/xcf.css places the Claims page's verdict columns by position, so the
-    verdict cell's COLUMNS must stay in the order the CSS names them."""
-    source = "".join(c.source for c in code_cells(ROOT / "notebooks" / "11_claims.ipynb"))
-    (columns,) = re.findall(r"^COLUMNS = (\[.*\])$", source, re.M)
+    verdict table's columns (claims_page.VERDICT_COLUMNS) must stay in the order the CSS names them."""
+    from xcf.companion.claims_page import VERDICT_COLUMNS
+
     css = (ROOT / "book" / "_static" / "xcf.css").read_text()
     areas = dict(re.findall(r"td:nth-child\((\d)\) \{ grid-area: (\w+);", css))
-    assert [areas[str(k)] for k in range(1, len(areas) + 1)] == ast.literal_eval(columns)
+    assert [areas[str(k)] for k in range(1, len(areas) + 1)] == list(VERDICT_COLUMNS)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -13,7 +13,7 @@ from xcf.attacks import PGD, Attack, Norm, attack_mode
 from xcf.attribution._matrix import (_check_counts, cas, class_attribution_vectors,
                                      correlation_matrix, i_cas,
                                      instance_correlation_matrix)
-from xcf.inputs import (ArgumentError, check_batch_size, check_images, check_labels,
+from xcf.inputs import (ArgumentError, ShapeError, check_batch_size, check_images, check_labels,
                         check_lengths, check_num_classes)
 from xcf.models import as_feature_classifier, check_feature_model, input_channels
 
@@ -168,6 +168,8 @@ def _check_forward(model: nn.Module, x: torch.Tensor) -> None:
     with attack_mode(model, "eval"), torch.no_grad():
         feats, split = _features_and_logits(model, x)
         whole = model(x)
+    if not (torch.isfinite(split).all() and torch.isfinite(whole).all()):
+        return  # a diverged model: the measurement's own checks name it (TrainingDiverged)
     if whole.shape != split.shape:
         raise ArgumentError(f"model(x) has shape {tuple(whole.shape)} but head(features(x)) "
                             f"{tuple(split.shape)}; {_FORWARD_FIX}")

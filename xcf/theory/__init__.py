@@ -12,8 +12,8 @@
 Public numeric API: :func:`eps0`, :func:`eps1`, :func:`optimal_w` (and friends), imported
 as ``xcf.theory.eps0``: their one public path (the modules holding them are private).
 """
-from xcf.theory._checks import check_model
-from xcf.theory._solutions import (all_classes_probability, beta_limit, eps0, eps0_copies, eps1,
+from ._checks import check_model
+from ._solutions import (all_classes_probability, beta_limit, eps0, eps0_copies, eps1,
                         expected_loss, optimal_w, optimal_w_copies, theorem2_probability,
                         theorem2_sigma1)
 
