@@ -66,7 +66,9 @@ def page() -> str:
         if intro:
             parts.append(" ".join(intro.split()) + "\n")
         for m in modules:
-            parts.append(f"### `{m}`\n\n```{{eval-rst}}\n.. automodule:: {m}\n```\n")
+            # The face re-exports five names documented in their own modules: once only.
+            options = "\n   :no-members:" if m == "xcf" else ""
+            parts.append(f"### `{m}`\n\n```{{eval-rst}}\n.. automodule:: {m}{options}\n```\n")
     return "\n".join(parts)
 
 

@@ -1,20 +1,6 @@
-"""PGD (l-inf and l2) and FGSM with random start; their settings are checked by
-:mod:`xcf.attacks._checks`.
-
-All attacks take inputs in [0, 1] of shape (B, C, H, W) and integer labels of shape (B,),
-and return adversarial inputs of the same shape inside the eps-ball *and* in [0, 1].
-
-Two things differ from the way many training scripts write PGD, on purpose:
-
-- Gradients are taken with respect to the input only (``torch.autograd.grad``) while the
-  model's parameters are frozen, so no weight gradient is ever computed during an attack.
-- The model's train/eval mode is set explicitly for the attack (``model_mode``) and every
-  module's mode, and every parameter's ``requires_grad``, is restored afterwards, also when
-  an exception is raised.
-
-References: Madry et al., ICLR 2018 (PGD, Eq. 2 of Wei et al. 2025); Wong et al., ICLR 2020
-(FGSM with random start, "fast AT").  Step sizes follow Table 2 of Wei et al. 2025.
-"""
+"""PGD (l-inf and l2) and FGSM with random start: the functions and the configured attacks
+of :mod:`xcf.attacks` (whose docstring says what differs from common training scripts, and
+cites the papers); their settings are checked by :mod:`xcf.attacks._checks`."""
 from __future__ import annotations
 
 import contextlib
