@@ -34,7 +34,7 @@ Every public module of `xcf`, by layer, generated from its docstrings when the b
 (`sphinx.ext.autodoc`, offline). A module lists the names in its `__all__`, each of them
 at its one import path; `import xcf` gives five of them (`xcf.measure`, `xcf.cas`, `xcf.PGD`,
 `xcf.load`, `xcf.as_feature_classifier`). A module imports only from its own layer or the
-ones above it on this page (tests/test_imports.py). The [equations page](equations.md) maps
+ones above it on this page (tests/project/test_imports.py). The [equations page](equations.md) maps
 the paper's equations to these functions. This page is written by `tools/api_page.py`;
 docstrings are reStructuredText (``eval-rst``), as autodoc expects.
 """

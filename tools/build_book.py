@@ -73,7 +73,7 @@ SOURCE_TREES = ("xcf", "notebooks/params", "benchmarks")
 def source_fingerprint(notebook: Path, root: Path = ROOT) -> str:
     """A digest of ``notebook`` and of every file it runs (:data:`SOURCE_TREES`): the
     metrics a build recorded for it are current exactly while this digest is unchanged.
-    ``make test`` after ``make book`` reuses them on that condition (tests/test_notebooks.py)."""
+    ``make test`` after ``make book`` reuses them on that condition (tests/notebooks/test_notebooks.py)."""
     h = hashlib.sha256()
     files = [notebook] + sorted(f for tree in SOURCE_TREES for f in (root / tree).rglob("*")
                                 if f.is_file() and f.suffix in (".py", ".yaml", ".yml")

@@ -3,7 +3,7 @@
 A page's "What we observed" is not written by hand: each function here reads the runs a
 page shows (through the same locator its figures use) and says, in plain sentences, what
 they show and where that differs from the paper, the negatives included.  Change a run's
-numbers and the sentences change (``tests/test_observed.py``).  A function returns
+numbers and the sentences change (``tests/companion/test_observed.py``).  A function returns
 ``[]`` where the page's runs are not there.
 """
 from __future__ import annotations
