@@ -22,7 +22,7 @@ try:
 except ImportError:  # run as a script: benchmarks/ is on sys.path, the root is not yet
     import common  # type: ignore[no-redef]
 
-from xcf.runner import train  # noqa: E402
+from xcf.train.runner import train  # noqa: E402
 
 
 def run(config: str, amp: str, seed: int, runs_dir: str) -> dict:

@@ -14,7 +14,7 @@ same weights:
 - ``xcf fp32``: :func:`xcf.attribution.measure` with :class:`xcf.attacks.PGD` (input
   gradients only, frozen weights; one forward gives features and logits); channels_last,
   as xcf's per-epoch evaluation runs it.
-- ``xcf bf16``: the same through :class:`xcf.precision.AutocastModel`, what the evaluation
+- ``xcf bf16``: the same through :class:`xcf.train.precision.AutocastModel`, what the evaluation
   uses when a run has ``amp: bf16``.
 
 Test-set size: the official code attacks 100 images of one class at a time; 10 classes x
@@ -46,7 +46,7 @@ import torch  # noqa: E402
 from benchmarks import baseline  # noqa: E402
 from xcf.attacks import PGD  # noqa: E402
 from xcf.attribution import cas, measure  # noqa: E402
-from xcf.precision import NOT_NATIVE, AutocastModel  # noqa: E402
+from xcf.train.precision import NOT_NATIVE, AutocastModel  # noqa: E402
 
 EPS = 8 / 255
 

@@ -53,13 +53,13 @@ def header(title: str, **settings) -> None:
     sys.stdout.flush()
 
 
-NOT_NATIVE = "not native on this CPU"  # = xcf.precision.NOT_NATIVE (read before torch loads)
+NOT_NATIVE = "not native on this CPU"  # = xcf.train.precision.NOT_NATIVE (read before torch loads)
 
 
 def cpu_flags_line() -> str:
     """Whether this CPU runs bf16 natively, and the instruction sets that decide it
-    (:func:`xcf.precision.cpu_features`): a bf16 ratio means something only where it does."""
-    from xcf.precision import cpu_features
+    (:func:`xcf.runs.machine.cpu_features`): a bf16 ratio means something only where it does."""
+    from xcf.runs.machine import cpu_features
 
     f = cpu_features()
     yes = lambda v: "n/a" if v is None else "yes" if v else "no"  # noqa: E731
@@ -71,7 +71,7 @@ def bf16_here(device: str = "cpu") -> bool:
     """Whether to time a bf16 contender on ``device``: only where bf16 is native.  Where it
     is emulated, each benchmark prints ``ratio xcf bf16 / baseline: not native on this CPU``
     instead of a ratio that would be about the CPU, not about xcf."""
-    from xcf.precision import native_bf16
+    from xcf.runs.machine import native_bf16
 
     return native_bf16(device)
 

@@ -4,7 +4,7 @@
     python benchmarks/compile.py --amp bf16
 
 The step of ``benchmarks/train_step.py`` (PreActResNet-18 width 64, batch 64, PGD-10,
-:func:`xcf.training.train_epoch`, channels_last) twice, from the same weights: once eager,
+:func:`xcf.train.loop.train_epoch`, channels_last) twice, from the same weights: once eager,
 once with the model compiled in place (``model.compile()``, inductor, default mode).  The
 first compiled step compiles every graph the step needs (attack: eval mode with frozen
 weights and input gradients; update: train mode; clean forward: no grad) and is reported

@@ -18,7 +18,7 @@
 #      bytes; fp16 autocast and GradScaler work on the device.
 #   3. train_step: benchmarks/train_step.py --device cuda (baseline, xcf fp32, bf16, fp16).
 #   4. gpu_profile: the gpu profile's PGD-AT run (notebooks/params/gpu.yaml, notebook 03),
-#      end to end through xcf.runner.train (training, PGD-20 evaluation, C/CAS,
+#      end to end through xcf.train.runner.train (training, PGD-20 evaluation, C/CAS,
 #      checkpoints, final.json), on data that need no download, a few epochs, once per amp
 #      mode (none, bf16, fp16).
 #   5. train_step_compiled: the same benchmark with model.compile() (cold compiles; last,
@@ -72,15 +72,15 @@ part preflight 60 "$PYTHON" - "$OUT" "$CPU" <<'EOF'
 import importlib.util, json, subprocess, sys, time
 out, cpu = sys.argv[1], sys.argv[2] == "1"
 need = {"torch": "PyTorch", "torchvision": "torchvision", "numpy": "numpy (comes with torch)",
-        "yaml": "pyyaml (xcf.config reads YAML; timm depends on it)",
-        "tqdm": "tqdm (xcf.training's progress bar; timm's huggingface_hub depends on it)",
+        "yaml": "pyyaml (xcf.runs.config reads YAML; timm depends on it)",
+        "tqdm": "tqdm (xcf.train.loop's progress bar; timm's huggingface_hub depends on it)",
         "PIL": "Pillow (comes with torchvision)"}
 missing = [f"{m}: {why}" for m, why in need.items() if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit("gpu.sh preflight: missing packages the xcf code paths import at module level:\n  "
              + "\n  ".join(missing) + "\ninstall them (pip install pyyaml tqdm) and rerun")
 import torch
-from xcf.provenance import environment
+from xcf.runs.provenance import environment
 if not cpu and not torch.cuda.is_available():
     sys.exit("gpu.sh: no CUDA device visible to torch; run on a GPU machine, or use --cpu")
 device = torch.device("cpu" if cpu else "cuda")
@@ -106,7 +106,7 @@ if [ "$CPU" = 0 ]; then
 part cuda_checks 120 "$PYTHON" - <<'EOF'
 import torch
 from xcf.data.dataset import uint8_to_float
-from xcf.precision import autocast, grad_scaler
+from xcf.train.precision import autocast, grad_scaler
 b = torch.arange(256, dtype=torch.uint8)
 cpu_bits, gpu_bits = uint8_to_float(b), uint8_to_float(b.cuda()).cpu()
 assert torch.equal(cpu_bits, gpu_bits), "uint8_to_float on CUDA differs from the CPU"
@@ -141,10 +141,10 @@ part gpu_profile "$LIMIT" "$PYTHON" - "$OUT" "$CPU" "$FASHION" <<'EOF'
 import sys, time
 from pathlib import Path
 import torch
-from xcf.config import make_config
-from xcf.preparation import prepare
-from xcf.profiles import profile_knobs
-from xcf.runner import train
+from xcf.runs.config import make_config
+from xcf.train.setup import prepare
+from xcf.companion.profiles import profile_knobs
+from xcf.train.runner import train
 
 out, cpu, fashion = Path(sys.argv[1]), sys.argv[2] == "1", sys.argv[3]
 run = dict(profile_knobs("03_at_dynamics", "gpu", Path("notebooks/params"))["train"])
@@ -176,7 +176,7 @@ for amp in ("none", "bf16", "fp16"):
           f"{cfg.epochs * len(prepare(cfg).y_train) / train_s:.0f} img/s{peak}; last epoch "
           f"test clean/robust {rows[-1]['test_clean_acc']:.3f}/{rows[-1]['test_robust_acc']:.3f}"
           f", CAS {rows[-1]['cas']:.2f}; run folder {r.path.name}")
-    if amp == "fp16":  # xcf.runner keeps the GradScaler's state in last.pt, for resume
+    if amp == "fp16":  # xcf.train.runner keeps the GradScaler's state in last.pt, for resume
         state = r.load_state() or {}
         print(f"fp16: GradScaler state in last.pt: {'yes' if state.get('scaler') else 'NO'}")
     if not ok:

@@ -16,9 +16,9 @@ SGD (lr 0.1, momentum 0.9, weight decay 5e-4), from the same initial weights:
   PIL augmentation, PGD whose every step calls ``loss.backward()`` (weight gradients
   too) in train mode, normalisation outside the model, the update, then an extra clean
   forward with autograd on; fp32, NCHW.
-- ``xcf fp32`` / ``xcf bf16``: one step of :func:`xcf.training.train_epoch` with the
-  ``pgd_at`` objective that :func:`xcf.objectives.build_objective` makes from the paper's
-  :class:`~xcf.config.TrainConfig` (Table 2): augmentation on the device, PGD-10 with
+- ``xcf fp32`` / ``xcf bf16``: one step of :func:`xcf.train.loop.train_epoch` with the
+  ``pgd_at`` objective that :func:`xcf.train.objectives.build_objective` makes from the paper's
+  :class:`~xcf.runs.config.TrainConfig` (Table 2): augmentation on the device, PGD-10 with
   input gradients only and frozen parameters, the model in train mode as in the official
   loop (the config's default ``attack_mode``), the update; channels_last; ``amp`` none or
   bf16 autocast.  So the headline ratios compare the same algorithm on both sides.
@@ -29,7 +29,7 @@ SGD (lr 0.1, momentum 0.9, weight decay 5e-4), from the same initial weights:
 
 On ``--device cuda`` every contender runs on the GPU (the baseline's loader stays on the
 CPU and its batches are copied over, as in the official code), a row ``xcf pgd_at fp16
-autocast`` (with :func:`xcf.precision.grad_scaler`) is added, and the header names the
+autocast`` (with :func:`xcf.train.precision.grad_scaler`) is added, and the header names the
 device; on the CPU (the default) the output is as before (``benchmarks/report.py``).
 
 Data: synthetic CIFAR-shaped uint8 images from a fixed seed (CIFAR-10 cannot be
@@ -53,10 +53,10 @@ except ImportError:  # run as a script: benchmarks/ is on sys.path, the root is 
 import torch  # noqa: E402
 
 from benchmarks import baseline  # noqa: E402
-from xcf.config import TrainConfig  # noqa: E402
-from xcf.objectives import build_objective  # noqa: E402
-from xcf.precision import NOT_NATIVE, grad_scaler  # noqa: E402
-from xcf.training import sgd, train_epoch  # noqa: E402
+from xcf.runs.config import TrainConfig  # noqa: E402
+from xcf.train.objectives import build_objective  # noqa: E402
+from xcf.train.precision import NOT_NATIVE, grad_scaler  # noqa: E402
+from xcf.train.loop import sgd, train_epoch  # noqa: E402
 
 
 def xcf_contender(amp: str, batch: int, steps: int, x: torch.Tensor, y: torch.Tensor, *,
@@ -72,7 +72,7 @@ def xcf_contender(amp: str, batch: int, steps: int, x: torch.Tensor, y: torch.Te
                       device=device, **extra).resolved()
     model = common.paper_model().to(device).to(memory_format=torch.channels_last)
     if cfg.compile:
-        model.compile()  # as xcf.training does for TrainConfig(compile=True)
+        model.compile()  # as xcf.train.loop does for TrainConfig(compile=True)
     opt = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
     objective = build_objective(cfg)
     gen = torch.Generator(device=device).manual_seed(0)

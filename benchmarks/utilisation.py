@@ -5,7 +5,7 @@ measured in the same run at the same dtype.
     python benchmarks/utilisation.py --quick    # 2 timed steps each
 
 The step is the one of ``benchmarks/train_step.py`` (PreActResNet-18 width 64, batch 64,
-PGD-10, :func:`xcf.training.train_epoch` with the ``pgd_at`` objective, channels_last).
+PGD-10, :func:`xcf.train.loop.train_epoch` with the ``pgd_at`` objective, channels_last).
 FLOPs: :class:`torch.utils.flop_counter.FlopCounterMode` over one step (convolutions and
 matrix products, forward and backward, as they are dispatched: input-only gradients in the
 attack count only their data gradient).  Element-wise work (batch norm, ReLU, casts) is not

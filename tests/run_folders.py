@@ -1,11 +1,11 @@
 """Finished run folders written by hand, with known per-epoch metrics, for the tests of
-the rules that read run folders (xcf.claims, xcf.diagnostics, xcf.study_plan)."""
+the rules that read run folders (xcf.companion.claims, xcf.companion.diagnostics, xcf.companion.claim_runs)."""
 import json
 
 import numpy as np
 import yaml
 
-from xcf.runs import Run
+from xcf.runs.folder import Run
 
 
 def make_run(folder, ra, cas, *, train_ra=None, extra=None, matrices=None, name="run"):

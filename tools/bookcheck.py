@@ -12,6 +12,9 @@ asserts that:
   which is what a renderer without tables makes of ``IPython.display.Markdown`` tables);
 - no cell tagged ``remove-cell`` shows: the page has no Colab install cell (no
   ``google.colab`` text anywhere in the article);
+- no parameters cell shows: no cell of the page carries the tag ``parameters`` or papermill's
+  ``injected-parameters`` (myst-nb writes a cell's tags as ``tag_<name>`` classes;
+  ``tools/build_book.py`` tags both ``remove-cell`` in the executed copies);
 - no cell output prints a path of the build machine: the repository's absolute path,
   ``/root/`` or ``/tmp/`` (a reader's machine has none of them).
 
@@ -43,6 +46,8 @@ UNRENDERED_TABLE = re.compile(r"\|\s*(?:-{3,}|[\u2014\u2013]+)\s*\|")
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", "---------------------------------------------------------------------------")
 # Text only a cell tagged remove-cell holds: the Colab install cell.
 REMOVED_CELL_MARKERS = ("google.colab",)
+# Classes myst-nb gives a cell tagged parameters or injected-parameters.
+PARAMETER_CELL_CLASSES = ("tag_parameters", "tag_injected-parameters")
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
@@ -106,6 +111,7 @@ class _PageParser(HTMLParser):
         self.has_article = False
         self.images: list[str] = []
         self.error_outputs = 0
+        self.parameter_cells = 0
         self._output_depth = 0
         self._article_depth = 0
         self._stack: list[tuple[bool, bool]] = []
@@ -124,6 +130,8 @@ class _PageParser(HTMLParser):
         # stderr in a published page is a warning the reader should not have to see.
         if "output" in classes and {"traceback", "stderr", "error"} & set(classes):
             self.error_outputs += 1
+        if set(PARAMETER_CELL_CLASSES) & set(classes):
+            self.parameter_cells += 1
         if tag in _VOID:
             return
         self._stack.append((is_output, is_article))
@@ -170,6 +178,9 @@ def check_page(page: Path, dom: str, forbidden_paths: tuple[str, ...] | None = N
         report.problems.append("a cell output holds a Python traceback")
     if p.error_outputs:
         report.problems.append(f"{p.error_outputs} error output(s)")
+    if p.parameter_cells:
+        report.problems.append(f"{p.parameter_cells} parameters cell(s) shown: tag them "
+                               "remove-cell in the executed copy")
     if UNRENDERED_TABLE.search(text):
         report.problems.append("a cell output holds a Markdown table printed as text, not rendered")
     article = "".join(p.article_text)

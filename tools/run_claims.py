@@ -20,8 +20,8 @@ Runs go to ``$XCF_RUNS_DIR`` (default ``runs/cpu`` for the cpu study, ``runs/`` 
 others) and resume if killed; each finished run is copied without checkpoints to
 ``notebooks/results/<profile>/``, which the book reads.  Runs train one after another.
 
-This is the one place that knows the checkout's layout; :mod:`xcf.study_plan` names the
-runs and :mod:`xcf.claims` decides.
+This is the one place that knows the checkout's layout; :mod:`xcf.companion.claim_runs` names the
+runs and :mod:`xcf.companion.claims` decides.
 """
 import argparse
 import os
@@ -35,11 +35,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads: 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from xcf.hypotheses import record_erasure  # noqa: E402
-from xcf.study_plan import located_studies  # noqa: E402
-from xcf.locate import TrainOrReuse  # noqa: E402
-from xcf.profiles import PROFILES, profile_knobs  # noqa: E402
-from xcf.study_plan import claims_profiles  # noqa: E402
+from xcf.companion.hypotheses import record_erasure  # noqa: E402
+from xcf.companion.claim_runs import located_studies  # noqa: E402
+from xcf.companion.locate import TrainOrReuse  # noqa: E402
+from xcf.companion.profiles import PROFILES, profile_knobs  # noqa: E402
+from xcf.companion.claim_runs import claims_profiles  # noqa: E402
 
 
 def run_studies(P: Mapping[str, Any], export_to: str | Path | None = None,

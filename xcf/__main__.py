@@ -1,6 +1,6 @@
-"""``python -m xcf train CONFIG.yaml`` / ``python -m xcf measure RUN_DIR``: see :mod:`xcf.cli`."""
+"""``python -m xcf train CONFIG.yaml`` / ``python -m xcf measure RUN_DIR``: see :mod:`xcf.cli.main`."""
 import sys
 
-from .cli import main
+from xcf.cli.main import main
 
 sys.exit(main())

@@ -1,6 +1,6 @@
 """Checks of the library's inputs, one error type per kind of mistake.
 
-The public functions of :mod:`xcf.attribution`, :mod:`xcf.evaluation`, :mod:`xcf.data`
+The public functions of :mod:`xcf.attribution`, :mod:`xcf.train.evaluation`, :mod:`xcf.data`
 (the loaders, :mod:`xcf.data.batching`) and :func:`xcf.models.as_feature_classifier`
 call these before any work starts, so a bad input gives a message naming the bad value,
 the allowed range and the fix, never a raw torch error, a misleading "class has no test
@@ -61,7 +61,7 @@ class ArgumentError(InputError):
 
 class ArgumentTypeError(ArgumentError, TypeError):
     """An argument of the wrong type: a string or a bool where a number is expected, a
-    dict where a :class:`~xcf.config.TrainConfig` is.  Also a :class:`TypeError`, so code
+    dict where a :class:`~xcf.runs.config.TrainConfig` is.  Also a :class:`TypeError`, so code
     that catches either kind of mistake catches it."""
 
 

@@ -101,7 +101,7 @@ def matrix_grid(panels: Sequence[tuple], *, vmin: float = 0.0, vmax: float = 1.0
 def accuracy_curves(histories: dict, ax=None, *, title: str | None = None):
     """Train (dashed) and test (solid) robust accuracy per epoch for each labelled run (Fig. 1).
 
-    ``histories``: label -> list of metrics rows (``xcf.runs.Run.metrics()``).
+    ``histories``: label -> list of metrics rows (``xcf.runs.folder.Run.metrics()``).
     """
     ax = ax or plt.gca()
     for k, (label, rows) in enumerate(histories.items()):

@@ -19,11 +19,11 @@ import inspect
 import os
 from pathlib import Path
 
-from ..inputs import ArgumentError, ArgumentTypeError, check_count, check_flag
+from xcf.inputs import ArgumentError, ArgumentTypeError, check_count, check_flag
 
 # Modules, not their functions: ``xcf.data.planted`` stays the module, so each name has
 # one import path (``xcf.data.planted.planted``).
-from . import cifar, dataset, fashion_mnist, planted, tiny_imagenet
+from xcf.data import cifar, dataset, fashion_mnist, planted, tiny_imagenet
 
 __all__ = ["DATASETS", "default_root", "load"]
 

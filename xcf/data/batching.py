@@ -3,7 +3,7 @@
 Training code iterates with :func:`batches` and augments with :func:`augment` (random crop
 with 4 px reflect padding + horizontal flip, the paper's CIFAR augmentation, Appendix B /
 official code) on the device, a whole batch at a time.  A rank of a distributed run
-(:mod:`xcf.distributed`) iterates with :func:`shard_batches`: its own members of the same
+(:mod:`xcf.train.distributed`) iterates with :func:`shard_batches`: its own members of the same
 global batches, augmented with the draws one process would make for them.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from ..inputs import check_batch_size, check_lengths
+from xcf.inputs import check_batch_size, check_lengths
 
 __all__ = ["augment", "batches", "shard_batches"]
 
@@ -83,7 +83,7 @@ def shard_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, rank: in
                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
     """One rank's share of each global batch of ``batches(shuffle=True)`` over the whole
     training set of ``n_total`` samples, of which this rank holds samples ``rank,
-    rank + world_size, ...`` as ``x`` and ``y`` (:func:`xcf.distributed.shard`).
+    rank + world_size, ...`` as ``x`` and ``y`` (:func:`xcf.train.distributed.shard`).
 
     Every rank draws the same permutation from ``generator`` as one process does, so the
     global batches are one process's; yields ``(xb, yb, rows, n)``: the members of the

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from .dataset import Dataset, DatasetUnavailableError, from_uint8
+from xcf.data.dataset import Dataset, DatasetUnavailableError, from_uint8
 
 __all__ = ["NORMALIZATION", "load_cifar"]
 

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..inputs import ArgumentError, ArgumentTypeError, check_count
-from .dataset import Dataset, DatasetUnavailableError, from_uint8
+from xcf.inputs import ArgumentError, ArgumentTypeError, check_count
+from xcf.data.dataset import Dataset, DatasetUnavailableError, from_uint8
 
 __all__ = ["FASHION_MNIST_CLASSES", "FASHION_MNIST_DIRS", "read_idx", "load_fashion_mnist"]
 

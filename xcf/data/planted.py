@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..inputs import ArgumentError, ArgumentTypeError, check_count, check_real
-from .dataset import Dataset
+from xcf.inputs import ArgumentError, ArgumentTypeError, check_count, check_real
+from xcf.data.dataset import Dataset
 
 __all__ = ["planted"]
 
@@ -54,7 +54,7 @@ def planted(n_train: int = 2400, n_test: int = 600, *, num_classes: int = 6,
     sometimes missing. A model must use ``S_ij`` for both i and j, so the attribution
     vectors of i and j overlap: C[i, j] should exceed C[i, k] for non-sharing pairs.
 
-    ``erase`` (beyond the paper, the causal test of :mod:`xcf.hypotheses`): ``"shared"``
+    ``erase`` (beyond the paper, the causal test of :mod:`xcf.companion.hypotheses`): ``"shared"``
     or ``"exclusive"`` renders the *test* images from the same draws with that kind of
     glyph left unpainted (background and noise there, as if it had never been drawn);
     every other pixel, the training set and the layouts are unchanged.

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import atomic
-from ..inputs import check_flag
-from .dataset import Dataset, DatasetUnavailableError, from_uint8, stratified_indices
+from xcf import atomic
+from xcf.inputs import check_flag
+from xcf.data.dataset import Dataset, DatasetUnavailableError, from_uint8, stratified_indices
 
 __all__ = ["TINY_IMAGENET_URL", "TINY_IMAGENET_MD5", "load_tiny_imagenet"]
 

@@ -12,9 +12,9 @@ import numpy as np
 import sympy as sp
 from scipy import integrate, stats
 
-from . import symbolic as S
-from ._checks import check_beta, check_choice, check_copies, check_model, check_mu_sigma
-from .structure import SMOOTHING
+from xcf.theory import symbolic as S
+from xcf.theory._checks import check_beta, check_choice, check_copies, check_model, check_mu_sigma
+from xcf.theory.structure import SMOOTHING
 
 _ARGS = (S.mu, S.sigma, S.eps, S.lam, S.beta)
 ADVERSARIES = ("lemma2", "full")

@@ -14,8 +14,8 @@ import contextlib
 
 import torch
 
-from ._checks import check_choice, check_copies, check_mu_sigma
-from .structure import EXCLUSIVE, SHARED, SMOOTHING
+from xcf.theory._checks import check_choice, check_copies, check_mu_sigma
+from xcf.theory.structure import EXCLUSIVE, SHARED, SMOOTHING
 
 __all__ = ["class_mask", "sample", "weight_matrix", "logits", "margin", "best_other",
            "others_sum", "smoothed_loss", "lemma2_delta", "full_adversary_deltas",

@@ -11,9 +11,9 @@ import math
 import numpy as np
 import torch
 
-from . import model
-from ._checks import check_choice, check_copies, check_model
-from .structure import SMOOTHING
+from xcf.theory import model
+from xcf.theory._checks import check_choice, check_copies, check_model
+from xcf.theory.structure import SMOOTHING
 
 
 def mean_ci(values, z: float = 2.576):

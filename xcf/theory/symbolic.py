@@ -19,8 +19,8 @@ import functools
 
 import sympy as sp
 
-from .gaussian import Phi, expectation, linear_gaussian, phi
-from .structure import EXCLUSIVE, SHARED, SMOOTHING
+from xcf.theory.gaussian import Phi, expectation, linear_gaussian, phi
+from xcf.theory.structure import EXCLUSIVE, SHARED, SMOOTHING
 
 __all__ = ["lam", "beta", "weights_sym", "sample_sym", "logits_sym", "sign_on_range",
            "resolve_abs", "worst_case", "common_vertex", "class_loss", "expected_loss",

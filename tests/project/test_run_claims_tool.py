@@ -1,0 +1,61 @@
+"""tools/run_claims.py: exporting finished runs into the committed results."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from run_folders import make_run
+from xcf.runs.folder import Run
+
+# Running and exporting the studies knows the checkout's layout, so it lives in tools/.
+_spec = importlib.util.spec_from_file_location(
+    "run_claims", Path(__file__).resolve().parents[2] / "tools" / "run_claims.py")
+run_claims = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(run_claims)
+
+
+def test_export_leaves_checkpoints_behind_and_refuses_unfinished_runs(tmp_path):
+    run = make_run(tmp_path, [0.3, 0.5], [1, 2])
+    (run.path / "checkpoints").mkdir()
+    (run.path / "checkpoints" / "last.pt").write_bytes(b"x" * 10)
+    out = run_claims.export_run(run, tmp_path / "results")
+    assert (out / "metrics.jsonl").read_text() == (run.path / "metrics.jsonl").read_text()
+    assert not (out / "checkpoints").exists() and (out / "matrices" / "epoch_0002.npy").exists()
+    (run.path / "final.json").unlink()
+    with pytest.raises(ValueError, match="not finished"):
+        run_claims.export_run(Run(run.path), tmp_path / "results2")
+
+
+def test_export_writes_repository_paths_relative_and_leaves_the_source_run_alone(tmp_path):
+    run = make_run(tmp_path, [0.3, 0.5], [1, 2])
+    repo = tmp_path / "repo"
+    teacher = f"{repo}/runs/cpu/teacher-run"
+    (run.path / "config.yaml").write_text(yaml.safe_dump({"kd": {"teacher": teacher}}))
+    (run.path / "provenance.json").write_text(json.dumps({"teacher": {"path": teacher + "/best.pt"},
+                                                        "elsewhere": "/data/cifar"}))
+    out = run_claims.export_run(run, tmp_path / "results", root=repo)
+    assert yaml.safe_load((out / "config.yaml").read_text())["kd"]["teacher"] == "runs/cpu/teacher-run"
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov == {"teacher": {"path": "runs/cpu/teacher-run/best.pt"}, "elsewhere": "/data/cifar"}
+    assert yaml.safe_load((run.path / "config.yaml").read_text())["kd"]["teacher"] == teacher
+
+
+def test_an_h1_run_is_exported_with_its_erasure_record_and_without_its_checkpoints(
+        tmp_path, monkeypatch):
+    """H1's numbers are measured on the kept checkpoints before the export leaves them
+    behind; the exported folder carries erasure.json (the numbers, not the weights)."""
+    from conftest import tiny_config
+    from xcf.companion.hypotheses import ERASURE_FILE, read_erasure
+
+    monkeypatch.setenv("XCF_RUNS_DIR", str(tmp_path / "runs"))
+    tiny = tiny_config(epochs=2, holdout_n=30)
+    P = {"train": tiny, "seeds": [], "h1": {"dataset": "planted"}, "h1_seeds": [0]}
+    runs = run_claims.run_studies(P, export_to=tmp_path / "results", profile="smoke")
+    run = runs["H1 planted seed 0"]
+    out = tmp_path / "results" / run.path.name
+    assert (out / ERASURE_FILE).exists() and not (out / "checkpoints").exists()
+    assert json.loads((out / ERASURE_FILE).read_text()) == read_erasure(run)
+    assert sorted(p.name for p in (run.path / "checkpoints").iterdir()) == [
+        "best.pt", "epoch_0001.pt", "epoch_0002.pt", "last.pt"]
