@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from xcf.cli import main as cli, launch, status
-from xcf.companion import costs as plan
+from xcf.companion import costs
 from xcf.runs.config import make_config
 from xcf.runs.config_file import read_config_file
 from xcf.runs.identity import teacher_identity
@@ -61,7 +61,7 @@ def test_plan_keeps_a_run_two_notebooks_share_once(params, tmp_path, capsys):
 def test_plan_configs_have_the_keys_of_the_notebooks_runs(params, tmp_path):
     out, p = _plan(tmp_path)
     asked = [c for nb in ("03_at_dynamics", "04_soft_labels")
-             for _, c in plan.notebook_runs(nb, profile_knobs(nb, "smoke"))]
+             for _, c in costs.notebook_runs(nb, profile_knobs(nb, "smoke"))]
     want = list(dict.fromkeys(make_config(c).key() for c in asked))  # first appearance
     got = [make_config(read_config_file(out / r["config_file"])).key() for r in p["runs"]]
     assert got == want
@@ -82,13 +82,13 @@ def test_plan_puts_a_kd_student_after_its_teacher_under_the_runs_dir(params, tmp
 
 def test_plan_summary_adds_up_the_runs_costs(params, tmp_path):
     _, p = _plan(tmp_path)
-    flops = [plan.run_flops(make_config(c)) for c in (TINY, {**TINY, "eps": 2 / 255})]
+    flops = [costs.run_flops(make_config(c)) for c in (TINY, {**TINY, "eps": 2 / 255})]
     assert sum(r["flops"] for r in p["runs"] if "-kd_at-" not in r["name"]) \
         == pytest.approx(sum(flops))
     total = sum(r["flops"] for r in p["runs"])
     assert p["totals"]["flops"] == pytest.approx(total)
-    for gpu, (peak, use) in {g: (plan.GPUS[g], plan.ASSUMED_UTILISATION[g])
-                             for g in plan.GPUS}.items():
+    for gpu, (peak, use) in {g: (costs.GPUS[g], costs.ASSUMED_UTILISATION[g])
+                             for g in costs.GPUS}.items():
         assert p["totals"]["gpu_hours"][gpu] == pytest.approx(total / (peak * use) / 3600)
 
 

@@ -83,7 +83,7 @@ def test_colab_opens_the_notebook_on_a_gpu_runtime(path):
 def test_a_training_notebook_opens_with_its_gpu_time_and_prints_its_plan(path):
     """The admonition's gpu row is the plan of the gpu profile (xcf.companion.costs), labelled an
     estimate; the setup cell prints the plan before any figure trains a run."""
-    from xcf.companion import costs as plan
+    from xcf.companion import costs
     from xcf.companion.profiles import profile_knobs
 
     cells = _cells(path)
@@ -92,9 +92,9 @@ def test_a_training_notebook_opens_with_its_gpu_time_and_prints_its_plan(path):
     assert note and note[0] <= 2, f"{path.name}: no GPU-time admonition near the top"
     text = _source(cells[note[0]])
     assert "estimate" in text
-    planned = plan.plan_runs(plan.notebook_runs(
+    planned = costs.plan_runs(costs.notebook_runs(
         path.stem, profile_knobs(path.stem, "gpu", ROOT / "notebooks" / "params")))
-    hours = plan.duration(plan.gpu_hours(sum(r.flops for r in planned), "T4") * 3600)
+    hours = costs.duration(costs.gpu_hours(sum(r.flops for r in planned), "T4") * 3600)
     row = next(line for line in text.splitlines() if line.startswith("| `gpu`"))
     assert f"| {len(planned)} |" in row and f"| {hours} |" in row, (row, hours)
     setup = next(i for i, c in enumerate(cells) if "notebook_parameters(" in _source(c)

@@ -229,12 +229,12 @@ def test_10_figures_finds_this_profile(tmp_path, runs_root):
 def test_11_claims_regenerates_its_verdicts_from_the_committed_results(tmp_path, runs_root):
     """The Claims page trains nothing; what it records must be what xcf.companion.claim_verdicts decides
     from the committed cpu artifacts, read here independently of the notebook."""
-    from xcf.companion import claim_verdicts, claim_runs as study_plan
+    from xcf.companion import claim_verdicts, claim_runs
     from xcf.companion.profiles import profile_knobs
 
     m = notebook_metrics("11_claims", tmp_path, runs_root)
     S = profile_knobs("11_claims", "cpu", NOTEBOOKS / "params")
-    found = study_plan.find_studies(NOTEBOOKS / "results" / "cpu", S)
+    found = claim_runs.find_studies(NOTEBOOKS / "results" / "cpu", S)
     assert m["results"] == "cpu" and m["n_found"] == len(found)
     assert m["verdicts"] == {r["claim"]: r["verdict"] for r in claim_verdicts.decide(found, S)}
 
@@ -287,15 +287,15 @@ def test_13_measure_your_model(tmp_path, runs_root):
 def test_14_testing_the_hypothesis_decides_by_the_committed_rules(tmp_path, runs_root):
     """The page trains nothing; its verdicts are what xcf.companion.hypotheses decides on the
     committed runs of the cpu profile, read here independently of the notebook."""
-    from xcf.companion import hypotheses, claim_runs as study_plan
+    from xcf.companion import hypotheses, claim_runs
     from xcf.companion.profiles import profile_knobs
 
     m = notebook_metrics("14_testing_the_hypothesis", tmp_path, runs_root)
     S = profile_knobs("11_claims", "cpu", NOTEBOOKS / "params")
-    h1_in, h2_in = study_plan.hypothesis_inputs(
-        study_plan.find_studies(NOTEBOOKS / "results" / "cpu", S), S)
+    h1_in, h2_in = claim_runs.hypothesis_inputs(
+        claim_runs.find_studies(NOTEBOOKS / "results" / "cpu", S), S)
     assert m["results"] == "cpu" and m["seeds"] == {"h1": len(h1_in), "h2": len(h2_in)}
-    named = {h: len(study_plan.seeds_of(S, h)) if S.get(h) else 0 for h in ("h1", "h2")}
+    named = {h: len(claim_runs.seeds_of(S, h)) if S.get(h) else 0 for h in ("h1", "h2")}
     expected = {}
     for outcomes, n, h in ((hypotheses.h1(h1_in), len(h1_in), "h1"),
                            (hypotheses.h2(h2_in), len(h2_in), "h2")):

@@ -47,7 +47,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 from scipy import stats
 
-from xcf.companion import diagnostics, evidence, paired, paper, readings as studies
+from xcf.companion import diagnostics, evidence, paired, paper, readings
 from xcf.companion.claim_statements import PAPER, STATEMENT
 
 __all__ = ["VERDICTS", "C3_MIN_EPS", "C3_ALPHA", "C4_CHANCE_MULTIPLE", "C5_FLAT", "Verdict",
@@ -358,14 +358,14 @@ def fast_at_outcome(run) -> dict:
     and, where it collapsed (:func:`xcf.companion.diagnostics.collapse_epoch`) after learning,
     CAS at the collapse and whether it is below CAS at the best beyond both bootstrap
     intervals (``cas_falls``; ``None`` where the premise failed)."""
-    best = studies.checkpoint(run, "best")
+    best = readings.checkpoint(run, "best")
     k = best.C.shape[0]
     rows = run.metrics()
     later = [r for r in rows if r["epoch"] > best.epoch]
     low = min(later, key=lambda r: r["test_robust_acc"]) if later else None
     learned = best.robust_acc >= C4_CHANCE_MULTIPLE / k
     co = diagnostics.collapse_epoch(run) if learned else None
-    at = studies.row_at(rows, co) if co is not None else None
+    at = readings.row_at(rows, co) if co is not None else None
     return {"best_epoch": best.epoch, "best_ra": best.robust_acc, "best_cas": best.cas,
             "classes": k, "learned": learned,
             "low_epoch": None if low is None else int(low["epoch"]),
@@ -374,7 +374,7 @@ def fast_at_outcome(run) -> dict:
             "collapse_ra": None if at is None else float(at["test_robust_acc"]),
             "collapse_cas": None if at is None else float(at["cas"]),
             "cas_falls": None if at is None else  # beyond both bootstrap intervals
-            evidence.beyond_intervals(studies.row_at(rows, best.epoch), at)}
+            evidence.beyond_intervals(readings.row_at(rows, best.epoch), at)}
 
 
 def c4(fast_runs: Sequence[tuple[str, Any]]) -> Verdict:

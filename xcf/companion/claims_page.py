@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from xcf.companion import claims, diagnostics, readings as studies
+from xcf.companion import claims, diagnostics, readings
 from xcf.companion.claim_runs import studies_of
 from xcf.train.precision import precision_label
 
@@ -49,7 +49,7 @@ class Table(list):
 
     def markdown(self) -> str:
         """The table in Markdown (:func:`xcf.companion.readings.markdown_table`)."""
-        return studies.markdown_table(self, self.columns)
+        return readings.markdown_table(self, self.columns)
 
 
 # =========================================================================== the verdicts
@@ -79,7 +79,7 @@ def headline(rows: Sequence[Mapping[str, str]]) -> list[dict]:
 def headline_html(rows: Sequence[Mapping[str, str]], caption: str = "") -> str:
     """:func:`headline` as the HTML the first page pastes (myst-nb pastes a glued output's
     HTML across pages, not its Markdown), under ``caption`` without its Markdown marks."""
-    return studies.html_table(headline(rows), HEADLINE_COLUMNS, re.sub(r"[*`]", "", caption))
+    return readings.html_table(headline(rows), HEADLINE_COLUMNS, re.sub(r"[*`]", "", caption))
 
 
 def fast_at_table(fast_runs: Sequence[tuple[str, Any]]) -> Table:
@@ -181,8 +181,8 @@ def interval_lines(runs: Mapping[str, Any], profile: str) -> list[str]:
     epochs with their bootstrap 95% intervals (``cas_ci95``), and whether they overlap."""
     lines = []
     for name, run in runs.items():
-        g = studies.best_last_gap(run)
-        b, last = (studies.row_at(run.metrics(), g[k])["cas_ci95"]
+        g = readings.best_last_gap(run)
+        b, last = (readings.row_at(run.metrics(), g[k])["cas_ci95"]
                    for k in ("best_epoch", "last_epoch"))
         lines.append(f"{name} [{profile}]: CAS at the test-selected best {g['cas_best']:.2f}"
                      f" [{b[0]:.2f}, {b[1]:.2f}] vs last {g['cas_last']:.2f}"

@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from xcf.companion import readings as studies
+from xcf.companion import readings
 
 __all__ = ["OVERFIT_DROP", "OVERFIT_WINDOW", "COLLAPSE_FRACTION", "DECAY_DROP", "overfitting",
            "decay_drop", "collapse_epoch", "label_free_selection", "planted_concentration",
@@ -113,16 +113,16 @@ def planted_concentration(run, sharing: np.ndarray) -> dict:
     """Beyond the paper: on planted data, the change of C from the best to the last epoch
     on the planted sharing pairs and on all other pairs, and the share of the CAS drop
     (positive parts, Eq. 7) that the sharing pairs carry."""
-    best, last = studies.checkpoint(run, "best"), studies.checkpoint(run, "last")
+    best, last = readings.checkpoint(run, "best"), readings.checkpoint(run, "last")
     share = np.asarray(sharing, dtype=bool)
     other = ~share & ~np.eye(len(share), dtype=bool)
     pos_drop = np.clip(best.C, 0, None) - np.clip(last.C, 0, None)
     total = float(pos_drop[share | other].sum())
     return {"best_epoch": best.epoch, "last_epoch": last.epoch, "cas_best": best.cas,
-            "cas_last": last.cas, "C_share_best": studies.pair_mean(best.C, share),
-            "C_share_last": studies.pair_mean(last.C, share),
-            "C_other_best": studies.pair_mean(best.C, other),
-            "C_other_last": studies.pair_mean(last.C, other),
+            "cas_last": last.cas, "C_share_best": readings.pair_mean(best.C, share),
+            "C_share_last": readings.pair_mean(last.C, share),
+            "C_other_best": readings.pair_mean(best.C, other),
+            "C_other_last": readings.pair_mean(last.C, other),
             "drop_share_of_cas_drop": float(pos_drop[share].sum()) / total if total else float("nan"),
             "share_fraction_of_pairs": float(share.sum() / (share | other).sum())}
 

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Optional, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xcf.companion import page_runs, paper, readings as studies
+from xcf.companion import page_runs, paper, readings
 from xcf import plots
 from xcf.companion.locate import Locator, kd_pair
 
@@ -52,12 +52,12 @@ def _all(runs: Mapping[Any, Any]) -> bool:
     return all(r is not None for r in runs.values())
 
 
-def _panels(cps: Sequence[studies.Checkpoint]) -> list[tuple]:
+def _panels(cps: Sequence[readings.Checkpoint]) -> list[tuple]:
     return [(c.C, c.title()) for c in cps]
 
 
-def _best_last(run) -> list[studies.Checkpoint]:
-    return [studies.checkpoint(run, "best", "best"), studies.checkpoint(run, "last", "last")]
+def _best_last(run) -> list[readings.Checkpoint]:
+    return [readings.checkpoint(run, "best", "best"), readings.checkpoint(run, "last", "last")]
 
 
 def _dataset(run) -> str:
@@ -72,7 +72,7 @@ def fig1_accuracy_curves(locate: Locator, train: Config, curve_eps: Sequence[flo
         return _missing("Fig. 1", locate)
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     first = next(iter(runs.values()))
-    plots.accuracy_curves({f"ε={studies.eps_label(r)}": r.metrics() for r in runs.values()},
+    plots.accuracy_curves({f"ε={readings.eps_label(r)}": r.metrics() for r in runs.values()},
                           ax, title=f"Fig. 1: robust accuracy of PGD-AT on {_dataset(first)}"
                           + _tag(locate.profile))
     fig.tight_layout()
@@ -84,10 +84,10 @@ def fig2_three_stages(locate: Locator, train: Config):
     run = locate(train)
     if run is None:
         return _missing("Fig. 2", locate)
-    cps = [studies.checkpoint(run, studies.underfitted_epoch(run), "under-fitted"),
+    cps = [readings.checkpoint(run, readings.underfitted_epoch(run), "under-fitted"),
            *_best_last(run)]
     return plots.matrix_grid(_panels(cps), suptitle=f"Fig. 2: PGD-AT on {_dataset(run)}, "
-                             f"ε={studies.eps_label(run)}" + _tag(locate.profile))
+                             f"ε={readings.eps_label(run)}" + _tag(locate.profile))
 
 
 def fig3ab_kd(locate: Locator, teacher: Config, kd_lambda: float, kd_temperature: float,
@@ -112,8 +112,8 @@ def fig4_differences(locate: Locator, train: Config, eps_list: Sequence[float]):
         return _missing("Fig. 4", locate)
     panels = []
     for run in runs.values():
-        b, last = studies.checkpoint(run, "best"), studies.checkpoint(run, "last")
-        panels.append((b.C - last.C, f"ε={studies.eps_label(run)}: CAS {b.cas:.2f} → "
+        b, last = readings.checkpoint(run, "best"), readings.checkpoint(run, "last")
+        panels.append((b.C - last.C, f"ε={readings.eps_label(run)}: CAS {b.cas:.2f} → "
                        f"{last.cas:.2f}\n(epochs {b.epoch} → {last.epoch})"))
     return plots.matrix_grid(panels, vmin=0.0, vmax=0.5, ncols=2 if len(panels) == 4 else 3,
                              suptitle="Fig. 4: C_best − C_last" + _tag(locate.profile))
@@ -126,9 +126,9 @@ def table1(locate: Locator, train: Config, table_eps: Sequence[float],
     runs = {e: locate(train, **page_runs.at_eps(e)) for e in table_eps}
     if not _all(runs):
         return _missing("Table 1", locate)
-    rows = studies.table1_rows({studies.eps_label(r): r for r in runs.values()}, early_epoch)
+    rows = readings.table1_rows({readings.eps_label(r): r for r in runs.values()}, early_epoch)
     print(f"Table 1 [{locate.profile} profile], CAS / RA")
-    print(studies.format_table1(rows, paper.TABLE1))
+    print(readings.format_table1(rows, paper.TABLE1))
     # Table 1's ε (8, 12, 16/255) lie from CIFAR-10's largest RA gap up; say which of ours do
     peak = max(range(len(rows)), key=lambda i: rows[i]["ra_gap"])
     above = [r["eps"] for r in rows[peak:]]
@@ -161,7 +161,7 @@ def fig6_norm_and_vit(locate: Locator, train: Config, l2_eps: float, vit: Config
     if l2 is None or tr is None:
         return _missing("Fig. 6", locate)
     cps = []
-    for run, name in ((l2, f"ℓ2 ε={studies.eps_label(l2)}"), (tr, str(tr.config["model"]))):
+    for run, name in ((l2, f"ℓ2 ε={readings.eps_label(l2)}"), (tr, str(tr.config["model"]))):
         for c in _best_last(run):
             c.label = f"{name} {c.label}"
             cps.append(c)
@@ -174,7 +174,7 @@ def _early_epoch(run, epochs: int) -> int:
     """The paper's epoch 10 of 200, scaled to ``epochs``, moved to the nearest saved
     matrix at or before the best epoch (runs keep every 10th after 50 epochs)."""
     wanted = max(1, round(epochs * paper.TABLE1_EARLY_EPOCH / paper.EPOCHS))
-    saved = [e for e in studies.saved_matrix_epochs(run) if e <= run.best_epoch]
+    saved = [e for e in readings.saved_matrix_epochs(run) if e <= run.best_epoch]
     saved = saved or [run.best_epoch]
     return min(saved, key=lambda e: abs(e - min(wanted, run.best_epoch)))
 
@@ -187,8 +187,8 @@ def fig7_fast_at(locate: Locator, train: Config, fast_eps: float, fast_alpha: fl
     run = locate(train, **page_runs.fast_at(knobs))
     if run is None:
         return _missing("Fig. 7", locate)
-    cps = [studies.checkpoint(run, _early_epoch(run, epochs), "early"), *_best_last(run)]
-    return plots.matrix_grid(_panels(cps), suptitle=f"Fig. 7: fast AT, ε={studies.eps_label(run)}"
+    cps = [readings.checkpoint(run, _early_epoch(run, epochs), "early"), *_best_last(run)]
+    return plots.matrix_grid(_panels(cps), suptitle=f"Fig. 7: fast AT, ε={readings.eps_label(run)}"
                              f", step {fast_alpha:g}" + _tag(locate.profile))
 
 
@@ -223,9 +223,9 @@ def fig9_standard(locate: Locator, train: Config, n: int):
     run = locate(train, **page_runs.standard())
     if run is None:
         return _missing("Fig. 9", locate)
-    epochs = studies.even_epochs(studies.saved_matrix_epochs(run, clean=True),
+    epochs = readings.even_epochs(readings.saved_matrix_epochs(run, clean=True),
                                  run.metrics()[-1]["epoch"], n)
-    cps = [studies.checkpoint(run, e, f"epoch {e}", clean=True) for e in epochs]
+    cps = [readings.checkpoint(run, e, f"epoch {e}", clean=True) for e in epochs]
     panels = [(c.C, f"epoch {c.epoch}: clean acc {c.clean_acc:.1%}\nCAS (clean) {c.cas:.2f}")
               for c in cps]
     return plots.matrix_grid(panels, vmin=0.0, vmax=0.5, ncols=2 if len(panels) == 4 else 3,
@@ -238,8 +238,8 @@ def fig10_epochs(locate: Locator, train: Config, n: int):
     run = locate(train)
     if run is None:
         return _missing("Fig. 10", locate)
-    epochs = studies.even_epochs(studies.saved_matrix_epochs(run), run.metrics()[-1]["epoch"], n)
-    cps = [studies.checkpoint(run, e, "PGD-AT") for e in epochs]
+    epochs = readings.even_epochs(readings.saved_matrix_epochs(run), run.metrics()[-1]["epoch"], n)
+    cps = [readings.checkpoint(run, e, "PGD-AT") for e in epochs]
     return plots.matrix_grid(_panels(cps), suptitle=f"Fig. 10: C during PGD-AT on "
                              f"{_dataset(run)}" + _tag(locate.profile))
 
@@ -318,7 +318,7 @@ def cas_curve(locate: Locator, train: Config, **overrides: Any):
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     plots.cas_and_accuracy(run.metrics(), ax, best_epoch=run.best_epoch,
                            title=f"CAS and test RA, {cfg['objective']} on {cfg['dataset']}, "
-                           f"ε={studies.eps_label(run)}" + _tag(locate.profile))
+                           f"ε={readings.eps_label(run)}" + _tag(locate.profile))
     fig.tight_layout()
     return fig
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from scipy import stats
 
-from xcf.companion import diagnostics, evidence, page_runs, paper, readings as studies
+from xcf.companion import diagnostics, evidence, page_runs, paper, readings
 from xcf.companion.locate import Locator, kd_pair
 
 __all__ = ["dynamics", "soft_labels", "perturbation_bound", "across", "fast_at", "standard"]
@@ -40,7 +40,7 @@ def dynamics(locate: Locator, train: Config) -> list[str]:
     if run is None:
         return []
     r = evidence.reading(run, "test")
-    under = studies.checkpoint(run, studies.underfitted_epoch(run))
+    under = readings.checkpoint(run, readings.underfitted_epoch(run))
     best, last = r.best, r.last
     falls = best["cas"] > last["cas"]
     order = ("rises to the best checkpoint and falls after it, as in the paper's Fig. 2"
