@@ -36,7 +36,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from xcf.companion.hypotheses import record_erasure  # noqa: E402
-from xcf.companion.claim_runs import located_studies  # noqa: E402
+from xcf.companion.claim_runs import located_studies, studies_of  # noqa: E402
 from xcf.companion.locate import TrainOrReuse  # noqa: E402
 from xcf.companion.profiles import PROFILES, profile_knobs  # noqa: E402
 from xcf.companion.claim_runs import claims_profiles  # noqa: E402
@@ -101,6 +101,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--profile", default="cpu", choices=PROFILES,
                    help="profile whose 11_claims section to run (cpu, or full on a GPU)")
     p.add_argument("--only", default=None, help="regular expression on study names")
+    p.add_argument("--list", action="store_true",
+                   help="print the study names (those --only keeps) and train nothing")
     p.add_argument("--export-to", default=None,
                    help="where finished runs are copied (default notebooks/results/<profile>); "
                         "a folder outside the checkout keeps a worktree that trains clean, so "
@@ -115,9 +117,29 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(f"warning: no CUDA GPU here; the {args.profile} study trains 200-epoch runs, "
               "which take days even on a GPU (book page \"Reproduce on a GPU\")", flush=True)
     os.environ.setdefault("XCF_RUNS_DIR", str(default_runs_dir(args.profile)))
-    only = re.compile(args.only).search if args.only else None
+    only = _matcher(args.only, [s.name for s in studies_of(P)], args.profile)
+    if args.list:
+        print("\n".join(s.name for s in studies_of(P) if only is None or only(s.name)))
+        return
     export = args.export_to or REPOSITORY / "notebooks" / "results" / args.profile
     run_studies(P, export_to=export, only=only, profile=args.profile)
+
+
+def _matcher(pattern: Optional[str], names: list[str], profile: str
+             ) -> Optional[Callable[[str], bool]]:
+    """``--only``'s test on a study name; an invalid pattern, or one that keeps no study,
+    stops here, before anything trains (a typo would otherwise run nothing and say nothing)."""
+    if pattern is None:
+        return None
+    try:
+        search = re.compile(pattern).search
+    except re.error as e:
+        sys.exit(f"--only {pattern!r} is not a regular expression ({e}); "
+                 "e.g. --only '^C1 seed [0-4]$'")
+    if not any(search(n) for n in names):
+        sys.exit(f"--only {pattern!r} matches none of the {len(names)} studies of the "
+                 f"{profile} profile (e.g. {names[0]!r}); --list prints them all")
+    return search
 
 
 def _has_cuda() -> bool:

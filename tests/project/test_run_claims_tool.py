@@ -59,3 +59,19 @@ def test_an_h1_run_is_exported_with_its_erasure_record_and_without_its_checkpoin
     assert json.loads((out / ERASURE_FILE).read_text()) == read_erasure(run)
     assert sorted(p.name for p in (run.path / "checkpoints").iterdir()) == [
         "best.pt", "epoch_0001.pt", "epoch_0002.pt", "last.pt"]
+
+
+@pytest.mark.parametrize("pattern,said", [
+    ("zzz", "matches none of the"),
+    ("C1 seed [0-", "is not a regular expression"),
+])
+def test_only_that_keeps_no_study_stops_before_training(pattern, said, capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_claims.main(["--only", pattern])
+    assert said in str(stop.value) and repr(pattern) in str(stop.value)
+
+
+def test_list_prints_the_kept_names_and_trains_nothing(capsys, monkeypatch):
+    monkeypatch.setattr(run_claims, "run_studies", lambda *a, **k: pytest.fail("trained"))
+    run_claims.main(["--list", "--only", "^C1 seed [01]$"])
+    assert capsys.readouterr().out.split("\n")[:2] == ["C1 seed 0", "C1 seed 1"]
