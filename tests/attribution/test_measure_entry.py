@@ -113,3 +113,17 @@ def test_load_weights_names_the_mismatch(tmp_path):
     same = torchvision.models.resnet18(num_classes=10)
     digest = load_weights(same, tmp_path / "w.pt")
     assert len(digest) == 64
+
+
+def test_measure_model_never_replaces_an_earlier_measurement_by_accident(resnet_data, tmp_path):
+    model, x, y = resnet_data
+    out = tmp_path / "out"
+    measure_model(model, x, y, out, eps=0.03, steps=1, seed=0)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ArgumentError, match="already holds a measurement.*overwrite=True"):
+        measure_model(model, x, y, out, eps=0.05, steps=1, seed=1)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    again = measure_model(model, x, y, out, eps=0.05, steps=1, seed=1, overwrite=True)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["attack"]["eps"] == 0.05 and summary["results"]["cas"] == pytest.approx(
+        again.adversarial.cas)

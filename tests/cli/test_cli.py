@@ -189,6 +189,21 @@ def test_measure_model_runs_a_torchvision_resnet18_and_writes_its_files(tmp_path
     assert summary["results"]["robust_accuracy"] == lib.accuracy
 
 
+def test_the_same_command_measures_the_same_untrained_model(tmp_path, capsys):
+    """--seed also seeds the factory's random init, so a model built without --weights
+    is the same on every call; a second call into the same --out is refused unless
+    --overwrite, and the refusal leaves the first files as they were."""
+    assert measure_model(tmp_path) == 0
+    first = (tmp_path / "out" / "C.npy").read_bytes()
+    assert measure_model(tmp_path) == 2
+    assert "already holds a measurement" in capsys.readouterr().err
+    assert (tmp_path / "out" / "C.npy").read_bytes() == first
+    assert measure_model(tmp_path, "--overwrite") == 0
+    assert (tmp_path / "out" / "C.npy").read_bytes() == first
+    assert measure_model(tmp_path, "--overwrite", "--seed", "1") == 0
+    assert (tmp_path / "out" / "C.npy").read_bytes() != first
+
+
 def test_measure_model_repeats_grey_images_for_a_three_channel_model(tmp_path, capsys):
     assert measure_model(tmp_path, "--data-arg", "channels=1") == 0
     out = capsys.readouterr().out

@@ -47,12 +47,16 @@ def add_parser(sub) -> None:
     a.add_argument("--std", type=floats, default=None, help="e.g. 0.229,0.224,0.225")
     a.add_argument("--image-size", type=count(1), default=None,
                    help="resize test images to N x N (bilinear) for the model")
-    a.add_argument("--seed", type=count(0), default=0, help="test subset and PGD random start")
+    a.add_argument("--seed", type=count(0), default=0,
+                   help="test subset, PGD random start, and the initial weights of a model "
+                        "built without --weights")
     a.add_argument("--out", type=Path, default=None,
                    help="folder for C.npy, C_instance.npy, C.png, summary.json "
                         "(default ./measure-FACTORY-DATASET)")
     a.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N, mps")
     a.add_argument("--no-progress", action="store_true")
+    a.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier measurement in --out (refused without it)")
 
 
 
@@ -73,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.out, "--out", folder=True)
     factory_args = parse_set(args.factory_args, "--arg")
     data_args = parse_set(args.data_args, "--data-arg")
+    torch.manual_seed(args.seed)  # a factory's random init: the same command, the same model
     model = _build_from_spec(args.spec, factory_args)
     digest = load_weights(model, args.weights, args.spec) if args.weights else None
     ds = _load_test_set(args, data_args)
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         model, x, y, out, eps=args.eps, norm=args.norm, steps=args.steps, alpha=args.alpha,
         mean=args.mean, std=args.std, head=args.head, seed=args.seed,
         batch_size=args.batch_size, device=device, name=args.spec,
-        progress=not args.no_progress,
+        progress=not args.no_progress, overwrite=args.overwrite,
         describe={"model": {"spec": args.spec, "args": factory_args},
                   "weights": None if digest is None else {"path": str(args.weights),
                                                           "sha256": digest},

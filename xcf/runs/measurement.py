@@ -83,7 +83,7 @@ def measure_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                   head: str | None = None, seed: int = 0, batch_size: int = 200,
                   device: str | torch.device = "cpu", name: str | None = None,
                   describe: Optional[Mapping[str, Any]] = None,
-                  progress: bool = False) -> ModelReport:
+                  progress: bool = False, overwrite: bool = False) -> ModelReport:
     """Algorithm 1 of Wei, Guo & Wang (ICML 2025) on any classifier ending in a Linear,
     with its files written under ``out`` (none when ``out`` is None).
 
@@ -96,8 +96,11 @@ def measure_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         seed: the attack's random start.
         name: the model's name in the summary and the figure; ``describe``: more of the
             summary (e.g. the factory's arguments, the weights' digest, the data's).
+        overwrite: replace the files of an earlier measurement in ``out``; without it an
+            ``out`` that already holds a ``summary.json`` is refused (a result is never
+            replaced by accident).
     Raises before any attack pass: :class:`xcf.inputs.ArgumentError` for a bad argument,
-    an ``out`` that is a file, a model that fails on the images (naming their shape), or
+    an ``out`` that is a file or holds an earlier measurement, a model that fails on the images (naming their shape), or
     one whose output has no gradient with respect to its input (PGD could not attack it).
     """
     if (mean is None) != (std is None):
@@ -106,6 +109,10 @@ def measure_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     out = Path(out) if out is not None else None
     if out is not None and out.exists() and not out.is_dir():
         raise ArgumentError(f"out={str(out)!r} is a file; name a folder (it is created)")
+    if out is not None and (out / "summary.json").exists() and not overwrite:
+        raise ArgumentError(
+            f"out={str(out)!r} already holds a measurement (summary.json); name another "
+            "folder, or pass overwrite=True (xcf measure-model --overwrite) to replace it")
     attack = PGD(eps=eps, steps=steps, norm=norm, alpha=alpha)
     device = torch.device(device)
     name = name or type(model).__name__
