@@ -73,6 +73,12 @@ def page() -> str:
 
 
 def main(argv: list[str]) -> int:
+    unknown = [a for a in argv if a != "--check"]
+    if unknown:
+        print(f"tools/api_page.py: unknown argument(s) {unknown}; usage: python "
+              "tools/api_page.py [--check]  (writes book/api.md, or checks it is current)",
+              file=sys.stderr)
+        return 2
     text = page()
     if "--check" in argv:
         if PAGE.read_text() != text:

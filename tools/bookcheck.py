@@ -242,9 +242,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.screenshot:
         page, out = args.screenshot
-        w, h = (int(v) for v in args.window_size.split(","))
-        print(f"[bookcheck] screenshot of {page} -> {screenshot(page, out, size=(w, h))}")
+        if not page.is_file():
+            ap.error(f"--screenshot: page {page} does not exist; build the book first "
+                     "(make book) and name a page under _build/html")
+        try:
+            w, h = (int(v) for v in args.window_size.split(","))
+        except ValueError:
+            ap.error(f"--window-size {args.window_size!r}: give W,H in pixels, e.g. 1280,4000")
+        try:
+            print(f"[bookcheck] screenshot of {page} -> {screenshot(page, out, size=(w, h))}")
+        except RuntimeError as e:  # Chromium missing or failing: its own words, no traceback
+            ap.exit(1, f"tools/bookcheck.py: error: {e}\n")
         return 0
+    if not args.html_dir.is_dir() or not any(args.html_dir.rglob("*.html")):
+        ap.error(f"no pages in {args.html_dir}; build the book first (make book)")
     reports = check_book(args.html_dir)
     bad = [r for r in reports if r.problems]
     for r in reports:

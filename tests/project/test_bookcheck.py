@@ -191,3 +191,18 @@ def test_the_built_pages_show_no_parameters_cell(page):
     html = page.read_text(encoding="utf-8")
     for cls in bookcheck.PARAMETER_CELL_CLASSES:
         assert cls not in html, f"{page.name} shows a cell tagged {cls[len('tag_'):]}"
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["{tmp}/empty"], "no pages in"),
+    (["--screenshot", "{tmp}/none.html", "{tmp}/x.png"], "does not exist; build the book first"),
+    (["--screenshot", "{tmp}/page.html", "{tmp}/x.png", "--window-size", "12x40"],
+     "give W,H in pixels"),
+])
+def test_bad_input_is_one_line_of_error_and_no_traceback(tmp_path, capsys, argv, said):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "page.html").write_text("<html></html>")
+    with pytest.raises(SystemExit) as stop:
+        bookcheck.main([a.format(tmp=tmp_path) for a in argv])
+    assert stop.value.code == 2 and said in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
