@@ -254,9 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as e:  # Chromium missing or failing: its own words, no traceback
             ap.exit(1, f"tools/bookcheck.py: error: {e}\n")
         return 0
-    if not args.html_dir.is_dir() or not any(args.html_dir.rglob("*.html")):
-        ap.error(f"no pages in {args.html_dir}; build the book first (make book)")
-    reports = check_book(args.html_dir)
+    try:
+        reports = check_book(args.html_dir)
+    except RuntimeError as e:  # no built book, or no Chromium: one line, no traceback
+        ap.error(str(e))
     bad = [r for r in reports if r.problems]
     for r in reports:
         status = "ok" if not r.problems else "FAIL: " + "; ".join(r.problems)
