@@ -4,6 +4,9 @@ bf16 training where bf16 is emulated, and provenance that records which case a r
 The no-bf16 path is forced with ``XCF_NATIVE_BF16=0``, so these tests take the path of
 an AVX2-only CPU on any machine."""
 import json
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -40,7 +43,8 @@ def test_detection_agrees_with_the_kernels_cpu_flags(monkeypatch):
     monkeypatch.delenv("XCF_NATIVE_BF16", raising=False)
     flags = cpuinfo_flags()
     f = machine.cpu_features()
-    assert set(f) == {"native_bf16", "avx2", "avx512", "avx512_bf16", "amx"}
+    assert set(f) == {"native_bf16", "avx2", "avx512", "avx512_bf16", "amx", "kernels",
+                      "isa_caps"}
     if "avx512f" not in flags:
         assert machine.native_bf16("cpu") is False and f["native_bf16"] is False
     if f["avx2"] is not None:
@@ -67,6 +71,21 @@ def test_only_bf16_on_an_emulating_cpu_warns(no_native_bf16):
         assert precision.warn_if_emulated("fp16", "cpu") is False
     with pytest.warns(precision.EmulatedBF16Warning, match=r"--set amp=none"):
         assert precision.warn_if_emulated("bf16", "cpu") is True
+
+
+def test_the_kernels_instruction_set_and_its_caps_are_recorded_as_set():
+    """A run trained with the kernels capped (to reproduce an AVX2 machine's fp32 runs
+    bitwise) says so: in a fresh process with ``ATEN_CPU_CAPABILITY=default`` (valid on
+    every CPU) torch's kernels are the scalar ones, and the record names the cap."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
+    env.pop("ONEDNN_MAX_CPU_ISA", None)
+    code = "import json; from xcf.runs import machine; print(json.dumps(machine.cpu_features()))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    f = json.loads(out.strip().splitlines()[-1])
+    assert f["kernels"] == "DEFAULT"
+    assert f["isa_caps"]["ATEN_CPU_CAPABILITY"] == "default"
+    assert "ONEDNN_MAX_CPU_ISA" not in f["isa_caps"]
 
 
 def test_a_smoke_training_at_the_profiles_precision_runs_without_a_word(tmp_path, no_native_bf16):

@@ -19,15 +19,23 @@ from typing import Optional
 
 import torch
 
-__all__ = ["cpu_features", "native_bf16"]
+__all__ = ["cpu_features", "native_bf16", "ISA_CAPS"]
 
 _FORCE = "XCF_NATIVE_BF16"  # "0" / "1": override the detection (tests, or a user who knows)
+
+# The variables that cap the instruction set of torch's own kernels, oneDNN's and MKL's.
+# fp32 training is bitwise reproducible between two CPUs only where the kernels are the
+# same: an AVX-512 CPU capped at AVX2 (all three set to AVX2) trains exactly as an
+# AVX2-only one (checked on C1's seed 3, issue 28), uncapped it drifts from epoch 1.
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def cpu_features() -> dict:
     """What this CPU offers for bf16, as recorded in run provenance and benchmark headers:
     ``native_bf16`` (:func:`native_bf16` on the CPU), ``avx2``, ``avx512``,
-    ``avx512_bf16`` and ``amx`` (``None`` where this torch cannot tell)."""
+    ``avx512_bf16`` and ``amx`` (``None`` where this torch cannot tell), the instruction
+    set torch's kernels use (``kernels``: ``"AVX2"``, ``"AVX512"``, ...) and the caps set
+    on it (``isa_caps``: those of :data:`ISA_CAPS` in the environment)."""
     def ask(name: str) -> Optional[bool]:
         fn = getattr(torch.cpu, name, None)
         try:
@@ -37,7 +45,16 @@ def cpu_features() -> dict:
 
     return {"native_bf16": native_bf16("cpu"), "avx2": ask("_is_avx2_supported"),
             "avx512": ask("_is_avx512_supported"),
-            "avx512_bf16": ask("_is_avx512_bf16_supported"), "amx": ask("_is_amx_tile_supported")}
+            "avx512_bf16": ask("_is_avx512_bf16_supported"), "amx": ask("_is_amx_tile_supported"),
+            "kernels": _kernel_isa(),
+            "isa_caps": {v: os.environ[v] for v in ISA_CAPS if v in os.environ}}
+
+
+def _kernel_isa() -> Optional[str]:
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def native_bf16(device: torch.device | str = "cpu") -> bool:
