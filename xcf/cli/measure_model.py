@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
     a.add_argument("--weights", type=Path, default=None,
                    help="a state_dict saved with torch.save (read with weights_only=True)")
     a.add_argument("--dataset", required=True, help="an xcf.data name, e.g. fashion-mnist")
-    a.add_argument("--data-root", type=Path, default=None, help="default $XCF_DATA or ./data")
+    a.add_argument("--data-root", type=Path, default=None, help="default $XCF_DATA_DIR or ./data")
     a.add_argument("--data-arg", dest="data_args", action="append", default=[],
                    metavar="KEY=VALUE", help="keyword for the dataset loader, e.g. image_size=16")
     a.add_argument("--eps", type=fraction, required=True, help="attack radius in [0, 1] "

@@ -41,7 +41,7 @@ def load(name: str, *, root: str | Path | None = None, n_train: int | None = Non
 
     ``n_train`` / ``n_test`` take a class-balanced subset (``None``: everything; for
     ``planted``: the number of images generated); ``n_train=0`` loads the test set only,
-    ``n_test`` is at least 1. ``root`` defaults to ``$XCF_DATA`` or ``./data``. ``kwargs``
+    ``n_test`` is at least 1. ``root`` defaults to ``$XCF_DATA_DIR`` or ``./data``. ``kwargs``
     go to the dataset's loader (``planted``: see :func:`xcf.data.planted.planted`;
     ``fashion-mnist``: ``pad_to``, ``image_size``, ``source_dir``; ``tiny-imagenet``:
     ``cache``).

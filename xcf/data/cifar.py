@@ -32,7 +32,7 @@ def load_cifar(key: str, root: Path, n_train, n_test, seed, download) -> Dataset
             f"    python -c \"import torchvision; torchvision.datasets.{cls.__name__}('data', "
             f"download=True)\"\n"
             f"or fetch {cls.url} and unpack it, then copy the folder '{folder}' into {root} "
-            f"(or point $XCF_DATA / root= at its parent).") from err
+            f"(or point $XCF_DATA_DIR / root= at its parent).") from err
     return from_uint8(key, torch.from_numpy(train.data), train.targets,
                        torch.from_numpy(test.data), test.targets, list(train.classes),
                        n_train, n_test, seed)

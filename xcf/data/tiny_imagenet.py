@@ -128,4 +128,4 @@ def _tiny_help(root: Path, err: Exception | None) -> str:
     return (f"Tiny-ImageNet is not in {root / 'tiny-imagenet-200'}{why}. On a connected "
             f"machine fetch {TINY_IMAGENET_URL} (md5 {TINY_IMAGENET_MD5}) and unzip it into "
             f"{root} so that {root / 'tiny-imagenet-200' / 'wnids.txt'} exists (or point "
-            f"$XCF_DATA / root= at the folder holding tiny-imagenet-200).")
+            f"$XCF_DATA_DIR / root= at the folder holding tiny-imagenet-200).")
