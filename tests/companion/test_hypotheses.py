@@ -75,7 +75,43 @@ def test_h2_holds_only_when_the_teacher_beats_both_controls_in_every_part(tmp_pa
     assert parts["H2: best CAS above the shuffled teacher's"] == "inconclusive"
     assert parts["H2: best CAS above matched smoothing's"] == "holds"
     assert parts["H2"] == "mixed"
-    assert H.verdict_line(out) == "H2 is mixed: see its parts."
+    line = H.verdict_line(out)  # every RA part holds, one CAS part does not
+    assert line.startswith("H2 is mixed. KD-AT with the real teacher keeps robustness")
+    assert "best CAS above the shuffled teacher's: inconclusive, +0.00" in line
+    assert "written after the runs" in line
+
+
+def test_h2_mixed_with_every_cas_part_holding_says_robustness_is_not_shown(tmp_path):
+    # the shuffled teacher: best CAS 5 (KD 10), CAS gap 2.5-2.7 (KD 0.5-0.3), but its RA
+    # falls 0.5, 1.0, 1.5 points where KD's falls 1.0: RA-gap differences -0.5, 0, +0.5
+    def seed(i):
+        return {"pgd_at": run(tmp_path, f"p{i}"),
+                "kd": run(tmp_path, f"k{i}", cas_last=9.5 + i / 10, fall=0.01),
+                "kd_shuffled": run(tmp_path, f"s{i}", cas_best=5.0, cas_last=2.5 - i / 10,
+                                   fall=0.005 * (i + 1)),
+                "label_smoothing": run(tmp_path, f"l{i}", cas_best=9.0, cas_last=7.8,
+                                       fall=0.05)}
+    out = H.h2([seed(i) for i in range(3)])
+    parts = {o.name[4:]: o.verdict for o in out if o.name != "H2"}
+    assert parts.pop("RA gap below the shuffled teacher's") == "inconclusive"
+    assert set(parts.values()) == {"holds"}
+    line = H.verdict_line(out)
+    assert line.startswith("H2 is mixed. The teacher's cross-class structure is what keeps CAS")
+    assert "RA gap below the shuffled teacher's: inconclusive, +0.00 pts" in line
+    assert "CAS gap below" not in line  # only the parts that do not hold are named
+
+
+def test_robust_accuracy_itself_is_compared_at_the_best_and_the_last_epoch(tmp_path):
+    # RA peaks at 0.5 at epoch 10 in every arm; by epoch 40 KD falls 1 point, the
+    # controls 5: at the best epoch 0 points apart, at the last +4 in every seed
+    seeds = [arms(tmp_path, i, 9.5, 7.5, 7.8) for i in range(3)]
+    rows = {r["KD-AT minus"]: r for r in H.h2_robustness(seeds)}
+    assert set(rows) == {"kd_shuffled", "label_smoothing"}
+    assert rows["kd_shuffled"]["RA at best"].startswith("+0.0 pts")
+    assert rows["label_smoothing"]["RA at last"] == "+4.0 pts [+4.0 pts, +4.0 pts] (3/3 > 0)"
+    (tmp_path / "calm").mkdir()
+    calm = [arms(tmp_path / "calm", i, 9.5, 7.5, 7.8, pgd_last=10.5) for i in range(3)]
+    assert H.h2_robustness(calm)[0]["RA at last"] == "no seed tested"  # premise unmet
 
 
 def test_h2_says_plainly_when_the_shuffled_teacher_does_as_well(tmp_path):
