@@ -12,9 +12,11 @@ trains the others there; it needs CIFAR-10, CIFAR-100 and Tiny-ImageNet under ``
 ``notebooks/results/full/``, is what the Claims and figures pages read for ``full``.
 
 To record clean provenance, train from a clean worktree of the commit and export outside
-it (``git worktree add ../study HEAD``, then from there ``--export-to /tmp/export`` and
-copy the folders into ``notebooks/results/<profile>/``): an export into the worktree
-itself would make every later run of the same call record ``git.dirty: true``.
+it (``git worktree add ../study HEAD``, then from there ``--export-to /tmp/export``, and
+from the checkout ``--collect /tmp/export`` to copy the folders into
+``notebooks/results/<profile>/``): an export into the worktree itself would make every
+later run of the same call record ``git.dirty: true``.  A run folder that is replaced by
+a new training of the same key keeps the earlier one in ``provenance.json``.
 
 Runs go to ``$XCF_RUNS_DIR`` (default ``runs/cpu`` for the cpu study, ``runs/`` for the
 others) and resume if killed; each finished run is copied without checkpoints to
@@ -24,6 +26,7 @@ This is the one place that knows the checkout's layout; :mod:`xcf.companion.clai
 runs and :mod:`xcf.companion.claims` decides.
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -40,6 +43,8 @@ from xcf.companion.claim_runs import located_studies, studies_of  # noqa: E402
 from xcf.companion.locate import TrainOrReuse  # noqa: E402
 from xcf.companion.profiles import PROFILES, profile_knobs  # noqa: E402
 from xcf.companion.claim_runs import claims_profiles  # noqa: E402
+from xcf.atomic import write_json  # noqa: E402
+from xcf.runs.folder import Run  # noqa: E402
 
 
 def run_studies(P: Mapping[str, Any], export_to: str | Path | None = None,
@@ -78,9 +83,44 @@ def export_run(run, dest: str | Path, root: str | Path | None = None) -> Path:
         if (tmp / name).exists():
             text = (tmp / name).read_text()
             (tmp / name).write_text(repository_relative(text, root or REPOSITORY))
+    if (tmp / "provenance.json").is_file():
+        earlier = earlier_trainings(target, tmp)
+        if earlier:
+            prov = json.loads((tmp / "provenance.json").read_text())
+            write_json(tmp / "provenance.json", {**prov, "earlier": earlier})
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target
+
+
+def earlier_trainings(old: Path, new: Path) -> list[dict]:
+    """What the copy ``new`` keeps of the folder ``old`` it replaces, so that a run key
+    trained again (at a later commit, on another machine) does not erase how it was
+    trained before: ``old``'s provenance and final record, under ``earlier``, after the
+    trainings either already keeps there.  The same training copied again (the same
+    provenance ``created``) adds nothing.  Different best weights for the same key are
+    kept too, and said: the results then hold two outcomes of one configuration."""
+    def read(folder: Path, name: str) -> dict:
+        f = folder / name
+        return json.loads(f.read_text()) if f.is_file() else {}
+
+    prov, before = read(new, "provenance.json"), read(old, "provenance.json")
+    kept = list(prov.get("earlier", []))
+    seen = {prov.get("created")} | {k["provenance"].get("created") for k in kept}
+    for e in before.pop("earlier", []):
+        if e["provenance"].get("created") not in seen:
+            kept.append(e)
+            seen.add(e["provenance"].get("created"))
+    if not before or before.get("created") in seen:
+        return kept
+    final = read(old, "final.json")
+    digest, now = final.get("best_weights_sha256"), read(new, "final.json").get(
+        "best_weights_sha256")
+    differs = f"; its best weights differ ({digest[:12]}, now {str(now)[:12]})" if (
+        digest and digest != now) else ""
+    print(f"   {old.name}: replaces the training of {before.get('created')}, kept in "
+          f"provenance.json under 'earlier'{differs}", flush=True)
+    return kept + [{"provenance": before, "final": final}]
 
 
 def repository_relative(text: str, root: str | Path = REPOSITORY) -> str:
@@ -107,7 +147,14 @@ def main(argv: Optional[list[str]] = None) -> None:
                    help="where finished runs are copied (default notebooks/results/<profile>); "
                         "a folder outside the checkout keeps a worktree that trains clean, so "
                         "every run's provenance records git dirty false")
+    p.add_argument("--collect", default=None, metavar="FOLDER",
+                   help="train nothing: copy the finished runs exported to FOLDER into "
+                        "notebooks/results/<profile> (a run folder already there keeps its "
+                        "earlier training in provenance.json, under 'earlier')")
     args = p.parse_args(argv)
+    if args.collect is not None:
+        collect(Path(args.collect), REPOSITORY / "notebooks" / "results" / args.profile)
+        return
     params = REPOSITORY / "notebooks" / "params"
     P = profile_knobs("11_claims", args.profile, params)
     if "train" not in P:
@@ -123,6 +170,23 @@ def main(argv: Optional[list[str]] = None) -> None:
         return
     export = args.export_to or REPOSITORY / "notebooks" / "results" / args.profile
     run_studies(P, export_to=export, only=only, profile=args.profile)
+
+
+def collect(source: Path, dest: Path) -> list[Path]:
+    """Copy every finished run exported to ``source`` into ``dest``, the last step of the
+    clean-worktree recipe above, keeping what each copy replaces
+    (:func:`earlier_trainings`); unfinished folders are named and left where they are."""
+    if not source.is_dir():
+        sys.exit(f"--collect {source}: no such folder; give the --export-to folder of a "
+                 "study's run")
+    copied = []
+    for folder in sorted(f for f in source.iterdir() if f.is_dir() and ".tmp" not in f.name):
+        if not Run(folder).finished:
+            print(f"   {folder.name}: not finished (no final.json), left out", flush=True)
+            continue
+        copied.append(export_run(Run(folder), dest))
+        print(f"   {folder.name} -> {dest}", flush=True)
+    return copied
 
 
 def _matcher(pattern: Optional[str], names: list[str], profile: str

@@ -42,6 +42,58 @@ def test_export_writes_repository_paths_relative_and_leaves_the_source_run_alone
     assert yaml.safe_load((run.path / "config.yaml").read_text())["kd"]["teacher"] == teacher
 
 
+def trained(tmp_path, name, created, digest, commit="a" * 40):
+    """A finished run folder as one training left it: its provenance and best weights."""
+    run = make_run(tmp_path / name, [0.3, 0.5], [1, 2], name="fm-small_cnn-pgd_at-1234")
+    (run.path / "provenance.json").write_text(json.dumps(
+        {"created": created, "git": {"commit": commit, "dirty": False},
+         "sessions": [{"start": created, "status": "finished"}]}))
+    final = json.loads((run.path / "final.json").read_text())
+    (run.path / "final.json").write_text(json.dumps({**final, "best_weights_sha256": digest}))
+    return run
+
+
+def test_a_key_trained_again_keeps_the_earlier_training_in_its_provenance(tmp_path, capsys):
+    results = tmp_path / "results"
+    first = run_claims.export_run(trained(tmp_path, "a", "day 1", "w1"), results)
+    assert "earlier" not in json.loads((first / "provenance.json").read_text())
+    # the same training copied again adds nothing
+    run_claims.export_run(trained(tmp_path, "b", "day 1", "w1"), results)
+    assert "earlier" not in json.loads((first / "provenance.json").read_text())
+    # trained again at a later commit, to the same weights
+    out = run_claims.export_run(trained(tmp_path, "c", "day 2", "w1", "b" * 40), results)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["created"] == "day 2" and prov["git"]["commit"] == "b" * 40
+    assert [e["provenance"]["created"] for e in prov["earlier"]] == ["day 1"]
+    assert prov["earlier"][0]["provenance"]["git"]["commit"] == "a" * 40
+    assert prov["earlier"][0]["final"]["best_weights_sha256"] == "w1"
+    assert "differ" not in capsys.readouterr().out
+    # a third training, to other weights: both earlier ones kept, in order, and said
+    out = run_claims.export_run(trained(tmp_path, "d", "day 3", "w2"), results)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert [e["provenance"]["created"] for e in prov["earlier"]] == ["day 1", "day 2"]
+    assert "best weights differ (w1, now w2)" in capsys.readouterr().out
+    # copying the day-2 training back keeps day 1 and day 3, not day 2 twice
+    out = run_claims.export_run(trained(tmp_path, "e", "day 2", "w1"), results)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert sorted(e["provenance"]["created"] for e in prov["earlier"]) == ["day 1", "day 3"]
+
+
+def test_collect_copies_finished_exports_and_leaves_unfinished_ones(tmp_path, capsys):
+    exported = tmp_path / "export"
+    exported.mkdir()
+    for name, created in (("a", "day 1"), ("b", "day 2")):
+        trained(tmp_path, name, created, "w1").path.rename(exported / f"run-{name}")
+    (exported / "run-b" / "final.json").unlink()
+    copied = run_claims.collect(exported, tmp_path / "results")
+    assert [p.name for p in copied] == ["run-a"]
+    assert (tmp_path / "results" / "run-a" / "metrics.jsonl").is_file()
+    assert not (tmp_path / "results" / "run-b").exists()
+    assert "run-b: not finished" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no such folder"):
+        run_claims.collect(tmp_path / "nowhere", tmp_path / "results")
+
+
 def test_an_h1_run_is_exported_with_its_erasure_record_and_without_its_checkpoints(
         tmp_path, monkeypatch):
     """H1's numbers are measured on the kept checkpoints before the export leaves them
