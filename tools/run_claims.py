@@ -181,10 +181,11 @@ def collect(source: Path, dest: Path) -> list[Path]:
                  "study's run")
     copied = []
     for folder in sorted(f for f in source.iterdir() if f.is_dir() and ".tmp" not in f.name):
-        if not Run(folder).finished:
+        run = Run(folder)
+        if not run.finished:
             print(f"   {folder.name}: not finished (no final.json), left out", flush=True)
             continue
-        copied.append(export_run(Run(folder), dest))
+        copied.append(export_run(run, dest))
         print(f"   {folder.name} -> {dest}", flush=True)
     return copied
 

@@ -181,15 +181,21 @@ def _value(r: evidence.Reading, quantity: str) -> float:
     return {"cas_gap": r.cas_gap, "ra_gap": r.ra_gap, "cas_best": float(r.best["cas"])}[quantity]
 
 
-def h2(seeds: Sequence[Mapping[str, Any]]) -> list[Outcome]:
-    """H2 on one mapping per seed: ``{"pgd_at": run, "kd": run, "kd_shuffled": run,
-    "label_smoothing": run}``; one :class:`Outcome` per part of :data:`H2_PARTS`, then
-    the whole prediction (holds only when every part holds)."""
+def _h2_tested(seeds: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """Each seed's arms read for the rules, kept where H2's premise holds (PGD-AT's CAS
+    gap > 0); a seed missing an arm is refused."""
     missing = [a for s in seeds for a in ("pgd_at", *H2_ARMS) if s.get(a) is None]
     if missing:
         raise ValueError(f"H2 needs every arm in every seed; missing: {sorted(set(missing))}")
     reads = [{arm: evidence.reading(s[arm]) for arm in ("pgd_at", *H2_ARMS)} for s in seeds]
-    tested = [r for r in reads if r["pgd_at"].cas_gap > 0]
+    return [r for r in reads if r["pgd_at"].cas_gap > 0]
+
+
+def h2(seeds: Sequence[Mapping[str, Any]]) -> list[Outcome]:
+    """H2 on one mapping per seed: ``{"pgd_at": run, "kd": run, "kd_shuffled": run,
+    "label_smoothing": run}``; one :class:`Outcome` per part of :data:`H2_PARTS`, then
+    the whole prediction (holds only when every part holds)."""
+    tested = _h2_tested(seeds)
     premise = f"PGD-AT's CAS gap > 0 in {len(tested)}/{len(seeds)} seeds"
     out = []
     for label, control, quantity, sign in H2_PARTS:
@@ -249,8 +255,7 @@ def h2_robustness(seeds: Sequence[Mapping[str, Any]]) -> list[dict]:
     paired intervals over the seeds whose PGD-AT run has a positive CAS gap (H2's
     premise).  For reading H2's RA gaps: a gap closes by a higher last epoch or a lower
     best one."""
-    reads = [{arm: evidence.reading(s[arm]) for arm in ("pgd_at", *H2_ARMS)} for s in seeds]
-    tested = [r for r in reads if r["pgd_at"].cas_gap > 0]
+    tested = _h2_tested(seeds)
     rows = []
     for control in H2_ARMS[1:]:
         row = {"KD-AT minus": control}
